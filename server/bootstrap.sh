@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# redress bootstrap: install what is missing, build, then serve or test.
+#
+#   server/bootstrap.sh serve [redress serve flags...]   build (release) and run the server
+#   server/bootstrap.sh test  [ctest flags...]           build with ASan+UBSan and run ctest
+#
+# Packages come from Debian's archive only. As root they are installed with
+# apt-get; otherwise sudo is tried; otherwise the script names what to install
+# and stops.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+mode=${1:-}
+[ $# -gt 0 ] && shift
+
+build_pkgs="cmake make gcc pkg-config libwebsockets-dev libwebsockets-evlib-uv liblua5.4-dev
+libsqlite3-dev libcjson-dev libuv1-dev libsodium-dev"
+test_pkgs="python3 python3-websockets python3-pytest sqlite3 clang libclang-rt-14-dev"
+
+need_install() {
+    local missing=()
+    for p in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$p")
+        fi
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "bootstrap: installing missing packages: ${missing[*]}" >&2
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then
+            sudo="sudo"
+        else
+            echo "bootstrap: not root and no sudo; as root run:" >&2
+            echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
+            exit 1
+        fi
+    fi
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+jobs=$(nproc 2>/dev/null || echo 2)
+
+case "$mode" in
+serve)
+    # shellcheck disable=SC2086
+    need_install $build_pkgs
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build build -j "$jobs"
+    exec ./build/redress serve "$@"
+    ;;
+test)
+    # shellcheck disable=SC2086
+    need_install $build_pkgs $test_pkgs
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DREDRESS_SANITIZE=ON >/dev/null
+    cmake --build build-asan -j "$jobs"
+    cd build-asan
+    exec ctest --output-on-failure -j "$jobs" "$@"
+    ;;
+*)
+    echo "usage: server/bootstrap.sh serve|test [args...]" >&2
+    exit 2
+    ;;
+esac

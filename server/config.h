@@ -1,0 +1,71 @@
+/*
+ * config.h - redress settings.
+ *
+ * One table in config.c lists every setting {name, type, default, field, min, max}.
+ * A config_t is filled from the embedded defaults, then from an optional file
+ * (`key = value` lines, `#` comments), then from command-line flags
+ * (`--key=value` or `--key value`).  Every error names the bad key and, for a
+ * file, the line.
+ */
+#ifndef REDRESS_CONFIG_H
+#define REDRESS_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct config {
+    /* network */
+    char *listen_host;   /* listen.host */
+    int listen_port;     /* listen.port */
+    int max_connections; /* limits.max_connections */
+    /* paths */
+    char *data_dir;  /* data.dir: created at start-up */
+    char *db_path;   /* data.db: relative paths are resolved against data.dir */
+    char *web_root;  /* web.root: static files served over HTTP */
+    char *rules_dir; /* rules.dir: Lua flows */
+    char *kb_seed;   /* kb.seed: JSON Lines imported into an empty knowledge base ("" = none) */
+    /* chat limits */
+    int max_message_bytes; /* limits.max_message_bytes: larger frames close with 1009 */
+    int max_text_chars;    /* limits.max_text_chars: longest customer message text, in characters */
+    int rate_per_sec;      /* limits.rate_per_sec: sustained client frames per second */
+    int rate_burst;        /* limits.rate_burst: token bucket size */
+    int idle_timeout_s;   /* limits.idle_timeout_s: no frame from the client for this long closes */
+    int ping_interval_s;  /* limits.ping_interval_s: server ping period */
+    int hello_timeout_s;  /* limits.hello_timeout_s: a socket must say hello within this time */
+    int session_memory_s; /* limits.session_memory_s: keep a detached conversation in memory */
+    /* storage */
+    char *synchronous; /* store.synchronous: "normal" (survives process crash) or "full" */
+    int batch_max;     /* store.batch_max: most operations in one transaction */
+    /* Lua */
+    int lua_max_instructions; /* flow.max_instructions: per resume of a flow */
+    int lua_max_memory_mb;    /* flow.max_memory_mb: whole VM */
+    /* logging */
+    char *log_level;   /* log.level: error, warn, notice, info, debug */
+    char *config_file; /* the file loaded, if any (not a setting) */
+} config_t;
+
+/* Fills c with the embedded defaults.  Returns 0, or -1 when out of memory. */
+int config_defaults(config_t *c);
+
+/* Sets one setting by name from text.  Returns 0; on error -1 with a message naming the key. */
+int config_set(config_t *c, const char *key, const char *value, char *err, size_t errlen);
+
+/* Reads `key = value` lines from path.  Returns 0; on error -1 with "path:line: message". */
+int config_load_file(config_t *c, const char *path, char *err, size_t errlen);
+
+/*
+ * Parses flags from argv[0..argc).  `--config FILE` is loaded where it stands; `--key=value`
+ * and `--key value` set a setting.  Arguments that are not flags are moved, in order, to the
+ * front of argv and their count stored in *rest.  Returns 0, or -1 with a message.
+ */
+int config_parse_args(config_t *c, int argc, char **argv, int *rest, char *err, size_t errlen);
+
+/* Resolves db_path against data_dir into out.  Returns 0, or -1 when it does not fit. */
+int config_db_path(const config_t *c, char *out, size_t outlen);
+
+/* Writes the list of settings with their defaults to a FILE* (for --help). */
+void config_print_help(void *file);
+
+/* Frees every string the config owns; c may then be filled again. */
+void config_free(config_t *c);
+
+#endif

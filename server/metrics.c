@@ -1,0 +1,95 @@
+/*
+ * metrics.c - the process-wide counters and their Prometheus rendering.
+ */
+#include "metrics.h"
+
+#include "store.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+metrics_t metrics;
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+    int failed;
+} buf;
+
+static void put(buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        if (b->failed)
+            return;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = 1;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap * 2 + (size_t)n;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+static void metric(buf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+    put(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+        (unsigned long long)v);
+}
+
+char *metrics_render(struct store *store, uint64_t uptime_s, size_t *len)
+{
+    buf b = {malloc(4096), 0, 4096, 0};
+    store_stats_t st = {0};
+
+    if (!b.p)
+        return NULL;
+    b.p[0] = '\0';
+    if (store)
+        store_get_stats(store, &st);
+    metric(&b, "redress_uptime_seconds", "gauge", "Seconds since start.", uptime_s);
+    metric(&b, "redress_connections", "gauge", "Open chat WebSocket connections.",
+           (uint64_t)metrics.connections);
+    metric(&b, "redress_sessions", "gauge", "Conversations held in memory.",
+           (uint64_t)metrics.sessions);
+    metric(&b, "redress_connections_total", "counter", "Chat connections accepted.",
+           metrics.connections_total);
+    metric(&b, "redress_messages_in_total", "counter", "Customer messages accepted.",
+           metrics.messages_in);
+    metric(&b, "redress_messages_out_total", "counter", "Events delivered to clients.",
+           metrics.messages_out);
+    metric(&b, "redress_turns_total", "counter", "Customer messages processed by the bot.",
+           metrics.turns);
+    metric(&b, "redress_http_requests_total", "counter", "HTTP requests answered.",
+           metrics.http_requests);
+    metric(&b, "redress_store_batches_total", "counter", "Write transactions committed.",
+           st.batches);
+    metric(&b, "redress_store_ops_total", "counter", "Write operations run.", st.ops);
+    metric(&b, "redress_store_failed_ops_total", "counter", "Write operations that failed.",
+           st.failed_ops);
+    put(&b, "# HELP redress_errors_total Error events sent to clients, by code.\n"
+            "# TYPE redress_errors_total counter\n");
+    for (int i = 0; i < PROTO_E_COUNT; i++)
+        put(&b, "redress_errors_total{code=\"%s\"} %llu\n", proto_error_name((proto_error_t)i),
+            (unsigned long long)metrics.errors[i]);
+    if (b.failed) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}

@@ -1,0 +1,32 @@
+/*
+ * metrics.h - process-wide counters for GET /metrics (Prometheus text format).
+ *
+ * Updated only on the loop thread, so plain integers suffice; the store's own counters are
+ * read through store_get_stats() when the page is rendered.
+ */
+#ifndef REDRESS_METRICS_H
+#define REDRESS_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+typedef struct metrics {
+    int64_t connections; /* open chat WebSockets (gauge) */
+    int64_t sessions;    /* conversations held in memory (gauge) */
+    uint64_t connections_total;
+    uint64_t messages_in;  /* customer messages accepted */
+    uint64_t messages_out; /* events delivered to clients */
+    uint64_t turns;        /* customer messages processed by the bot */
+    uint64_t errors[PROTO_E_COUNT];
+    uint64_t http_requests;
+} metrics_t;
+
+extern metrics_t metrics;
+
+struct store;
+/* Renders the metrics page into a malloc'ed string; *len gets its length. */
+char *metrics_render(struct store *store, uint64_t uptime_s, size_t *len);
+
+#endif

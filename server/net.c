@@ -1,0 +1,205 @@
+/*
+ * net.c - the server's life: ordered start-up, the loop, ordered shutdown.
+ *
+ * One libuv loop (server_t.loop) runs everything.  libwebsockets joins it as a foreign loop
+ * (LWS_SERVER_OPTION_LIBUV + foreign_loops), so lws sockets, lws timers, our signals and
+ * timers, and the store's completion handle all share one thread.
+ *
+ * Start-up (server_run):  loop -> store (open, migrate, writer thread) -> sessions ->
+ *   lws context (listen) -> signals + 1 Hz tick -> "listening on ..." on stdout -> uv_run
+ * Shutdown (on_signal -> begin_shutdown): stop accepting; lws_context_destroy() closes every
+ *   socket (CLOSED callbacks detach sessions) and its uv handles; sessions stop starting turns;
+ *   store_close() drains the write queue; our handles close; uv_run returns when nothing is
+ *   left; then sessions are freed and the loop closed.
+ */
+#include "server.h"
+
+#include "http.h"
+#include "log.h"
+#include "session.h"
+#include "util.h"
+#include "ws.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct lws_protocols protocols[3];
+
+server_t *server_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+static void lws_log(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    log_write(level == LLL_ERR    ? LOG_ERROR
+              : level == LLL_WARN ? LOG_WARN
+                                  : LOG_INFO,
+              "lws", "%.*s", (int)n, line);
+}
+
+static void begin_shutdown(server_t *srv)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    log_notice("server", "shutting down");
+    session_mgr_stop(srv->sessions);
+    lws_context_destroy(srv->lws); /* first phase: sockets close, uv handles start closing */
+    store_close(srv->store);
+    srv->store = NULL;
+    uv_timer_stop(&srv->tick);
+    uv_close((uv_handle_t *)&srv->tick, NULL);
+    uv_signal_stop(&srv->sigint);
+    uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_signal_stop(&srv->sigterm);
+    uv_close((uv_handle_t *)&srv->sigterm, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    log_notice("server", "signal %d", signum);
+    begin_shutdown(h->data);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    server_t *srv = t->data;
+    ws_sweep(srv);
+    session_mgr_sweep(srv->sessions);
+}
+
+static int store_init(sqlite3 *db, int is_writer, void *arg, char *err, size_t errlen)
+{
+    (void)db;
+    (void)is_writer;
+    (void)arg;
+    (void)err;
+    (void)errlen;
+    return 0;
+}
+
+static int start_lws(server_t *srv)
+{
+    const config_t *cfg = srv->cfg;
+    static struct lws_http_mount mounts[8];
+    static lws_retry_bo_t retry;
+    struct lws_context_creation_info info;
+    void *foreign_loops[1] = {&srv->loop};
+    int n = 0;
+
+    memset(mounts, 0, sizeof(mounts));
+    for (int i = 0; http_mountpoints[i] && n < 7; i++, n++) {
+        mounts[n].mountpoint = http_mountpoints[i];
+        mounts[n].mountpoint_len = (unsigned char)strlen(http_mountpoints[i]);
+        mounts[n].origin = "http";
+        mounts[n].origin_protocol = LWSMPRO_CALLBACK;
+    }
+    mounts[n].mountpoint = "/";
+    mounts[n].mountpoint_len = 1;
+    mounts[n].origin = cfg->web_root;
+    mounts[n].def = "index.html";
+    mounts[n].origin_protocol = LWSMPRO_FILE;
+    for (int i = 0; i < n; i++)
+        mounts[i].mount_next = &mounts[i + 1];
+
+    protocols[0] = http_protocol;
+    protocols[1] = ws_chat_protocol;
+    memset(&protocols[2], 0, sizeof(protocols[2]));
+
+    memset(&retry, 0, sizeof(retry));
+    retry.secs_since_valid_ping = (uint16_t)cfg->ping_interval_s;
+    retry.secs_since_valid_hangup = (uint16_t)cfg->idle_timeout_s;
+
+    memset(&info, 0, sizeof(info));
+    info.port = cfg->listen_port; /* 0: the kernel picks one; listen_port() reads it back */
+    info.iface = cfg->listen_host;
+    info.protocols = protocols;
+    info.mounts = &mounts[0];
+    info.options = LWS_SERVER_OPTION_LIBUV |
+                   LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
+                   LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.foreign_loops = foreign_loops;
+    info.user = srv;
+    info.retry_and_idle_policy = &retry;
+    info.fd_limit_per_thread = (unsigned)cfg->max_connections + 64u;
+    info.timeout_secs = 20;
+    srv->lws = lws_create_context(&info);
+    if (!srv->lws) {
+        log_error("server", "cannot listen on %s:%d", cfg->listen_host, cfg->listen_port);
+        return -1;
+    }
+    return 0;
+}
+
+static int listen_port(server_t *srv)
+{
+    struct lws_vhost *vh = lws_get_vhost_by_name(srv->lws, "default");
+    return vh ? lws_get_vhost_listen_port(vh) : srv->cfg->listen_port;
+}
+
+int server_run(const config_t *cfg)
+{
+    server_t *srv = calloc(1, sizeof(*srv));
+    char err[512];
+    int rc = -1;
+
+    if (!srv)
+        return -1;
+    srv->cfg = cfg;
+    srv->started_ms = util_now_ms();
+    signal(SIGPIPE, SIG_IGN);
+    lws_set_log_level(LLL_ERR | LLL_WARN | (log_enabled(LOG_DEBUG) ? LLL_NOTICE : 0), lws_log);
+    if (uv_loop_init(&srv->loop) != 0) {
+        log_error("server", "uv_loop_init failed");
+        free(srv);
+        return -1;
+    }
+    if (store_open(&srv->store, &srv->loop, cfg, store_init, srv, err, sizeof(err)) != 0) {
+        log_error("server", "store: %s", err);
+        goto out;
+    }
+    if (!(srv->sessions = session_mgr_new(cfg, srv->store))) {
+        log_error("server", "out of memory");
+        goto out;
+    }
+    if (start_lws(srv) != 0)
+        goto out;
+    uv_signal_init(&srv->loop, &srv->sigint);
+    uv_signal_init(&srv->loop, &srv->sigterm);
+    srv->sigint.data = srv->sigterm.data = srv;
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_timer_init(&srv->loop, &srv->tick);
+    srv->tick.data = srv;
+    uv_timer_start(&srv->tick, on_tick, 250, 250);
+
+    printf("listening on http://%s:%d\n", cfg->listen_host, listen_port(srv));
+    fflush(stdout);
+    log_notice("server", "redress %s listening on %s:%d", REDRESS_VERSION, cfg->listen_host,
+               listen_port(srv));
+    uv_run(&srv->loop, UV_RUN_DEFAULT);
+    rc = 0;
+out:
+    if (!srv->stopping) { /* start-up failed part way */
+        if (srv->lws)
+            lws_context_destroy(srv->lws);
+        if (srv->store)
+            store_close(srv->store);
+        uv_run(&srv->loop, UV_RUN_DEFAULT);
+    }
+    if (srv->lws) /* second phase, once the loop has closed lws's handles: frees the context */
+        lws_context_destroy(srv->lws);
+    session_mgr_free(srv->sessions);
+    if (uv_loop_close(&srv->loop) != 0)
+        log_warn("server", "loop closed with handles still open");
+    free(srv);
+    if (rc == 0)
+        log_notice("server", "stopped");
+    return rc;
+}

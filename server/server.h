@@ -1,0 +1,38 @@
+/*
+ * server.h - the running server: one libuv loop, one libwebsockets context on it, the store,
+ * the sessions.  Created and destroyed by server_run() (net.c); everything here is used on
+ * the loop thread only.
+ */
+#ifndef REDRESS_SERVER_H
+#define REDRESS_SERVER_H
+
+#include <libwebsockets.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "session.h"
+#include "store.h"
+
+typedef struct server {
+    const config_t *cfg;
+    uv_loop_t loop;
+    struct lws_context *lws;
+    store_t *store;
+    session_mgr_t *sessions;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t tick;
+    uint64_t started_ms;
+    int stopping;
+    struct ws_conn *conns; /* every open chat connection (ws.c) */
+    int nconns;
+} server_t;
+
+/* Runs the server until SIGINT/SIGTERM.  Returns 0 after a clean shutdown, -1 when start-up
+ * failed (the reason is logged). */
+int server_run(const config_t *cfg);
+
+/* The server that owns an lws connection. */
+server_t *server_of(struct lws *wsi);
+
+#endif

@@ -1,0 +1,507 @@
+/*
+ * session.c - conversations in memory.
+ *
+ * Ownership
+ *   session_mgr_t owns every session_t (list + token map).  A session owns its pending
+ *   events (sevent), each of which is also an in-flight store operation; `refs` counts them
+ *   (plus the creation op), and a session is freed only by session_mgr_sweep() or
+ *   session_mgr_free(), never inside one of its own callbacks, and only with refs == 0.
+ *   The attached ws_conn_t is borrowed: ws.c calls session_detach() before freeing it.
+ *
+ * States of a session
+ *
+ *   new_conversation() --store_create_conversation--> CREATING
+ *   CREATING --on_created(rc=0)--> LIVE (welcome sent)      --on_created(rc<0)--> DEAD
+ *   load_conversation() (resume of a conversation not in memory) --> LIVE
+ *   LIVE + connection --session_detach()--> LIVE, detached --session_mgr_sweep()--> freed
+ *   DEAD --session_mgr_sweep()--> freed
+ *
+ * Life of an event
+ *   emit(): seq = ++next_seq, appended to `pending`, queued in the store
+ *   on_stored(): removed from `pending`; a customer message is acknowledged and then handed
+ *   to the bot (turn()); any other event is delivered to the attached connection unless that
+ *   connection already has it (sent_seq, set by a resume's replay).
+ */
+#include "session.h"
+
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+#include "ws.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct sevent {
+    struct sevent *next;
+    session_t *s;
+    store_event_t ev;
+    char *text, *options, *detail, *client_id; /* owned copies behind ev */
+    char state[24];
+    int extra_acks; /* duplicates of a pending customer message, acknowledged on commit */
+} sevent;
+
+typedef enum { S_CREATING, S_LIVE, S_DEAD } sstate;
+
+struct session {
+    session_mgr_t *m;
+    struct session *prev, *next; /* manager's list */
+    sstate state;
+    long long id;
+    char name[24]; /* "c-000000000001" */
+    char token[33];
+    char customer_id[129];
+    char customer_name[256];
+    char channel[16];
+    long long next_seq;   /* last seq assigned */
+    long long stored_seq; /* highest seq known durable */
+    ws_conn_t *conn;
+    long long sent_seq; /* highest seq the attached connection has */
+    sevent *pending, **pending_tail;
+    int refs;
+    uint64_t detached_ms;
+};
+
+struct session_mgr {
+    const config_t *cfg;
+    store_t *store;
+    map_t *by_token;
+    session_t *all;
+    long long next_id;
+    int stopping;
+};
+
+/* ---- manager ---- */
+
+session_mgr_t *session_mgr_new(const config_t *cfg, store_t *store)
+{
+    session_mgr_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->cfg = cfg;
+    m->store = store;
+    m->by_token = map_new();
+    if (!m->by_token) {
+        free(m);
+        return NULL;
+    }
+    m->next_id = store_max_conversation_id(store);
+    return m;
+}
+
+void session_mgr_stop(session_mgr_t *m)
+{
+    m->stopping = 1;
+}
+
+static void session_free(session_t *s)
+{
+    session_mgr_t *m = s->m;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        m->all = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    if (map_get(m->by_token, s->token) == s)
+        map_del(m->by_token, s->token);
+    metrics.sessions--;
+    free(s);
+}
+
+void session_mgr_free(session_mgr_t *m)
+{
+    if (!m)
+        return;
+    while (m->all) {
+        /* The store is closed: no operation is in flight, so nothing points here. */
+        session_t *s = m->all;
+        while (s->pending) {
+            sevent *e = s->pending;
+            s->pending = e->next;
+            free(e->text);
+            free(e->options);
+            free(e->detail);
+            free(e->client_id);
+            free(e);
+        }
+        session_free(s);
+    }
+    map_free(m->by_token);
+    free(m);
+}
+
+void session_mgr_sweep(session_mgr_t *m)
+{
+    uint64_t now = util_now_ms(), keep = (uint64_t)m->cfg->session_memory_s * 1000u;
+    session_t *s = m->all;
+    while (s) {
+        session_t *next = s->next;
+        if (s->refs == 0 && !s->conn &&
+            (s->state == S_DEAD || (s->state == S_LIVE && now - s->detached_ms >= keep)))
+            session_free(s);
+        s = next;
+    }
+}
+
+static session_t *session_new(session_mgr_t *m)
+{
+    session_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->m = m;
+    s->pending_tail = &s->pending;
+    s->next = m->all;
+    if (m->all)
+        m->all->prev = s;
+    m->all = s;
+    metrics.sessions++;
+    return s;
+}
+
+/* ---- events ---- */
+
+static void attach(session_t *s, ws_conn_t *c)
+{
+    s->conn = c;
+    s->sent_seq = 0;
+    ws_conn_bind(c, s);
+}
+
+void session_detach(session_t *s, ws_conn_t *c)
+{
+    if (s->conn != c)
+        return;
+    s->conn = NULL;
+    s->detached_ms = util_now_ms();
+}
+
+static void send_frame(session_t *s, char *json)
+{
+    if (!json) {
+        log_error("session", "%s: out of memory encoding a frame", s->name);
+        return;
+    }
+    if (!s->conn) {
+        free(json);
+        return;
+    }
+    ws_conn_send(s->conn, json);
+}
+
+static void deliver(session_t *s, const store_event_t *ev)
+{
+    if (!s->conn || ev->seq <= s->sent_seq)
+        return;
+    char *json = proto_event(ev);
+    if (!json) {
+        log_error("session", "%s: out of memory encoding event %lld", s->name, ev->seq);
+        return;
+    }
+    if (ws_conn_send(s->conn, json) == 0) {
+        s->sent_seq = ev->seq;
+        metrics.messages_out++;
+    }
+}
+
+static void sevent_free(sevent *e)
+{
+    free(e->text);
+    free(e->options);
+    free(e->detail);
+    free(e->client_id);
+    free(e);
+}
+
+static void turn(session_t *s, const char *text);
+
+static void on_stored(void *arg, int rc)
+{
+    sevent *e = arg, **pp;
+    session_t *s = e->s;
+
+    for (pp = &s->pending; *pp && *pp != e; pp = &(*pp)->next)
+        ;
+    if (*pp) {
+        *pp = e->next;
+        if (!*pp)
+            s->pending_tail = pp;
+    }
+    s->refs--;
+    if (rc == 0 && e->ev.seq > s->stored_seq)
+        s->stored_seq = e->ev.seq;
+    if (e->client_id) {
+        for (int i = 0; i <= e->extra_acks && s->conn; i++) {
+            if (rc == 0)
+                send_frame(s, proto_ack(e->client_id, e->ev.seq));
+            else
+                ws_conn_error(s->conn, PROTO_E_INTERNAL, "message not stored; send it again",
+                              e->client_id);
+        }
+        if (rc == 0) {
+            metrics.messages_in++;
+            if (!s->m->stopping)
+                turn(s, e->text);
+        }
+    } else if (rc == 0) {
+        deliver(s, &e->ev);
+    } else {
+        log_error("session", "%s: event %lld not stored", s->name, e->ev.seq);
+    }
+    sevent_free(e);
+}
+
+/* Assigns the next seq and queues e.  Takes ownership of e.  Returns 0 or -1. */
+static int emit(session_t *s, sevent *e)
+{
+    e->s = s;
+    e->ev.conversation = s->id;
+    e->ev.seq = ++s->next_seq;
+    e->ev.text = e->text;
+    e->ev.options = e->options;
+    e->ev.detail = e->detail;
+    e->ev.client_id = e->client_id;
+    util_iso_now(e->ev.ts, sizeof(e->ev.ts));
+    e->next = NULL;
+    *s->pending_tail = e;
+    s->pending_tail = &e->next;
+    s->refs++;
+    if (store_append_event(s->m->store, &e->ev, on_stored, e) != 0) {
+        sevent **pp;
+        for (pp = &s->pending; *pp != e; pp = &(*pp)->next)
+            ;
+        *pp = NULL;
+        s->pending_tail = pp;
+        s->refs--;
+        s->next_seq--;
+        sevent_free(e);
+        return -1;
+    }
+    return 0;
+}
+
+int session_say(session_t *s, const char *sender, const char *text, const char *const *options,
+                int n_options)
+{
+    sevent *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -1;
+    e->ev.kind = "message";
+    e->ev.sender = sender;
+    if (!(e->text = strdup(text)) ||
+        (n_options > 0 && !(e->options = proto_string_array(options, n_options)))) {
+        sevent_free(e);
+        return -1;
+    }
+    return emit(s, e);
+}
+
+int session_status(session_t *s, const char *state, const char *detail_json)
+{
+    sevent *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -1;
+    e->ev.kind = "status";
+    snprintf(e->state, sizeof(e->state), "%s", state);
+    e->ev.state = e->state;
+    if (!(e->detail = strdup(detail_json ? detail_json : "{}"))) {
+        sevent_free(e);
+        return -1;
+    }
+    return emit(s, e);
+}
+
+/* ---- the bot's turn ---- */
+
+static const char *const greeting =
+    "您好，这里是客户服务中心，很高兴为您服务。请描述您遇到的问题，我们会尽快为您处理。";
+
+static void turn(session_t *s, const char *text)
+{
+    (void)text;
+    metrics.turns++;
+    if (session_say(s, "bot", "您的问题我们已经记录，正在为您查询处理方案，请稍候。", NULL, 0) != 0)
+        log_error("session", "%s: reply not queued", s->name);
+}
+
+/* ---- hello ---- */
+
+static void on_created(void *arg, int rc)
+{
+    session_t *s = arg;
+    s->refs--;
+    if (rc != 0) {
+        log_error("session", "%s: conversation not stored", s->name);
+        s->state = S_DEAD;
+        map_del(s->m->by_token, s->token);
+        if (s->conn) {
+            ws_conn_t *c = s->conn;
+            ws_conn_error(c, PROTO_E_INTERNAL, "could not start the conversation; try again", NULL);
+            ws_conn_bind(c, NULL);
+            session_detach(s, c);
+        }
+        return;
+    }
+    s->state = S_LIVE;
+    if (s->conn)
+        send_frame(s, proto_welcome(s->name, s->token, 0, 0));
+}
+
+static void new_conversation(session_mgr_t *m, ws_conn_t *c, const proto_in_t *in)
+{
+    store_conv_t row;
+    session_t *s = session_new(m);
+
+    if (!s)
+        goto fail;
+    s->id = ++m->next_id;
+    snprintf(s->name, sizeof(s->name), "c-%012lld", s->id);
+    if (util_random_hex(s->token, 16) != 0)
+        goto fail_free;
+    snprintf(s->customer_id, sizeof(s->customer_id), "%s", in->customer_id);
+    snprintf(s->customer_name, sizeof(s->customer_name), "%s", in->customer_name);
+    snprintf(s->channel, sizeof(s->channel), "%s", in->channel);
+    memset(&row, 0, sizeof(row));
+    row.id = s->id;
+    memcpy(row.token, s->token, sizeof(row.token));
+    memcpy(row.customer_id, s->customer_id, sizeof(row.customer_id));
+    memcpy(row.customer_name, s->customer_name, sizeof(row.customer_name));
+    memcpy(row.channel, s->channel, sizeof(row.channel));
+    if (map_put(m->by_token, s->token, s) != 0)
+        goto fail_free;
+    s->refs++;
+    if (store_create_conversation(m->store, &row, on_created, s) != 0) {
+        s->refs--;
+        goto fail_free;
+    }
+    s->state = S_CREATING;
+    attach(s, c);
+    if (session_status(s, "open", "{}") != 0 || session_say(s, "bot", greeting, NULL, 0) != 0)
+        log_error("session", "%s: greeting not queued", s->name);
+    log_info("session", "%s started (channel %s)", s->name, s->channel);
+    return;
+fail_free:
+    s->state = S_DEAD; /* swept once its refs are gone */
+    map_del(m->by_token, s->token);
+fail:
+    ws_conn_error(c, PROTO_E_INTERNAL, "could not start the conversation; try again", NULL);
+}
+
+static session_t *load_conversation(session_mgr_t *m, const char *token, int *err)
+{
+    store_conv_t row;
+    int rc = store_find_conversation(m->store, token, &row);
+    *err = rc < 0;
+    if (rc != 0)
+        return NULL;
+    free(row.flow_state); /* used by the dialogue flow once it resumes here */
+    session_t *s = session_new(m);
+    if (!s) {
+        *err = 1;
+        return NULL;
+    }
+    s->id = row.id;
+    snprintf(s->name, sizeof(s->name), "c-%012lld", s->id);
+    memcpy(s->token, row.token, sizeof(s->token));
+    memcpy(s->customer_id, row.customer_id, sizeof(s->customer_id));
+    memcpy(s->customer_name, row.customer_name, sizeof(s->customer_name));
+    memcpy(s->channel, row.channel, sizeof(s->channel));
+    s->next_seq = s->stored_seq = row.last_seq;
+    s->state = S_LIVE;
+    s->detached_ms = util_now_ms();
+    if (map_put(m->by_token, s->token, s) != 0) {
+        s->state = S_DEAD;
+        *err = 1;
+        return NULL;
+    }
+    return s;
+}
+
+static int replay_one(const store_event_t *ev, void *arg)
+{
+    session_t *s = arg;
+    char *json = proto_event(ev);
+    if (!json || !s->conn || ws_conn_send(s->conn, json) != 0)
+        return 1;
+    s->sent_seq = ev->seq;
+    metrics.messages_out++;
+    return 0;
+}
+
+static void resume(session_mgr_t *m, ws_conn_t *c, const proto_in_t *in)
+{
+    int err = 0;
+    session_t *s = map_get(m->by_token, in->token);
+
+    if (!s)
+        s = load_conversation(m, in->token, &err);
+    if (!s || s->state == S_DEAD) {
+        if (err)
+            ws_conn_error(c, PROTO_E_INTERNAL, "could not load the conversation; try again", NULL);
+        else
+            ws_conn_error(c, PROTO_E_UNKNOWN_TOKEN, "no conversation has this token", NULL);
+        return;
+    }
+    if (in->last_seq > s->next_seq) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "resume.last_seq %lld is beyond the latest seq %lld",
+                 in->last_seq, s->next_seq);
+        ws_conn_error(c, PROTO_E_BAD_FIELD, msg, NULL);
+        return;
+    }
+    if (s->conn) {
+        ws_conn_t *old = s->conn;
+        session_detach(s, old);
+        ws_conn_bind(old, NULL);
+        ws_conn_close(old, 4000, "superseded");
+    }
+    attach(s, c);
+    s->sent_seq = in->last_seq;
+    send_frame(s, proto_welcome(s->name, s->token, s->stored_seq, 1));
+    if (store_replay(m->store, s->id, in->last_seq, replay_one, s) != 0)
+        log_error("session", "%s: replay failed", s->name);
+    log_info("session", "%s resumed after seq %lld", s->name, in->last_seq);
+}
+
+void session_hello(session_mgr_t *m, ws_conn_t *c, const proto_in_t *in)
+{
+    if (in->kind == PROTO_HELLO_RESUME)
+        resume(m, c, in);
+    else
+        new_conversation(m, c, in);
+}
+
+/* ---- customer messages ---- */
+
+void session_message(session_t *s, ws_conn_t *c, const proto_in_t *in)
+{
+    long long seq;
+    int rc;
+
+    for (sevent *e = s->pending; e; e = e->next)
+        if (e->client_id && strcmp(e->client_id, in->id) == 0) {
+            e->extra_acks++;
+            return;
+        }
+    rc = store_find_client_message(s->m->store, s->id, in->id, &seq);
+    if (rc == 0) {
+        send_frame(s, proto_ack(in->id, seq));
+        return;
+    }
+    if (rc < 0) {
+        ws_conn_error(c, PROTO_E_INTERNAL, "message not stored; send it again", in->id);
+        return;
+    }
+    sevent *e = calloc(1, sizeof(*e));
+    if (!e || !(e->text = strdup(in->text)) || !(e->client_id = strdup(in->id))) {
+        if (e)
+            sevent_free(e);
+        ws_conn_error(c, PROTO_E_INTERNAL, "message not stored; send it again", in->id);
+        return;
+    }
+    e->ev.kind = "message";
+    e->ev.sender = "customer";
+    if (emit(s, e) != 0)
+        ws_conn_error(c, PROTO_E_INTERNAL, "message not stored; send it again", in->id);
+}

@@ -1,0 +1,44 @@
+/*
+ * session.h - conversations in memory: the state machine between a chat connection, the
+ * store and the dialogue flow.
+ *
+ * The session manager owns every session_t.  A session is attached to at most one
+ * connection at a time; it outlives its connection (a customer may resume) and is evicted
+ * from memory at a safe point (the manager's sweep) when detached, idle and with no write in
+ * flight.  Events (messages and status changes) get their seq here, are stored through the
+ * store, and are delivered to the attached connection only after they are durable.
+ */
+#ifndef REDRESS_SESSION_H
+#define REDRESS_SESSION_H
+
+#include "config.h"
+#include "proto.h"
+#include "store.h"
+
+typedef struct session session_t;
+typedef struct session_mgr session_mgr_t;
+typedef struct ws_conn ws_conn_t;
+
+/* Creates the manager.  Returns NULL when out of memory.  The store must outlive it. */
+session_mgr_t *session_mgr_new(const config_t *cfg, store_t *store);
+/* Stops starting new turns (shutdown begins); in-flight writes still complete. */
+void session_mgr_stop(session_mgr_t *m);
+/* Frees every session.  Call after the store is closed. */
+void session_mgr_free(session_mgr_t *m);
+/* Evicts detached idle sessions; called periodically by the server. */
+void session_mgr_sweep(session_mgr_t *m);
+
+/* hello: starts a new conversation for c, or resumes one.  Errors are sent to c. */
+void session_hello(session_mgr_t *m, ws_conn_t *c, const proto_in_t *in);
+/* A customer message on the session attached to c. */
+void session_message(session_t *s, ws_conn_t *c, const proto_in_t *in);
+/* The connection is going away; s forgets it. */
+void session_detach(session_t *s, ws_conn_t *c);
+
+/* Bot output (used by the dialogue flow).  options may be NULL.  Returns 0 or -1. */
+int session_say(session_t *s, const char *sender, const char *text, const char *const *options,
+                int n_options);
+/* A status event; detail_json is an object's JSON text or NULL.  Returns 0 or -1. */
+int session_status(session_t *s, const char *state, const char *detail_json);
+
+#endif

@@ -1,0 +1,799 @@
+/*
+ * store.c - SQLite persistence: connections, migrations, the writer thread, typed operations.
+ *
+ * Ownership and threads
+ *   store_t is created and closed on the loop thread.  It owns:
+ *     - writer: sqlite3 connection used only by the writer thread (after store_open returns);
+ *     - reader: sqlite3 connection used only by the loop thread;
+ *     - a queue of pending ops (mutex + condvar), a list of finished ops, a uv_async_t.
+ *   An op is allocated by store_submit() and freed on the loop thread right after its done
+ *   callback ran.
+ *
+ * Life of an op
+ *   store_submit()            loop thread: op appended to `pending`, writer woken
+ *   writer_main()             writer thread: takes up to batch_max ops, BEGIN IMMEDIATE,
+ *                             SAVEPOINT / work / RELEASE (or ROLLBACK TO) for each, COMMIT;
+ *                             moves the batch to `finished`, uv_async_send()
+ *   on_async()                loop thread: runs each finished op's done(arg, rc), frees it
+ *
+ * Shutdown: store_close() sets `stopping`, joins the writer (which first drains `pending`),
+ * runs the remaining done callbacks, closes the connections, then closes the async handle;
+ * the store is freed in that close callback.
+ *
+ * Schema: numbered migrations in `migrations[]`, applied in order inside transactions and
+ * recorded in schema_migrations.  Never edit a shipped migration; add a new one.
+ */
+#include "store.h"
+
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct op {
+    struct op *next;
+    store_work_fn work;
+    store_done_fn done;
+    void *arg;
+    int rc;
+} op;
+
+#define STMT_CACHE 32
+
+struct store_tx {
+    sqlite3 *db;
+    struct {
+        const char *sql;
+        sqlite3_stmt *stmt;
+    } cache[STMT_CACHE];
+    int ncache;
+};
+
+struct store {
+    uv_loop_t *loop;
+    uv_async_t async;
+    uv_thread_t thread;
+    uv_mutex_t lock;
+    uv_cond_t wake;
+    op *pending, **pending_tail;
+    op *finished, **finished_tail;
+    int stopping;
+    int thread_started;
+    int batch_max;
+    store_tx_t tx; /* writer connection + its statement cache */
+    sqlite3 *reader;
+    sqlite3_stmt *r_find_conv, *r_find_client, *r_replay, *r_max_id;
+    store_stats_t stats; /* guarded by lock */
+};
+
+/* ---- migrations ---- */
+
+static const struct {
+    int version;
+    const char *sql;
+} migrations[] = {
+    {1, "CREATE TABLE customers ("
+        "  id INTEGER PRIMARY KEY,"
+        "  external_id TEXT NOT NULL UNIQUE,"
+        "  name TEXT NOT NULL DEFAULT '',"
+        "  vip INTEGER NOT NULL DEFAULT 0,"
+        "  created_at TEXT NOT NULL,"
+        "  updated_at TEXT NOT NULL);"
+        "CREATE TABLE conversations ("
+        "  id INTEGER PRIMARY KEY,"
+        "  token TEXT NOT NULL UNIQUE,"
+        "  customer_id INTEGER NOT NULL REFERENCES customers(id),"
+        "  customer_name TEXT NOT NULL DEFAULT '',"
+        "  channel TEXT NOT NULL,"
+        "  state TEXT NOT NULL DEFAULT 'open',"
+        "  last_seq INTEGER NOT NULL DEFAULT 0,"
+        "  flow_state TEXT,"
+        "  created_at TEXT NOT NULL,"
+        "  updated_at TEXT NOT NULL);"
+        "CREATE INDEX conversations_customer ON conversations(customer_id);"
+        "CREATE TABLE messages ("
+        "  conversation_id INTEGER NOT NULL REFERENCES conversations(id),"
+        "  seq INTEGER NOT NULL,"
+        "  sender TEXT NOT NULL CHECK (sender IN ('customer','bot','agent','system')),"
+        "  client_id TEXT,"
+        "  text TEXT NOT NULL,"
+        "  options TEXT,"
+        "  created_at TEXT NOT NULL,"
+        "  PRIMARY KEY (conversation_id, seq)) WITHOUT ROWID;"
+        "CREATE UNIQUE INDEX messages_client_id ON messages(conversation_id, client_id)"
+        "  WHERE client_id IS NOT NULL;"
+        "CREATE TABLE events ("
+        "  id INTEGER PRIMARY KEY,"
+        "  conversation_id INTEGER NOT NULL REFERENCES conversations(id),"
+        "  seq INTEGER," /* NULL: internal event, not sent to the customer */
+        "  kind TEXT NOT NULL,"
+        "  detail TEXT NOT NULL DEFAULT '{}',"
+        "  actor TEXT NOT NULL DEFAULT 'system',"
+        "  created_at TEXT NOT NULL);"
+        "CREATE UNIQUE INDEX events_seq ON events(conversation_id, seq) WHERE seq IS NOT NULL;"},
+};
+
+static int exec_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite: %s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int migrate(sqlite3 *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int current = 0, rc = -1;
+    char e2[256];
+
+    if (exec_sql(db,
+                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                 " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+                 err, errlen) != 0)
+        return -1;
+    if (sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version),0) FROM schema_migrations", -1, &st,
+                           NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        snprintf(err, errlen, "sqlite: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    current = sqlite3_column_int(st, 0);
+    for (size_t i = 0; i < sizeof(migrations) / sizeof(migrations[0]); i++) {
+        char sql[128];
+        if (migrations[i].version <= current)
+            continue;
+        if (exec_sql(db, "BEGIN IMMEDIATE", err, errlen) != 0)
+            goto out;
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO schema_migrations VALUES (%d, strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ'))",
+                 migrations[i].version);
+        if (exec_sql(db, migrations[i].sql, e2, sizeof(e2)) != 0 ||
+            exec_sql(db, sql, e2, sizeof(e2)) != 0) {
+            snprintf(err, errlen, "migration %d: %s", migrations[i].version, e2);
+            exec_sql(db, "ROLLBACK", e2, sizeof(e2));
+            goto out;
+        }
+        if (exec_sql(db, "COMMIT", err, errlen) != 0)
+            goto out;
+        log_notice("store", "applied migration %d", migrations[i].version);
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- connections ---- */
+
+static int open_conn(const char *path, const config_t *cfg, sqlite3 **out, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    char sql[128];
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+
+    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    snprintf(sql, sizeof(sql),
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
+             strcmp(cfg->synchronous, "full") == 0 ? "FULL" : "NORMAL");
+    if (exec_sql(db, sql, err, errlen) != 0) {
+        sqlite3_close(db);
+        return -1;
+    }
+    *out = db;
+    return 0;
+}
+
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size_t errlen)
+{
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite: %s in: %.60s", sqlite3_errmsg(db), sql);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- writer thread ---- */
+
+sqlite3 *store_tx_db(store_tx_t *tx)
+{
+    return tx->db;
+}
+
+sqlite3_stmt *store_tx_stmt(store_tx_t *tx, const char *sql)
+{
+    for (int i = 0; i < tx->ncache; i++)
+        if (tx->cache[i].sql == sql) {
+            sqlite3_reset(tx->cache[i].stmt);
+            sqlite3_clear_bindings(tx->cache[i].stmt);
+            return tx->cache[i].stmt;
+        }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(tx->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        log_error("store", "prepare failed: %s in: %.80s", sqlite3_errmsg(tx->db), sql);
+        return NULL;
+    }
+    if (tx->ncache < STMT_CACHE) {
+        tx->cache[tx->ncache].sql = sql;
+        tx->cache[tx->ncache].stmt = st;
+        tx->ncache++;
+    } else {
+        log_warn("store", "statement cache full; statement not cached");
+    }
+    return st;
+}
+
+static int tx_exec(sqlite3 *db, const char *sql)
+{
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        log_error("store", "%s: %s", sql, sqlite3_errmsg(db));
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+static void run_batch(store_t *s, op *batch)
+{
+    sqlite3 *db = s->tx.db;
+    int failed = 0;
+    uint64_t nops = 0, nfailed = 0;
+
+    if (tx_exec(db, "BEGIN IMMEDIATE") != 0) {
+        for (op *o = batch; o; o = o->next)
+            o->rc = -1;
+        nfailed = 1;
+        goto out;
+    }
+    for (op *o = batch; o; o = o->next) {
+        nops++;
+        if (tx_exec(db, "SAVEPOINT op") != 0) {
+            o->rc = -1;
+            nfailed++;
+            continue;
+        }
+        o->rc = o->work(&s->tx, o->arg);
+        if (o->rc != 0) {
+            nfailed++;
+            tx_exec(db, "ROLLBACK TO op");
+        }
+        tx_exec(db, "RELEASE op");
+    }
+    if (tx_exec(db, "COMMIT") != 0) {
+        failed = 1;
+        tx_exec(db, "ROLLBACK");
+        for (op *o = batch; o; o = o->next)
+            o->rc = -1;
+    }
+out:
+    uv_mutex_lock(&s->lock);
+    s->stats.batches++;
+    s->stats.ops += nops;
+    s->stats.failed_ops += failed ? nops : nfailed;
+    *s->finished_tail = batch;
+    while (*s->finished_tail)
+        s->finished_tail = &(*s->finished_tail)->next;
+    uv_mutex_unlock(&s->lock);
+    uv_async_send(&s->async);
+}
+
+static void writer_main(void *arg)
+{
+    store_t *s = arg;
+    for (;;) {
+        uv_mutex_lock(&s->lock);
+        while (!s->pending && !s->stopping)
+            uv_cond_wait(&s->wake, &s->lock);
+        if (!s->pending && s->stopping) {
+            uv_mutex_unlock(&s->lock);
+            break;
+        }
+        /* take up to batch_max ops */
+        op *batch = s->pending, **tail = &s->pending;
+        for (int n = 0; *tail && n < s->batch_max; n++)
+            tail = &(*tail)->next;
+        s->pending = *tail;
+        *tail = NULL;
+        if (!s->pending)
+            s->pending_tail = &s->pending;
+        uv_mutex_unlock(&s->lock);
+        run_batch(s, batch);
+    }
+}
+
+static void run_finished(store_t *s)
+{
+    uv_mutex_lock(&s->lock);
+    op *list = s->finished;
+    s->finished = NULL;
+    s->finished_tail = &s->finished;
+    uv_mutex_unlock(&s->lock);
+    while (list) {
+        op *next = list->next;
+        if (list->done)
+            list->done(list->arg, list->rc);
+        free(list);
+        list = next;
+    }
+}
+
+static void on_async(uv_async_t *h)
+{
+    run_finished(h->data);
+}
+
+/* ---- open / close ---- */
+
+static void free_store(store_t *s)
+{
+    for (int i = 0; i < s->tx.ncache; i++)
+        sqlite3_finalize(s->tx.cache[i].stmt);
+    sqlite3_finalize(s->r_find_conv);
+    sqlite3_finalize(s->r_find_client);
+    sqlite3_finalize(s->r_replay);
+    sqlite3_finalize(s->r_max_id);
+    if (s->tx.db)
+        sqlite3_close(s->tx.db);
+    if (s->reader)
+        sqlite3_close(s->reader);
+    uv_mutex_destroy(&s->lock);
+    uv_cond_destroy(&s->wake);
+    free(s);
+}
+
+static int ensure_dir(const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    size_t n = strlen(dir);
+    if (n >= sizeof(path)) {
+        snprintf(err, errlen, "data.dir too long");
+        return -1;
+    }
+    memcpy(path, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] == '/' || path[i] == '\0') {
+            char c = path[i];
+            path[i] = '\0';
+            if (mkdir(path, 0750) != 0 && errno != EEXIST) {
+                snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+                return -1;
+            }
+            path[i] = c;
+        }
+    }
+    return 0;
+}
+
+int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_init_fn init,
+               void *init_arg, char *err, size_t errlen)
+{
+    char path[4096];
+    store_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    uv_mutex_init(&s->lock);
+    uv_cond_init(&s->wake);
+    s->loop = loop;
+    s->pending_tail = &s->pending;
+    s->finished_tail = &s->finished;
+    s->batch_max = cfg->batch_max;
+
+    if (config_db_path(cfg, path, sizeof(path)) != 0) {
+        snprintf(err, errlen, "data.db: path too long");
+        goto fail;
+    }
+    if (strcmp(cfg->db_path, ":memory:") != 0 && cfg->db_path[0] != '/' &&
+        ensure_dir(cfg->data_dir, err, errlen) != 0)
+        goto fail;
+    if (open_conn(path, cfg, &s->tx.db, err, errlen) != 0 || migrate(s->tx.db, err, errlen) != 0)
+        goto fail;
+    if (init && init(s->tx.db, 1, init_arg, err, errlen) != 0)
+        goto fail;
+    if (open_conn(path, cfg, &s->reader, err, errlen) != 0)
+        goto fail;
+    if (init && init(s->reader, 0, init_arg, err, errlen) != 0)
+        goto fail;
+    if (prepare(s->reader,
+                "SELECT c.id, c.token, u.external_id, c.customer_name, c.channel, c.state,"
+                " c.last_seq, c.flow_state FROM conversations c"
+                " JOIN customers u ON u.id = c.customer_id WHERE c.token = ?",
+                &s->r_find_conv, err, errlen) != 0 ||
+        prepare(s->reader, "SELECT seq FROM messages WHERE conversation_id = ? AND client_id = ?",
+                &s->r_find_client, err, errlen) != 0 ||
+        prepare(s->reader,
+                "SELECT seq, 'message', sender, client_id, text, options, NULL, NULL, created_at"
+                " FROM messages WHERE conversation_id = ?1 AND seq > ?2"
+                " UNION ALL"
+                " SELECT seq, 'status', NULL, NULL, NULL, NULL, kind, detail, created_at"
+                " FROM events WHERE conversation_id = ?1 AND seq > ?2"
+                " ORDER BY 1",
+                &s->r_replay, err, errlen) != 0 ||
+        prepare(s->reader, "SELECT COALESCE(MAX(id), 0) FROM conversations", &s->r_max_id, err,
+                errlen) != 0)
+        goto fail;
+    if (uv_async_init(loop, &s->async, on_async) != 0) {
+        snprintf(err, errlen, "uv_async_init failed");
+        goto fail;
+    }
+    s->async.data = s;
+    if (uv_thread_create(&s->thread, writer_main, s) != 0) {
+        snprintf(err, errlen, "cannot start the writer thread");
+        uv_close((uv_handle_t *)&s->async, NULL);
+        uv_run(loop, UV_RUN_NOWAIT);
+        goto fail;
+    }
+    s->thread_started = 1;
+    *out = s;
+    return 0;
+fail:
+    free_store(s);
+    return -1;
+}
+
+static void on_async_closed(uv_handle_t *h)
+{
+    free_store(h->data);
+}
+
+void store_close(store_t *s)
+{
+    if (!s)
+        return;
+    uv_mutex_lock(&s->lock);
+    s->stopping = 1;
+    uv_cond_signal(&s->wake);
+    uv_mutex_unlock(&s->lock);
+    if (s->thread_started)
+        uv_thread_join(&s->thread);
+    run_finished(s);
+    uv_close((uv_handle_t *)&s->async, on_async_closed);
+}
+
+sqlite3 *store_reader(store_t *s)
+{
+    return s->reader;
+}
+
+int store_submit(store_t *s, store_work_fn work, store_done_fn done, void *arg)
+{
+    op *o = malloc(sizeof(*o));
+    if (!o)
+        return -1;
+    o->next = NULL;
+    o->work = work;
+    o->done = done;
+    o->arg = arg;
+    o->rc = 0;
+    uv_mutex_lock(&s->lock);
+    if (s->stopping) {
+        uv_mutex_unlock(&s->lock);
+        free(o);
+        return -1;
+    }
+    *s->pending_tail = o;
+    s->pending_tail = &o->next;
+    uv_cond_signal(&s->wake);
+    uv_mutex_unlock(&s->lock);
+    return 0;
+}
+
+void store_get_stats(store_t *s, store_stats_t *out)
+{
+    uv_mutex_lock(&s->lock);
+    *out = s->stats;
+    uv_mutex_unlock(&s->lock);
+}
+
+/* ---- typed operations ---- */
+
+typedef struct create_op {
+    store_conv_t c;
+    char ts[32];
+    store_done_fn done;
+    void *arg;
+} create_op;
+
+static int step_done(sqlite3 *db, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        log_error("store", "write failed: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    return 0;
+}
+
+static int work_create(store_tx_t *tx, void *arg)
+{
+    create_op *o = arg;
+    sqlite3_stmt *st;
+
+    st = store_tx_stmt(tx, "INSERT INTO customers(external_id, name, created_at, updated_at)"
+                           " VALUES (?1, ?2, ?3, ?3) ON CONFLICT(external_id) DO UPDATE SET"
+                           " name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE name END,"
+                           " updated_at = excluded.updated_at");
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, o->c.customer_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, o->c.customer_name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, o->ts, -1, SQLITE_STATIC);
+    if (step_done(tx->db, st) != 0)
+        return -1;
+    st = store_tx_stmt(tx, "INSERT INTO conversations(id, token, customer_id, customer_name,"
+                           " channel, state, last_seq, created_at, updated_at)"
+                           " SELECT ?1, ?2, id, ?4, ?5, 'open', 0, ?6, ?6 FROM customers"
+                           " WHERE external_id = ?3");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, o->c.id);
+    sqlite3_bind_text(st, 2, o->c.token, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, o->c.customer_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, o->c.customer_name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, o->c.channel, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, o->ts, -1, SQLITE_STATIC);
+    return step_done(tx->db, st);
+}
+
+static void done_create(void *arg, int rc)
+{
+    create_op *o = arg;
+    if (o->done)
+        o->done(o->arg, rc);
+    free(o);
+}
+
+int store_create_conversation(store_t *s, const store_conv_t *c, store_done_fn done, void *arg)
+{
+    create_op *o = malloc(sizeof(*o));
+    if (!o)
+        return -1;
+    o->c = *c;
+    o->c.flow_state = NULL;
+    util_iso_now(o->ts, sizeof(o->ts));
+    o->done = done;
+    o->arg = arg;
+    if (store_submit(s, work_create, done_create, o) != 0) {
+        free(o);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct event_op {
+    const store_event_t *ev;
+    store_done_fn done;
+    void *arg;
+} event_op;
+
+static void bind_opt(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int work_event(store_tx_t *tx, void *arg)
+{
+    const store_event_t *ev = ((event_op *)arg)->ev;
+    sqlite3_stmt *st;
+
+    if (strcmp(ev->kind, "message") == 0) {
+        st = store_tx_stmt(tx, "INSERT INTO messages(conversation_id, seq, sender, client_id,"
+                               " text, options, created_at) VALUES (?,?,?,?,?,?,?)");
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, ev->conversation);
+        sqlite3_bind_int64(st, 2, ev->seq);
+        sqlite3_bind_text(st, 3, ev->sender, -1, SQLITE_STATIC);
+        bind_opt(st, 4, ev->client_id);
+        sqlite3_bind_text(st, 5, ev->text, -1, SQLITE_STATIC);
+        bind_opt(st, 6, ev->options);
+        sqlite3_bind_text(st, 7, ev->ts, -1, SQLITE_STATIC);
+    } else {
+        st = store_tx_stmt(tx, "INSERT INTO events(conversation_id, seq, kind, detail, actor,"
+                               " created_at) VALUES (?,?,?,?,'system',?)");
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, ev->conversation);
+        sqlite3_bind_int64(st, 2, ev->seq);
+        sqlite3_bind_text(st, 3, ev->state, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, ev->detail ? ev->detail : "{}", -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, ev->ts, -1, SQLITE_STATIC);
+    }
+    if (step_done(tx->db, st) != 0)
+        return -1;
+    st = store_tx_stmt(tx, "UPDATE conversations SET last_seq = MAX(last_seq, ?2),"
+                           " updated_at = ?3 WHERE id = ?1");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, ev->conversation);
+    sqlite3_bind_int64(st, 2, ev->seq);
+    sqlite3_bind_text(st, 3, ev->ts, -1, SQLITE_STATIC);
+    return step_done(tx->db, st);
+}
+
+static void done_event(void *arg, int rc)
+{
+    event_op *o = arg;
+    if (o->done)
+        o->done(o->arg, rc);
+    free(o);
+}
+
+int store_append_event(store_t *s, const store_event_t *ev, store_done_fn done, void *arg)
+{
+    event_op *o = malloc(sizeof(*o));
+    if (!o)
+        return -1;
+    o->ev = ev;
+    o->done = done;
+    o->arg = arg;
+    if (store_submit(s, work_event, done_event, o) != 0) {
+        free(o);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct state_op {
+    long long conversation;
+    char *json;
+} state_op;
+
+static int work_state(store_tx_t *tx, void *arg)
+{
+    state_op *o = arg;
+    sqlite3_stmt *st = store_tx_stmt(tx, "UPDATE conversations SET flow_state = ? WHERE id = ?");
+    if (!st)
+        return -1;
+    bind_opt(st, 1, o->json);
+    sqlite3_bind_int64(st, 2, o->conversation);
+    return step_done(tx->db, st);
+}
+
+static void done_state(void *arg, int rc)
+{
+    state_op *o = arg;
+    if (rc != 0)
+        log_error("store", "flow state of conversation %lld not saved", o->conversation);
+    free(o->json);
+    free(o);
+}
+
+int store_save_flow_state(store_t *s, long long conversation, const char *json)
+{
+    state_op *o = calloc(1, sizeof(*o));
+    if (!o)
+        return -1;
+    o->conversation = conversation;
+    if (json && !(o->json = strdup(json))) {
+        free(o);
+        return -1;
+    }
+    if (store_submit(s, work_state, done_state, o) != 0) {
+        free(o->json);
+        free(o);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- reads ---- */
+
+static void copy_col(char *dst, size_t n, sqlite3_stmt *st, int col)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    snprintf(dst, n, "%s", v ? (const char *)v : "");
+}
+
+int store_find_conversation(store_t *s, const char *token, store_conv_t *c)
+{
+    sqlite3_stmt *st = s->r_find_conv;
+    int rc;
+
+    sqlite3_bind_text(st, 1, token, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        rc = 1;
+    } else if (rc == SQLITE_ROW) {
+        memset(c, 0, sizeof(*c));
+        c->id = sqlite3_column_int64(st, 0);
+        copy_col(c->token, sizeof(c->token), st, 1);
+        copy_col(c->customer_id, sizeof(c->customer_id), st, 2);
+        copy_col(c->customer_name, sizeof(c->customer_name), st, 3);
+        copy_col(c->channel, sizeof(c->channel), st, 4);
+        copy_col(c->state, sizeof(c->state), st, 5);
+        c->last_seq = sqlite3_column_int64(st, 6);
+        const unsigned char *fs = sqlite3_column_text(st, 7);
+        c->flow_state = fs ? strdup((const char *)fs) : NULL;
+        rc = 0;
+    } else {
+        log_error("store", "find conversation: %s", sqlite3_errmsg(s->reader));
+        rc = -1;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+int store_find_client_message(store_t *s, long long conversation, const char *client_id,
+                              long long *seq)
+{
+    sqlite3_stmt *st = s->r_find_client;
+    int rc;
+
+    sqlite3_bind_int64(st, 1, conversation);
+    sqlite3_bind_text(st, 2, client_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *seq = sqlite3_column_int64(st, 0);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = 1;
+    } else {
+        log_error("store", "find client message: %s", sqlite3_errmsg(s->reader));
+        rc = -1;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static const char *col(sqlite3_stmt *st, int i)
+{
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+int store_replay(store_t *s, long long conversation, long long after,
+                 int (*fn)(const store_event_t *ev, void *arg), void *arg)
+{
+    sqlite3_stmt *st = s->r_replay;
+    int rc;
+
+    sqlite3_bind_int64(st, 1, conversation);
+    sqlite3_bind_int64(st, 2, after);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_event_t ev = {0};
+        ev.conversation = conversation;
+        ev.seq = sqlite3_column_int64(st, 0);
+        ev.kind = col(st, 1);
+        ev.sender = col(st, 2);
+        ev.client_id = col(st, 3);
+        ev.text = col(st, 4);
+        ev.options = col(st, 5);
+        ev.state = col(st, 6);
+        ev.detail = col(st, 7);
+        snprintf(ev.ts, sizeof(ev.ts), "%s", col(st, 8) ? col(st, 8) : "");
+        if (fn(&ev, arg) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        log_error("store", "replay: %s", sqlite3_errmsg(s->reader));
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+long long store_max_conversation_id(store_t *s)
+{
+    long long id = 0;
+    if (sqlite3_step(s->r_max_id) == SQLITE_ROW)
+        id = sqlite3_column_int64(s->r_max_id, 0);
+    sqlite3_reset(s->r_max_id);
+    return id;
+}

@@ -1,0 +1,254 @@
+/*
+ * util.c - random tokens, UTF-8 checks, timestamps, string-keyed hash map.
+ *
+ * The map owns copies of its keys; it never owns values.  It grows by doubling when the
+ * load factor passes 1 and never shrinks (sessions come and go at a steady rate).
+ */
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <time.h>
+
+int util_random_hex(char *out, size_t nbytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char buf[64];
+    if (nbytes > sizeof(buf))
+        return -1;
+    size_t got = 0;
+    while (got < nbytes) {
+        ssize_t n = getrandom(buf + got, nbytes - got, 0);
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < nbytes; i++) {
+        out[2 * i] = hex[buf[i] >> 4];
+        out[2 * i + 1] = hex[buf[i] & 15];
+    }
+    out[2 * nbytes] = '\0';
+    return 0;
+}
+
+int util_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str, *end = s + len;
+    while (s < end) {
+        unsigned c = *s;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        int n;
+        unsigned cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (end - s <= n)
+            return 0;
+        for (int i = 1; i <= n; i++) {
+            if ((s[i] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        s += n + 1;
+    }
+    return 1;
+}
+
+size_t util_utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80)
+            n++;
+    return n;
+}
+
+int util_blank(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\v' || *p == '\f') {
+            p++;
+        } else if (p[0] == 0xE3 && p[1] == 0x80 && p[2] == 0x80) { /* U+3000 ideographic space */
+            p += 3;
+        } else if (p[0] == 0xC2 && p[1] == 0xA0) { /* U+00A0 */
+            p += 2;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+void util_iso_now(char *out, size_t outlen)
+{
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+}
+
+uint64_t util_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- map ---- */
+
+typedef struct entry {
+    struct entry *next;
+    uint64_t hash;
+    void *value;
+    char key[];
+} entry;
+
+struct map {
+    entry **buckets;
+    size_t nbuckets; /* power of two */
+    size_t count;
+};
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+map_t *map_new(void)
+{
+    map_t *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->nbuckets = 64;
+    m->buckets = calloc(m->nbuckets, sizeof(entry *));
+    if (!m->buckets) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void map_free(map_t *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->nbuckets; i++) {
+        entry *e = m->buckets[i];
+        while (e) {
+            entry *next = e->next;
+            free(e);
+            e = next;
+        }
+    }
+    free(m->buckets);
+    free(m);
+}
+
+static entry **slot(const map_t *m, const char *key, uint64_t h)
+{
+    entry **pp = &m->buckets[h & (m->nbuckets - 1)];
+    while (*pp && ((*pp)->hash != h || strcmp((*pp)->key, key) != 0))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+void *map_get(const map_t *m, const char *key)
+{
+    entry *e = *slot(m, key, hash_str(key));
+    return e ? e->value : NULL;
+}
+
+static int grow(map_t *m)
+{
+    size_t n = m->nbuckets * 2;
+    entry **b = calloc(n, sizeof(entry *));
+    if (!b)
+        return -1;
+    for (size_t i = 0; i < m->nbuckets; i++) {
+        entry *e = m->buckets[i];
+        while (e) {
+            entry *next = e->next;
+            e->next = b[e->hash & (n - 1)];
+            b[e->hash & (n - 1)] = e;
+            e = next;
+        }
+    }
+    free(m->buckets);
+    m->buckets = b;
+    m->nbuckets = n;
+    return 0;
+}
+
+int map_put(map_t *m, const char *key, void *value)
+{
+    uint64_t h = hash_str(key);
+    entry **pp = slot(m, key, h);
+    if (*pp) {
+        (*pp)->value = value;
+        return 0;
+    }
+    size_t klen = strlen(key);
+    entry *e = malloc(sizeof(*e) + klen + 1);
+    if (!e)
+        return -1;
+    e->hash = h;
+    e->value = value;
+    memcpy(e->key, key, klen + 1);
+    e->next = NULL;
+    *pp = e;
+    m->count++;
+    if (m->count > m->nbuckets)
+        (void)grow(m); /* a failed grow only costs speed */
+    return 0;
+}
+
+void *map_del(map_t *m, const char *key)
+{
+    entry **pp = slot(m, key, hash_str(key));
+    entry *e = *pp;
+    if (!e)
+        return NULL;
+    void *v = e->value;
+    *pp = e->next;
+    free(e);
+    m->count--;
+    return v;
+}
+
+size_t map_count(const map_t *m)
+{
+    return m->count;
+}
+
+void map_each(const map_t *m, void (*fn)(const char *, void *, void *), void *arg)
+{
+    for (size_t i = 0; i < m->nbuckets; i++)
+        for (entry *e = m->buckets[i]; e; e = e->next)
+            fn(e->key, e->value, arg);
+}

@@ -1,0 +1,326 @@
+/*
+ * ws.c - the customer chat WebSocket: libwebsockets callbacks for /chat.
+ *
+ * A ws_conn_t is lws's per-session storage for a chat socket (allocated zeroed by lws before
+ * ESTABLISHED, freed by lws after CLOSED).  It owns: the receive buffer (frame reassembly),
+ * the queue of outgoing frames, the rate-limit bucket.  It borrows its session.
+ *
+ * States of a connection
+ *   FILTER_PROTOCOL_CONNECTION  path must be /chat, else the upgrade is refused
+ *   ESTABLISHED                 linked into server->conns; no session yet (hello timer runs)
+ *   on_frame(hello)             session_hello() -> ws_conn_bind(c, s): ready
+ *   ws_conn_close()             close_code set; frames still queued are written first, then
+ *                               WRITEABLE sends the close frame and returns -1
+ *   CLOSED                      session_detach(); queue freed; unlinked
+ *
+ * Writes happen only in SERVER_WRITEABLE, one frame per callback, each buffer allocated with
+ * LWS_PRE bytes of headroom.
+ */
+#include "ws.h"
+
+#include "log.h"
+#include "metrics.h"
+#include "proto.h"
+#include "server.h"
+#include "session.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define QUEUE_MAX_FRAMES 512
+#define QUEUE_MAX_BYTES (4u << 20)
+
+typedef struct frame {
+    struct frame *next;
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE + len */
+} frame;
+
+struct ws_conn {
+    struct lws *wsi;
+    server_t *srv;
+    struct ws_conn *prev, *next;
+    session_t *session;
+    frame *out, **out_tail;
+    size_t out_frames, out_bytes;
+    char *rx;
+    size_t rx_len, rx_cap;
+    int rx_binary;
+    double tokens;
+    uint64_t refill_ms;
+    int strikes;
+    uint64_t opened_ms;
+    int close_code;
+    char close_reason[64];
+};
+
+void ws_conn_bind(ws_conn_t *c, struct session *s)
+{
+    c->session = s;
+}
+
+static void request_write(ws_conn_t *c)
+{
+    lws_callback_on_writable(c->wsi);
+}
+
+int ws_conn_send(ws_conn_t *c, char *json)
+{
+    size_t len = strlen(json);
+    if (c->close_code) {
+        free(json);
+        return -1;
+    }
+    if (c->out_frames >= QUEUE_MAX_FRAMES || c->out_bytes + len > QUEUE_MAX_BYTES) {
+        free(json);
+        log_warn("ws", "client not reading; closing");
+        ws_conn_close(c, 1008, "not reading");
+        return -1;
+    }
+    frame *f = malloc(sizeof(*f) + LWS_PRE + len);
+    if (!f) {
+        free(json);
+        return -1;
+    }
+    f->next = NULL;
+    f->len = len;
+    memcpy(f->buf + LWS_PRE, json, len);
+    free(json);
+    *c->out_tail = f;
+    c->out_tail = &f->next;
+    c->out_frames++;
+    c->out_bytes += len;
+    request_write(c);
+    return 0;
+}
+
+void ws_conn_close(ws_conn_t *c, int code, const char *reason)
+{
+    if (c->close_code)
+        return;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+    request_write(c);
+}
+
+void ws_conn_error(ws_conn_t *c, int code, const char *message, const char *id)
+{
+    if ((unsigned)code < PROTO_E_COUNT)
+        metrics.errors[code]++;
+    char *json = proto_error((proto_error_t)code, message, id);
+    if (json)
+        ws_conn_send(c, json);
+}
+
+void ws_sweep(server_t *srv)
+{
+    uint64_t now = util_now_ms(), limit = (uint64_t)srv->cfg->hello_timeout_s * 1000u;
+    for (ws_conn_t *c = srv->conns; c; c = c->next)
+        if (!c->session && !c->close_code && now - c->opened_ms >= limit)
+            ws_conn_close(c, 1008, "no hello in time");
+}
+
+/* Token bucket: 1 when the frame may be processed. */
+static int rate_ok(ws_conn_t *c)
+{
+    const config_t *cfg = c->srv->cfg;
+    uint64_t now = util_now_ms();
+    c->tokens += (double)(now - c->refill_ms) * cfg->rate_per_sec / 1000.0;
+    c->refill_ms = now;
+    if (c->tokens > cfg->rate_burst)
+        c->tokens = cfg->rate_burst;
+    if (c->tokens >= 1.0) {
+        c->tokens -= 1.0;
+        if (c->strikes > 0 && c->tokens >= cfg->rate_burst / 2.0)
+            c->strikes = 0;
+        return 1;
+    }
+    return 0;
+}
+
+static void on_frame(ws_conn_t *c)
+{
+    const config_t *cfg = c->srv->cfg;
+    proto_limits_t lim = {cfg->max_text_chars};
+    proto_in_t in;
+    proto_error_t code;
+    char msg[256];
+
+    if (c->close_code)
+        return;
+    if (!rate_ok(c)) {
+        if (++c->strikes > 2 * cfg->rate_burst) {
+            ws_conn_close(c, 1008, "rate limit");
+            return;
+        }
+        ws_conn_error(c, PROTO_E_RATE_LIMITED, "too many frames; slow down", NULL);
+        return;
+    }
+    if (c->rx_binary) {
+        ws_conn_error(c, PROTO_E_BAD_FRAME, "binary frames are not accepted; send JSON text", NULL);
+        return;
+    }
+    if (proto_decode(c->rx, c->rx_len, &lim, &in, &code, msg, sizeof(msg)) != 0) {
+        ws_conn_error(c, code, msg, in.id[0] ? in.id : NULL);
+        return;
+    }
+    switch (in.kind) {
+    case PROTO_HELLO_NEW:
+    case PROTO_HELLO_RESUME:
+        if (c->session)
+            ws_conn_error(c, PROTO_E_ALREADY_STARTED, "hello was already accepted", NULL);
+        else
+            session_hello(c->srv->sessions, c, &in);
+        break;
+    case PROTO_MESSAGE:
+        if (!c->session)
+            ws_conn_error(c, PROTO_E_NOT_READY, "send hello first", in.id);
+        else
+            session_message(c->session, c, &in);
+        break;
+    }
+    proto_in_clear(&in);
+}
+
+static int on_receive(ws_conn_t *c, const void *data, size_t len)
+{
+    size_t max = (size_t)c->srv->cfg->max_message_bytes;
+    if (lws_is_first_fragment(c->wsi)) {
+        c->rx_len = 0;
+        c->rx_binary = lws_frame_is_binary(c->wsi);
+    }
+    if (c->rx_len + len > max) {
+        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                         (unsigned char *)"message too big", 15);
+        return -1;
+    }
+    if (c->rx_len + len + 1 > c->rx_cap) {
+        size_t cap = c->rx_cap ? c->rx_cap : 1024;
+        while (cap < c->rx_len + len + 1)
+            cap *= 2;
+        if (cap > max + 1)
+            cap = max + 1;
+        char *p = realloc(c->rx, cap);
+        if (!p)
+            return -1;
+        c->rx = p;
+        c->rx_cap = cap;
+    }
+    memcpy(c->rx + c->rx_len, data, len);
+    c->rx_len += len;
+    c->rx[c->rx_len] = '\0';
+    if (lws_is_final_fragment(c->wsi) && !lws_remaining_packet_payload(c->wsi)) {
+        on_frame(c);
+        c->rx_len = 0;
+        if (c->rx_cap > 16384) { /* don't keep a large buffer for an idle chat */
+            free(c->rx);
+            c->rx = NULL;
+            c->rx_cap = 0;
+        }
+    }
+    return 0;
+}
+
+static int on_writeable(ws_conn_t *c)
+{
+    frame *f = c->out;
+    if (f) {
+        c->out = f->next;
+        if (!c->out)
+            c->out_tail = &c->out;
+        c->out_frames--;
+        c->out_bytes -= f->len;
+        int n = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        free(f);
+        if (n < 0)
+            return -1;
+        if (c->out || c->close_code)
+            request_write(c);
+        return 0;
+    }
+    if (c->close_code) {
+        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+                         (unsigned char *)c->close_reason, strlen(c->close_reason));
+        return -1;
+    }
+    return 0;
+}
+
+static void on_closed(ws_conn_t *c)
+{
+    server_t *srv = c->srv;
+    if (c->session)
+        session_detach(c->session, c);
+    while (c->out) {
+        frame *f = c->out;
+        c->out = f->next;
+        free(f);
+    }
+    free(c->rx);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->nconns--;
+    metrics.connections--;
+}
+
+static int path_is(struct lws *wsi, const char *want)
+{
+    char uri[256];
+    int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+    return n > 0 && strcmp(uri, want) == 0;
+}
+
+static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
+{
+    ws_conn_t *c = user;
+    server_t *srv;
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        srv = server_of(wsi);
+        if (!path_is(wsi, "/chat"))
+            return -1;
+        if (srv->stopping || srv->nconns >= srv->cfg->max_connections)
+            return -1;
+        return 0;
+    case LWS_CALLBACK_ESTABLISHED:
+        srv = server_of(wsi);
+        c->wsi = wsi;
+        c->srv = srv;
+        c->out_tail = &c->out;
+        c->opened_ms = c->refill_ms = util_now_ms();
+        c->tokens = srv->cfg->rate_burst;
+        c->next = srv->conns;
+        if (srv->conns)
+            srv->conns->prev = c;
+        srv->conns = c;
+        srv->nconns++;
+        metrics.connections++;
+        metrics.connections_total++;
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        if (!c->srv)
+            return -1;
+        return on_receive(c, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (!c->srv)
+            return -1;
+        return on_writeable(c);
+    case LWS_CALLBACK_CLOSED:
+        if (c->srv)
+            on_closed(c);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+const struct lws_protocols ws_chat_protocol = {
+    "redress.chat.v1", callback_chat, sizeof(ws_conn_t), 4096, 0, NULL, 0,
+};

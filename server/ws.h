@@ -1,0 +1,36 @@
+/*
+ * ws.h - the customer chat WebSocket (/chat, subprotocol redress.chat.v1).
+ *
+ * A ws_conn_t is created when a chat socket is established and freed when it closes
+ * (LWS_CALLBACK_CLOSED); before it is freed its session is told (session_detach).  Frames are
+ * queued and written on LWS_CALLBACK_SERVER_WRITEABLE, never inside RECEIVE.
+ */
+#ifndef REDRESS_WS_H
+#define REDRESS_WS_H
+
+#include <libwebsockets.h>
+
+typedef struct ws_conn ws_conn_t;
+struct server;
+
+/* The lws protocol entry for the chat protocol. */
+extern const struct lws_protocols ws_chat_protocol;
+
+/* Queues a text frame; takes ownership of json (malloc'ed).  Returns 0, or -1 when the
+ * connection is closing or its queue is over its cap (the connection is then closed). */
+int ws_conn_send(ws_conn_t *c, char *json);
+
+/* Closes the connection with a close code once queued frames are written. */
+void ws_conn_close(ws_conn_t *c, int code, const char *reason);
+
+/* Sends an error frame (and counts it).  id may be NULL. */
+void ws_conn_error(ws_conn_t *c, int code, const char *message, const char *id);
+
+/* Binds the connection to a session (NULL unbinds); a bound connection has completed hello. */
+struct session;
+void ws_conn_bind(ws_conn_t *c, struct session *s);
+
+/* Periodic housekeeping for all chat connections (hello timeouts); called by the server. */
+void ws_sweep(struct server *srv);
+
+#endif
