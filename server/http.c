@@ -2,14 +2,16 @@
  * http.c - HTTP endpoints on the chat port.
  *
  * A request's state (http_req) is lws's per-session storage on the "http" protocol: the
- * method and path, the request body (POST/PUT, capped), and the response being written.
+ * method, path and query, the request body (POST/PUT, capped), and the response being written.
+ * A handler answers through an http_reply_t handle, at once or later; the handle is heap
+ * memory that outlives the connection, so a late answer to a client that left is dropped.
  *
- *   LWS_CALLBACK_HTTP              read method + path; GET/DELETE dispatch now, others wait
- *   LWS_CALLBACK_HTTP_BODY         append to body (413 past the cap)
+ *   LWS_CALLBACK_HTTP                read method, path, query; GET/DELETE dispatch now
+ *   LWS_CALLBACK_HTTP_BODY           append to the body (413 past the cap)
  *   LWS_CALLBACK_HTTP_BODY_COMPLETION  dispatch
- *   dispatch() -> route handler -> respond(): headers written, body queued
- *   LWS_CALLBACK_HTTP_WRITEABLE    body written in chunks; transaction completed at the end
- *   LWS_CALLBACK_HTTP_DROP_PROTOCOL / CLOSED_HTTP  buffers freed
+ *   dispatch() -> handler -> ... -> http_reply(): response stored, writable requested
+ *   LWS_CALLBACK_HTTP_WRITEABLE      headers, then the body in chunks; transaction completed
+ *   LWS_CALLBACK_CLOSED_HTTP / HTTP_DROP_PROTOCOL   handle orphaned, buffers freed
  *
  * This protocol also refuses every WebSocket upgrade that did not name a subprotocol
  * (FILTER_PROTOCOL_CONNECTION), so a chat client must ask for redress.chat.v1.
@@ -31,136 +33,179 @@
 
 const char *const http_mountpoints[] = {"/healthz", "/metrics", "/api", NULL};
 
-typedef enum { M_GET, M_POST, M_PUT, M_DELETE, M_OTHER } method_t;
-
 typedef struct http_req {
-    method_t method;
+    char method[8];
     char path[512];
+    char query[1024];
     char *body;
     size_t body_len;
     int body_too_big;
+    http_reply_t *reply; /* while a handler owes an answer */
+    /* the response */
+    int status;
+    char ctype[64];
     char *out;
     size_t out_len, out_sent;
-    int responded;
+    int head_pending, body_pending;
 } http_req;
 
-typedef int (*route_fn)(struct lws *wsi, http_req *r, server_t *srv);
+struct http_reply {
+    struct lws *wsi; /* NULL once the client is gone */
+    http_req *req;
+};
 
-static int respond(struct lws *wsi, http_req *r, int status, const char *ctype, char *body,
-                   size_t len)
+/* ---- replies ---- */
+
+void http_reply(http_reply_t *h, int status, const char *content_type, char *body, size_t len)
 {
-    unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
-                                       *end = buf + sizeof(buf) - 1;
+    http_req *r = h->req;
+    if (!h->wsi) {
+        free(body);
+        free(h);
+        return;
+    }
+    r->reply = NULL;
+    if (!body) {
+        static const char oops[] =
+            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        body = strdup(oops);
+        len = body ? strlen(body) : 0;
+        status = 500;
+        content_type = "application/json";
+    }
+    r->status = status;
+    snprintf(r->ctype, sizeof(r->ctype), "%s", content_type);
+    free(r->out);
     r->out = body;
     r->out_len = len;
     r->out_sent = 0;
-    r->responded = 1;
+    r->head_pending = 1;
+    r->body_pending = 1;
     metrics.http_requests++;
-    if (lws_add_http_common_headers(wsi, (unsigned)status, ctype, (lws_filepos_t)len, &p, end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-store", 8, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
-        return 1;
-    lws_callback_on_writable(wsi);
-    return 0;
+    lws_callback_on_writable(h->wsi);
+    free(h);
 }
 
-static int respond_json(struct lws *wsi, http_req *r, int status, cJSON *o)
+void http_reply_json(http_reply_t *h, int status, char *json)
 {
-    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    if (!s)
-        return 1;
-    return respond(wsi, r, status, "application/json", s, strlen(s));
+    http_reply(h, status, "application/json", json, json ? strlen(json) : 0);
 }
 
-static int respond_error(struct lws *wsi, http_req *r, int status, const char *code,
-                         const char *message)
+void http_reply_error(http_reply_t *h, int status, const char *code, const char *message)
 {
     cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
-    if (!e)
-        goto fail;
-    if (!cJSON_AddStringToObject(e, "code", code) ||
-        !cJSON_AddStringToObject(e, "message", message))
-        goto fail;
-    return respond_json(wsi, r, status, o);
-fail:
+    char *s = NULL;
+    if (e && cJSON_AddStringToObject(e, "code", code) &&
+        cJSON_AddStringToObject(e, "message", message))
+        s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    return 1;
+    http_reply_json(h, status, s);
 }
 
-/* ---- routes ---- */
+/* ---- built-in routes ---- */
 
-static int get_healthz(struct lws *wsi, http_req *r, server_t *srv)
+static void get_healthz(server_t *srv, const http_call_t *call, http_reply_t *h)
 {
+    (void)call;
     cJSON *o = cJSON_CreateObject();
-    if (!o || !cJSON_AddStringToObject(o, "status", srv->stopping ? "stopping" : "ok") ||
-        !cJSON_AddStringToObject(o, "version", REDRESS_VERSION) ||
-        !cJSON_AddNumberToObject(o, "uptime_s",
-                                 (double)((util_now_ms() - srv->started_ms) / 1000u)) ||
-        !cJSON_AddNumberToObject(o, "connections", srv->nconns)) {
-        cJSON_Delete(o);
-        return 1;
-    }
-    return respond_json(wsi, r, 200, o);
+    char *s = NULL;
+    if (o && cJSON_AddStringToObject(o, "status", srv->stopping ? "stopping" : "ok") &&
+        cJSON_AddStringToObject(o, "version", REDRESS_VERSION) &&
+        cJSON_AddNumberToObject(o, "uptime_s",
+                                (double)((util_now_ms() - srv->started_ms) / 1000u)) &&
+        cJSON_AddNumberToObject(o, "connections", srv->nconns))
+        s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    http_reply_json(h, 200, s);
 }
 
-static int get_metrics(struct lws *wsi, http_req *r, server_t *srv)
+static void get_metrics(server_t *srv, const http_call_t *call, http_reply_t *h)
 {
+    (void)call;
     size_t len = 0;
     char *text = metrics_render(srv->store, (util_now_ms() - srv->started_ms) / 1000u, &len);
-    if (!text)
-        return 1;
-    return respond(wsi, r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    http_reply(h, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
-static const struct {
-    method_t method;
-    const char *path;
-    route_fn fn;
-} routes[] = {
-    {M_GET, "/healthz", get_healthz},
-    {M_GET, "/metrics", get_metrics},
-};
-
-static int dispatch(struct lws *wsi, http_req *r)
+static void dispatch(struct lws *wsi, http_req *r)
 {
     server_t *srv = server_of(wsi);
-    int path_known = 0;
+    http_reply_t *h = malloc(sizeof(*h));
+    char peer[64] = "";
+    http_call_t call;
 
-    if (r->body_too_big)
-        return respond_error(wsi, r, 413, "too_large", "request body over 1 MiB");
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        if (strcmp(r->path, routes[i].path) != 0)
-            continue;
-        path_known = 1;
-        if (routes[i].method == r->method)
-            return routes[i].fn(wsi, r, srv);
+    if (!h) {
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
     }
-    if (path_known)
-        return respond_error(wsi, r, 405, "method_not_allowed", "method not allowed here");
-    return respond_error(wsi, r, 404, "not_found", "no such endpoint");
+    h->wsi = wsi;
+    h->req = r;
+    r->reply = h;
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    call.method = r->method;
+    call.path = r->path;
+    call.query = r->query;
+    call.body = r->body ? r->body : "";
+    call.body_len = r->body_len;
+    call.loopback = strncmp(peer, "127.", 4) == 0 || strcmp(peer, "::1") == 0 ||
+                    strncmp(peer, "::ffff:127.", 11) == 0;
+
+    if (r->body_too_big) {
+        http_reply_error(h, 413, "too_large", "request body over 1 MiB");
+    } else if (strcmp(r->path, "/healthz") == 0) {
+        if (strcmp(r->method, "GET") == 0)
+            get_healthz(srv, &call, h);
+        else
+            http_reply_error(h, 405, "method_not_allowed", "use GET");
+    } else if (strcmp(r->path, "/metrics") == 0) {
+        if (strcmp(r->method, "GET") == 0)
+            get_metrics(srv, &call, h);
+        else
+            http_reply_error(h, 405, "method_not_allowed", "use GET");
+    } else {
+        http_reply_error(h, 404, "not_found", "no such endpoint");
+    }
 }
 
-static method_t read_method(struct lws *wsi, char *path, size_t pathlen)
+/* ---- lws plumbing ---- */
+
+static int read_request(struct lws *wsi, http_req *r)
 {
     static const struct {
         enum lws_token_indexes tok;
-        method_t m;
+        const char *name;
     } methods[] = {
-        {WSI_TOKEN_GET_URI, M_GET},
-        {WSI_TOKEN_POST_URI, M_POST},
-        {WSI_TOKEN_PUT_URI, M_PUT},
-        {WSI_TOKEN_DELETE_URI, M_DELETE},
+        {WSI_TOKEN_GET_URI, "GET"},
+        {WSI_TOKEN_POST_URI, "POST"},
+        {WSI_TOKEN_PUT_URI, "PUT"},
+        {WSI_TOKEN_DELETE_URI, "DELETE"},
     };
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
         if (lws_hdr_total_length(wsi, methods[i].tok) > 0) {
-            if (lws_hdr_copy(wsi, path, (int)pathlen, methods[i].tok) < 0)
-                path[0] = '\0';
-            return methods[i].m;
+            if (lws_hdr_copy(wsi, r->path, (int)sizeof(r->path), methods[i].tok) < 0)
+                return -1;
+            snprintf(r->method, sizeof(r->method), "%s", methods[i].name);
+            if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS) > 0 &&
+                lws_hdr_copy(wsi, r->query, (int)sizeof(r->query), WSI_TOKEN_HTTP_URI_ARGS) < 0)
+                return -1;
+            return 0;
         }
-    path[0] = '\0';
-    return M_OTHER;
+    return -1;
+}
+
+static int write_head(struct lws *wsi, http_req *r)
+{
+    unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
+                                       *end = buf + sizeof(buf) - 1;
+    r->head_pending = 0;
+    if (lws_add_http_common_headers(wsi, (unsigned)r->status, r->ctype, (lws_filepos_t)r->out_len,
+                                    &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
 }
 
 static int write_body(struct lws *wsi, http_req *r)
@@ -180,13 +225,16 @@ static int write_body(struct lws *wsi, http_req *r)
     }
     free(r->out);
     r->out = NULL;
-    if (lws_http_transaction_completed(wsi))
-        return -1;
-    return 0;
+    r->body_pending = 0;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
 static void clear(http_req *r)
 {
+    if (r->reply) {
+        r->reply->wsi = NULL; /* the handler's late answer will be dropped */
+        r->reply = NULL;
+    }
     free(r->body);
     free(r->out);
     memset(r, 0, sizeof(*r));
@@ -204,14 +252,16 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         if (!r)
             return -1;
         clear(r);
-        r->method = read_method(wsi, r->path, sizeof(r->path));
-        if (r->method == M_POST || r->method == M_PUT)
+        if (read_request(wsi, r) != 0) {
+            lws_return_http_status(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, NULL);
+            return -1;
+        }
+        if (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0)
             return 0; /* wait for the body */
-        if (r->method == M_OTHER)
-            return respond_error(wsi, r, 405, "method_not_allowed", "method not allowed") ? -1 : 0;
-        return dispatch(wsi, r) ? -1 : 0;
+        dispatch(wsi, r);
+        return 0;
     case LWS_CALLBACK_HTTP_BODY:
-        if (r->body_too_big)
+        if (!r || r->body_too_big)
             return 0;
         if (r->body_len + len > BODY_MAX) {
             r->body_too_big = 1;
@@ -228,11 +278,17 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         }
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return dispatch(wsi, r) ? -1 : 0;
+        if (r)
+            dispatch(wsi, r);
+        return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        if (!r || !r->out)
+        if (!r)
             return 0;
-        return write_body(wsi, r);
+        if (r->head_pending)
+            return write_head(wsi, r);
+        if (r->body_pending)
+            return write_body(wsi, r);
+        return 0;
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
         if (r)

@@ -66,7 +66,7 @@ struct store {
     int batch_max;
     store_tx_t tx; /* writer connection + its statement cache */
     sqlite3 *reader;
-    sqlite3_stmt *r_find_conv, *r_find_client, *r_replay, *r_max_id;
+    sqlite3_stmt *r_find_conv, *r_find_client, *r_replay, *r_max_id, *r_customer;
     store_stats_t stats; /* guarded by lock */
 };
 
@@ -342,6 +342,7 @@ static void free_store(store_t *s)
     sqlite3_finalize(s->r_find_client);
     sqlite3_finalize(s->r_replay);
     sqlite3_finalize(s->r_max_id);
+    sqlite3_finalize(s->r_customer);
     if (s->tx.db)
         sqlite3_close(s->tx.db);
     if (s->reader)
@@ -421,7 +422,11 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
                 " ORDER BY 1",
                 &s->r_replay, err, errlen) != 0 ||
         prepare(s->reader, "SELECT COALESCE(MAX(id), 0) FROM conversations", &s->r_max_id, err,
-                errlen) != 0)
+                errlen) != 0 ||
+        prepare(s->reader,
+                "SELECT u.vip, (SELECT COUNT(*) FROM conversations c WHERE c.customer_id = u.id)"
+                " FROM customers u WHERE u.external_id = ?",
+                &s->r_customer, err, errlen) != 0)
         goto fail;
     if (uv_async_init(loop, &s->async, on_async) != 0) {
         snprintf(err, errlen, "uv_async_init failed");
@@ -643,6 +648,82 @@ int store_append_event(store_t *s, const store_event_t *ev, store_done_fn done, 
     o->arg = arg;
     if (store_submit(s, work_event, done_event, o) != 0) {
         free(o);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct internal_op {
+    long long conversation;
+    char *kind, *detail, *actor;
+    char ts[32];
+} internal_op;
+
+static void internal_free(internal_op *o)
+{
+    free(o->kind);
+    free(o->detail);
+    free(o->actor);
+    free(o);
+}
+
+static int work_internal(store_tx_t *tx, void *arg)
+{
+    internal_op *o = arg;
+    sqlite3_stmt *st = store_tx_stmt(tx, "INSERT INTO events(conversation_id, seq, kind, detail,"
+                                         " actor, created_at) VALUES (?, NULL, ?, ?, ?, ?)");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, o->conversation);
+    sqlite3_bind_text(st, 2, o->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, o->detail, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, o->actor, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, o->ts, -1, SQLITE_STATIC);
+    return step_done(tx->db, st);
+}
+
+static void done_internal(void *arg, int rc)
+{
+    internal_op *o = arg;
+    if (rc != 0)
+        log_error("store", "event %s of conversation %lld not saved", o->kind, o->conversation);
+    internal_free(o);
+}
+
+int store_append_internal(store_t *s, long long conversation, const char *kind,
+                          const char *detail_json, const char *actor)
+{
+    internal_op *o = calloc(1, sizeof(*o));
+    if (!o)
+        return -1;
+    o->conversation = conversation;
+    util_iso_now(o->ts, sizeof(o->ts));
+    if (!(o->kind = strdup(kind)) || !(o->detail = strdup(detail_json ? detail_json : "{}")) ||
+        !(o->actor = strdup(actor ? actor : "system")) ||
+        store_submit(s, work_internal, done_internal, o) != 0) {
+        internal_free(o);
+        return -1;
+    }
+    return 0;
+}
+
+int store_customer_info(store_t *s, const char *customer_id, int *vip, int *conversations)
+{
+    sqlite3_stmt *st = s->r_customer;
+    int rc;
+
+    *vip = 0;
+    *conversations = 0;
+    sqlite3_bind_text(st, 1, customer_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *vip = sqlite3_column_int(st, 0);
+        *conversations = sqlite3_column_int(st, 1);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        log_error("store", "customer info: %s", sqlite3_errmsg(s->reader));
         return -1;
     }
     return 0;

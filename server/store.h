@@ -95,6 +95,15 @@ int store_create_conversation(store_t *s, const store_conv_t *c, store_done_fn d
 /* Queues an event.  ev and the strings it points to must stay valid until done runs. */
 int store_append_event(store_t *s, const store_event_t *ev, store_done_fn done, void *arg);
 
+/* Queues an internal event (not sent to the customer, no seq): kind and detail (JSON object
+ * text) copied.  Used for the audit trail: escalations, record updates, flow failures. */
+int store_append_internal(store_t *s, long long conversation, const char *kind,
+                          const char *detail_json, const char *actor);
+
+/* Reader: what is known about a customer: VIP level and the number of earlier conversations.
+ * Unknown customers give 0 and 0.  Returns 0 or negative on error. */
+int store_customer_info(store_t *s, const char *customer_id, int *vip, int *conversations);
+
 /* Queues a flow state update (json copied; NULL clears). */
 int store_save_flow_state(store_t *s, long long conversation, const char *json);
 
