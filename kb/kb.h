@@ -6,19 +6,60 @@
  * Every connection that touches kb tables must first call kb_register().
  * Schema changes are kb_migrate()'s alone.  Searches are read-only and run on the
  * caller's connection (the server uses its loop-thread reader connection).
+ *
+ * Start-up order for a process:
+ *   kb_set_synonyms_file(path)      once, before kb_register (optional: no synonyms otherwise)
+ *   kb_register(db)                 on every connection
+ *   kb_migrate(db)                  once, on a writer connection
+ *   kb_seed_dir(db, cfg->kb_seed)   optional: fills an empty knowledge base
+ *
+ * Errors: functions return 0 (or a count) on success and a negative KB_ERR_* code on failure;
+ * those taking (err, errlen) also write a one-line message there.  Everything is safe to call
+ * from any thread with a connection that thread owns; the synonym list is shared and locked.
+ * See kb/README.md for how search works and for the JSON Lines format.
  */
 #ifndef REDRESS_KB_H
 #define REDRESS_KB_H
 
 #include <sqlite3.h>
 #include <stddef.h>
+#include <stdio.h>
+
+#define KB_ERR_DB (-1)       /* SQLite failed (message in err, or the connection's errmsg) */
+#define KB_ERR_INVALID (-2)  /* bad input: the message names the field */
+#define KB_ERR_NOTFOUND (-3) /* no such template or case */
+#define KB_ERR_CONFLICT (-4) /* key already exists, or the version changed meanwhile */
+#define KB_ERR_NOMEM (-5)
 
 /* Registers the "redress" FTS5 tokenizer on db.  Returns 0 or a negative error. */
 int kb_register(sqlite3 *db);
 
 /* Creates or migrates the kb tables on db (inside its own transaction).  Returns 0, or -1 with
- * a message in err. */
+ * a message in err.  Also rebuilds the FTS indexes when the current synonym list differs from
+ * the one they were built with. */
 int kb_migrate(sqlite3 *db, char *err, size_t errlen);
+
+/*
+ * Loads the synonym list (kb/README.md: one group per line, words separated by spaces or
+ * commas, # comments) and makes it the process-wide list used by every tokenizer
+ * kb_register() installs.  path NULL or "" clears the list.  Returns 0, or KB_ERR_INVALID
+ * with "path:line: message" in err (the previous list stays).  Documents indexed under an
+ * older list are re-indexed by the next kb_migrate(), kb_reload_synonyms() or kb write.
+ */
+int kb_set_synonyms_file(const char *path, char *err, size_t errlen);
+
+/* Re-reads the file given to kb_set_synonyms_file and, when db is not NULL, rebuilds its FTS
+ * indexes if the list changed.  Returns 1 when the list changed, 0 when not, or negative. */
+int kb_reload_synonyms(sqlite3 *db, char *err, size_t errlen);
+
+/* Rebuilds every kb FTS index from the tables.  Returns 0, or negative with a message. */
+int kb_reindex(sqlite3 *db, char *err, size_t errlen);
+
+/* Categories: the fixed list seeded into kb_categories.  kb_category_name returns the Chinese
+ * name of a slug ("bank.fee" -> "误扣费") or NULL for an unknown slug; the strings are static. */
+const char *kb_category_name(const char *slug);
+int kb_category_count(void);
+const char *kb_category_slug(int i); /* 0 <= i < kb_category_count(), else NULL */
 
 typedef enum kb_kind { KB_TEMPLATE = 1, KB_CASE = 2 } kb_kind_t;
 typedef enum kb_confidence { KB_NO_MATCH = 0, KB_SUGGEST = 1, KB_ANSWER = 2 } kb_confidence_t;
@@ -34,6 +75,8 @@ typedef struct kb_hit {
     char *compensation;/* template's compensation, may be NULL */
     int severity;
     double score;      /* higher is better */
+    char *key;         /* stable external id */
+    double coverage;   /* 0..1: share of the query's weight this hit matches (see kb_search) */
 } kb_hit_t;
 
 typedef struct kb_result {
@@ -41,6 +84,17 @@ typedef struct kb_result {
     int count;
     kb_hit_t *hits;
 } kb_result_t;
+
+/*
+ * Confidence thresholds (kb/README.md explains coverage):
+ *   KB_ANSWER   the best hit is a template with coverage >= KB_ANSWER_COVERAGE that leads the
+ *               next template by KB_ANSWER_MARGIN (or is the only one)
+ *   KB_SUGGEST  the best hit (template or case) has coverage >= KB_SUGGEST_COVERAGE
+ *   KB_NO_MATCH otherwise, and for empty or unusable text
+ */
+#define KB_ANSWER_COVERAGE 0.70
+#define KB_ANSWER_MARGIN 0.10
+#define KB_SUGGEST_COVERAGE 0.40
 
 /*
  * Searches templates and past cases for free customer text (never FTS5 syntax).
@@ -51,12 +105,133 @@ typedef struct kb_result {
 int kb_search(sqlite3 *db, const char *text, const char *category, int limit, kb_result_t **out);
 void kb_result_free(kb_result_t *r);
 
+/* ---- templates and cases ---- */
+
+typedef struct kb_template {
+    long long id;        /* 0 before the first save */
+    char *key;           /* stable external id: 1..64 of [A-Za-z0-9._-] */
+    char *title;
+    char *category;      /* a kb_category_name() slug */
+    int severity;        /* 1..4 */
+    char *conditions;    /* when the template applies */
+    char *text;          /* customer-facing answer */
+    char **steps;        /* internal steps, nsteps strings */
+    int nsteps;
+    char *compensation;
+    char *deadline;      /* promise as text, "24小时内" */
+    int deadline_hours;  /* -1 = none */
+    char **tags;
+    int ntags;
+    int version;         /* 1.. ; bumped by every change */
+    char *updated_by;
+    char *updated_at;    /* "YYYY-MM-DDTHH:MM:SSZ" */
+    char *action;        /* history rows only: "create", "update" or "delete" */
+} kb_template_t;
+
+typedef struct kb_case {
+    long long id;
+    char *key;
+    char *summary;
+    char *category;
+    char *tried;
+    char *resolution;
+    char *outcome;       /* "resolved", "partial" or "unresolved" */
+    int satisfaction;    /* 1..5, 0 = unknown */
+    char *date;          /* "YYYY-MM-DD" */
+} kb_case_t;
+
+/* Frees the strings a record owns and zeroes it (the struct itself is the caller's). */
+void kb_template_clear(kb_template_t *t);
+void kb_case_clear(kb_case_t *c);
+
+/* Checks every field (lengths, UTF-8, ranges, category, key syntax).  Returns 0, or
+ * KB_ERR_INVALID with a message naming the field. */
+int kb_template_validate(const kb_template_t *t, char *err, size_t errlen);
+int kb_case_validate(const kb_case_t *c, char *err, size_t errlen);
+
+/* Loads one template by id (key NULL) or by key (id ignored) into *out (clear it after).
+ * Returns 0, KB_ERR_NOTFOUND or KB_ERR_DB. */
+int kb_template_get(sqlite3 *db, long long id, const char *key, kb_template_t *out);
+int kb_case_get(sqlite3 *db, long long id, const char *key, kb_case_t *out);
+
+/*
+ * Creates or updates a template (mode: 0 upsert by key, 1 create only, 2 update t->id only).
+ * expect_version > 0 makes an update fail with KB_ERR_CONFLICT unless it is the current
+ * version.  An update that changes nothing keeps the version.  who is recorded as updated_by.
+ * On success returns 1 created, 2 updated or 3 unchanged and sets *id_out / *version_out
+ * (either may be NULL); else a negative code with a message.  Runs in its own transaction or
+ * a savepoint of the caller's.
+ */
+int kb_template_save(sqlite3 *db, const kb_template_t *t, int mode, int expect_version,
+                     const char *who, long long *id_out, int *version_out, char *err,
+                     size_t errlen);
+
+/* Deletes a template (its history stays, with a "delete" row).  0, KB_ERR_NOTFOUND or
+ * KB_ERR_DB. */
+int kb_template_delete(sqlite3 *db, long long id, const char *who, char *err, size_t errlen);
+
+/* Every version of the template with this key, oldest first, in a malloc'ed array of *n
+ * records (free with kb_templates_free).  0, KB_ERR_NOTFOUND or KB_ERR_DB. */
+int kb_template_history(sqlite3 *db, const char *key, kb_template_t **out, int *n);
+void kb_templates_free(kb_template_t *v, int n);
+
+/* Cases: save as for templates (no versions; returns 1 created, 2 updated, 3 unchanged). */
+int kb_case_save(sqlite3 *db, const kb_case_t *c, int mode, long long *id_out, char *err,
+                 size_t errlen);
+int kb_case_delete(sqlite3 *db, long long id, char *err, size_t errlen);
+
+/*
+ * Records a resolved conversation as a past case with a generated key ("auto-" and 16 hex
+ * digits) and today's date.  tried/resolution may be NULL; satisfaction 0 = unknown, else 1..5.
+ * Returns 0 and *id_out (may be NULL), KB_ERR_INVALID for bad fields, or KB_ERR_DB.
+ */
+int kb_case_add(sqlite3 *db, const char *summary, const char *category, const char *tried,
+                const char *resolution, const char *outcome, int satisfaction,
+                long long *id_out);
+
+/* Number of templates in db, or -1 on error. */
+int kb_template_count(sqlite3 *db);
+/* Number of cases in db, or -1 on error. */
+int kb_case_count(sqlite3 *db);
+
+/* ---- import, export, seeding ---- */
+
 /* Imports JSON Lines from path into db.  Returns the number of records imported, or -1 with
  * "path:line: message" in err and nothing imported. */
 int kb_import_file(sqlite3 *db, const char *path, const char *who, char *err, size_t errlen);
 
-/* Number of templates in db, or -1 on error. */
-int kb_template_count(sqlite3 *db);
+typedef struct kb_import_stats {
+    int templates, cases;              /* records read */
+    int created, updated, unchanged;
+} kb_import_stats_t;
+
+/* As kb_import_file, with counts in *stats (may be NULL). */
+int kb_import_file_ex(sqlite3 *db, const char *path, const char *who, kb_import_stats_t *stats,
+                      char *err, size_t errlen);
+
+/* Writes every template then every case (by key) as JSON Lines to f; the output imports back
+ * into an identical knowledge base.  Returns the number of records, or -1 with a message. */
+int kb_export(sqlite3 *db, FILE *f, char *err, size_t errlen);
+
+/* Imports dir/templates.jsonl and dir/cases.jsonl (either may be absent, not both) in one
+ * transaction, but only when the knowledge base has no templates and no cases.  dir NULL or ""
+ * does nothing.  Returns the number of records imported (0 when not empty), or -1 with a
+ * message. */
+int kb_seed_dir(sqlite3 *db, const char *dir, char *err, size_t errlen);
+
+/* ---- HTTP API for the web editor (kb/kb_api.c) ---- */
+
+/*
+ * Handles one request of the editor API.  path is relative to /api/kb ("/templates/12"),
+ * query_string without '?' (may be NULL), body may be NULL.  who names the editor for
+ * updated_by.  Always sets *http_status and *out_json (malloc'ed JSON, the caller frees;
+ * errors are {"error":{"code":"...","message":"..."}}).  Returns 0, or KB_ERR_NOMEM when
+ * not even an error body could be built (then *out_json is NULL and the status 500).
+ * Routes are listed in kb/README.md.
+ */
+int kb_api_handle(sqlite3 *db, const char *method, const char *path, const char *query_string,
+                  const char *body, size_t body_len, const char *who, int *http_status,
+                  char **out_json);
 
 /* `redress kb ...` subcommands; argv[0] is the subcommand name.  Returns a process exit code. */
 struct config;

@@ -17,7 +17,9 @@ mode=${1:-}
 
 build_pkgs="cmake make gcc pkg-config libwebsockets-dev libwebsockets-evlib-uv liblua5.4-dev
 libsqlite3-dev libcjson-dev libuv1-dev libsodium-dev"
-test_pkgs="python3 python3-websockets python3-pytest sqlite3 clang libclang-rt-14-dev"
+test_pkgs="python3 python3-websockets python3-pytest sqlite3 clang libclang-rt-14-dev chromium nodejs fonts-wqy-microhei"
+# NodeSource's nodejs package bundles npm and conflicts with Debian's npm package.
+command -v npm >/dev/null 2>&1 || test_pkgs="$test_pkgs npm"
 
 need_install() {
     local missing=()
@@ -55,6 +57,9 @@ serve)
 test)
     # shellcheck disable=SC2086
     need_install $build_pkgs $test_pkgs
+    if [ ! -d tests/browser/node_modules ]; then
+        (cd tests/browser && npm ci --no-audit --no-fund)
+    fi
     cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DREDRESS_SANITIZE=ON >/dev/null
     cmake --build build-asan -j "$jobs"
     cd build-asan

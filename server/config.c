@@ -47,6 +47,8 @@ static const setting settings[] = {
      "directory of Lua flows"},
     {"kb.seed", T_STR, REDRESS_SOURCE_DIR "/kb/sample", F(kb_seed), 0, 4096, NULL,
      "directory of JSON Lines loaded into an empty knowledge base (empty = none)"},
+    {"kb.synonyms", T_STR, REDRESS_SOURCE_DIR "/kb/synonyms.txt", F(kb_synonyms), 0, 4096, NULL,
+     "synonym list for knowledge-base search (empty = none)"},
     {"limits.max_message_bytes", T_INT, "16384", F(max_message_bytes), 256, 1048576, NULL,
      "largest WebSocket message; larger closes with 1009"},
     {"limits.max_text_chars", T_INT, "2000", F(max_text_chars), 1, 100000, NULL,

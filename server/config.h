@@ -18,11 +18,12 @@ typedef struct config {
     int listen_port;     /* listen.port */
     int max_connections; /* limits.max_connections */
     /* paths */
-    char *data_dir;  /* data.dir: created at start-up */
-    char *db_path;   /* data.db: relative paths are resolved against data.dir */
-    char *web_root;  /* web.root: static files served over HTTP */
-    char *rules_dir; /* rules.dir: Lua flows */
-    char *kb_seed;   /* kb.seed: JSON Lines imported into an empty knowledge base ("" = none) */
+    char *data_dir;    /* data.dir: created at start-up */
+    char *db_path;     /* data.db: relative paths are resolved against data.dir */
+    char *web_root;    /* web.root: static files served over HTTP */
+    char *rules_dir;   /* rules.dir: Lua flows */
+    char *kb_seed;     /* kb.seed: JSON Lines imported into an empty knowledge base ("" = none) */
+    char *kb_synonyms; /* kb.synonyms: synonym list file for kb search ("" = none) */
     /* chat limits */
     int max_message_bytes; /* limits.max_message_bytes: larger frames close with 1009 */
     int max_text_chars;    /* limits.max_text_chars: longest customer message text, in characters */

@@ -18,6 +18,7 @@
  */
 #include "http.h"
 
+#include "api.h"
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
@@ -162,6 +163,8 @@ static void dispatch(struct lws *wsi, http_req *r)
             get_metrics(srv, &call, h);
         else
             http_reply_error(h, 405, "method_not_allowed", "use GET");
+    } else if (strncmp(r->path, "/api/", 5) == 0) {
+        api_handle(srv, &call, h);
     } else {
         http_reply_error(h, 404, "not_found", "no such endpoint");
     }
@@ -191,6 +194,17 @@ static int read_request(struct lws *wsi, http_req *r)
             return 0;
         }
     return -1;
+}
+
+/* 1 when the request announces a body (lws then calls HTTP_BODY / HTTP_BODY_COMPLETION). */
+static int has_body(struct lws *wsi)
+{
+    char len[32];
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+        return 1;
+    if (lws_hdr_copy(wsi, len, sizeof(len), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return 0;
+    return strtoull(len, NULL, 10) > 0;
 }
 
 static int write_head(struct lws *wsi, http_req *r)
@@ -255,8 +269,7 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         if (read_request(wsi, r) != 0) {
             lws_return_http_status(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, NULL);
             return -1;
-        }
-        if (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0)
+        }        if ((strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0) && has_body(wsi))
             return 0; /* wait for the body */
         dispatch(wsi, r);
         return 0;

@@ -8,6 +8,8 @@
  * Flags are settings (config.c); `redress --help` lists them.
  */
 #include "config.h"
+#include "flow.h"
+#include "kb.h"
 #include "log.h"
 #include "server.h"
 
@@ -31,6 +33,8 @@ static const struct {
     const char *help;
 } commands[] = {
     {"serve", serve_main, "run the chat server"},
+    {"kb", kb_cli_main, "knowledge-base tools"},
+    {"flow", flow_cli_main, "flow tools: test, check, reload"},
 };
 
 static void usage(FILE *f)

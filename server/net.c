@@ -14,7 +14,9 @@
  */
 #include "server.h"
 
+#include "flow.h"
 #include "http.h"
+#include "kb.h"
 #include "log.h"
 #include "session.h"
 #include "util.h"
@@ -43,13 +45,17 @@ static void lws_log(int level, const char *line)
               "lws", "%.*s", (int)n, line);
 }
 
-static void begin_shutdown(server_t *srv)
+#define SHUTDOWN_GRACE_MS 2000
+
+static void on_tick(uv_timer_t *t);
+
+/* Second step of shutdown: every chat socket has closed (or the grace period ran out). */
+static void finish_shutdown(server_t *srv)
 {
-    if (srv->stopping)
-        return;
-    srv->stopping = 1;
-    log_notice("server", "shutting down");
     session_mgr_stop(srv->sessions);
+    session_mgr_set_flow(srv->sessions, NULL);
+    flow_engine_destroy(srv->flow);
+    srv->flow = NULL;
     lws_context_destroy(srv->lws); /* first phase: sockets close, uv handles start closing */
     store_close(srv->store);
     srv->store = NULL;
@@ -61,6 +67,19 @@ static void begin_shutdown(server_t *srv)
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
 }
 
+/* First step of shutdown: stop accepting, tell every client (close 1001), let them go. */
+static void begin_shutdown(server_t *srv)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    srv->stop_deadline_ms = util_now_ms() + SHUTDOWN_GRACE_MS;
+    log_notice("server", "shutting down");
+    ws_close_all(srv, 1001, "server shutting down");
+    uv_timer_stop(&srv->tick);
+    uv_timer_start(&srv->tick, on_tick, 20, 20);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     log_notice("server", "signal %d", signum);
@@ -70,17 +89,35 @@ static void on_signal(uv_signal_t *h, int signum)
 static void on_tick(uv_timer_t *t)
 {
     server_t *srv = t->data;
+    if (srv->stopping) {
+        if (srv->nconns == 0 || util_now_ms() >= srv->stop_deadline_ms)
+            finish_shutdown(srv);
+        return;
+    }
     ws_sweep(srv);
     session_mgr_sweep(srv->sessions);
 }
 
+/* Every store connection gets the knowledge base's tokenizer; the writer also migrates the kb
+ * tables and seeds an empty knowledge base (start-up only, before the loop runs). */
 static int store_init(sqlite3 *db, int is_writer, void *arg, char *err, size_t errlen)
 {
-    (void)db;
-    (void)is_writer;
-    (void)arg;
-    (void)err;
-    (void)errlen;
+    server_t *srv = arg;
+    int n;
+
+    if (kb_register(db) != 0) {
+        snprintf(err, errlen, "kb: cannot register the tokenizer");
+        return -1;
+    }
+    if (!is_writer)
+        return 0;
+    if (kb_migrate(db, err, errlen) != 0)
+        return -1;
+    n = kb_seed_dir(db, srv->cfg->kb_seed, err, errlen);
+    if (n < 0)
+        return -1;
+    if (n > 0)
+        log_notice("kb", "knowledge base seeded with %d records from %s", n, srv->cfg->kb_seed);
     return 0;
 }
 
@@ -160,6 +197,10 @@ int server_run(const config_t *cfg)
         free(srv);
         return -1;
     }
+    if (cfg->kb_synonyms[0] && kb_set_synonyms_file(cfg->kb_synonyms, err, sizeof(err)) != 0) {
+        log_error("server", "kb.synonyms: %s", err);
+        goto out;
+    }
     if (store_open(&srv->store, &srv->loop, cfg, store_init, srv, err, sizeof(err)) != 0) {
         log_error("server", "store: %s", err);
         goto out;
@@ -168,6 +209,11 @@ int server_run(const config_t *cfg)
         log_error("server", "out of memory");
         goto out;
     }
+    if (flow_engine_create(&srv->flow, cfg, store_reader(srv->store), err, sizeof(err)) != 0) {
+        log_error("server", "flows in %s: %s", cfg->rules_dir, err);
+        goto out;
+    }
+    session_mgr_set_flow(srv->sessions, srv->flow);
     if (start_lws(srv) != 0)
         goto out;
     uv_signal_init(&srv->loop, &srv->sigint);
@@ -187,6 +233,10 @@ int server_run(const config_t *cfg)
     rc = 0;
 out:
     if (!srv->stopping) { /* start-up failed part way */
+        if (srv->sessions)
+            session_mgr_set_flow(srv->sessions, NULL);
+        flow_engine_destroy(srv->flow);
+        srv->flow = NULL;
         if (srv->lws)
             lws_context_destroy(srv->lws);
         if (srv->store)

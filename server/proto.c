@@ -297,3 +297,26 @@ char *proto_string_array(const char *const *items, int n)
     }
     return finish(a);
 }
+
+char *proto_escalation_detail(const char *reason, int priority)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "reason", reason) ||
+        !cJSON_AddNumberToObject(o, "priority", priority)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return finish(o);
+}
+
+char *proto_record_detail(const char *field, const char *value_json)
+{
+    cJSON *o = cJSON_CreateObject(), *v = cJSON_Parse(value_json ? value_json : "null");
+    if (!o || !v || !cJSON_AddStringToObject(o, "field", field)) {
+        cJSON_Delete(o);
+        cJSON_Delete(v);
+        return NULL;
+    }
+    cJSON_AddItemToObject(o, "value", v);
+    return finish(o);
+}

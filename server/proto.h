@@ -69,6 +69,11 @@ char *proto_error(proto_error_t code, const char *message, const char *id);
 /* An event frame (message or status) from a stored event. */
 char *proto_event(const store_event_t *ev);
 
+/* {"reason":..,"priority":N} for the "escalated" status event. */
+char *proto_escalation_detail(const char *reason, int priority);
+/* {"field":..,"value":<value_json>} for a complaint record update (value_json must parse). */
+char *proto_record_detail(const char *field, const char *value_json);
+
 /* Builds a JSON array text from n strings (NULL when n == 0). */
 char *proto_string_array(const char *const *items, int n);
 

@@ -18,13 +18,14 @@ typedef struct server {
     const config_t *cfg;
     uv_loop_t loop;
     struct lws_context *lws;
-    store_t *store;
-    session_mgr_t *sessions;
+    store_t *store;    session_mgr_t *sessions;
+    struct flow_engine *flow; /* the Lua dialogue engine (flow.h) */
     uv_signal_t sigint, sigterm;
     uv_timer_t tick;
     uint64_t started_ms;
     int stopping;
-    struct ws_conn *conns; /* every open chat connection (ws.c) */
+    uint64_t stop_deadline_ms; /* shutdown: give clients until then to close */
+    struct ws_conn *conns;     /* every open chat connection (ws.c) */
     int nconns;
 } server_t;
 

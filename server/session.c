@@ -24,6 +24,7 @@
  */
 #include "session.h"
 
+#include "flow.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -58,9 +59,12 @@ struct session {
     long long stored_seq; /* highest seq known durable */
     ws_conn_t *conn;
     long long sent_seq; /* highest seq the attached connection has */
+    int replaying;      /* a resume's replay is still being paged out (see replay_page) */
     sevent *pending, **pending_tail;
     int refs;
     uint64_t detached_ms;
+    flow_run_t *run; /* the dialogue flow, NULL without an engine */
+    double run_due;  /* flow_run_next_due() after the last call into the run */
 };
 
 struct session_mgr {
@@ -70,6 +74,7 @@ struct session_mgr {
     session_t *all;
     long long next_id;
     int stopping;
+    flow_engine_t *flow; /* borrowed; NULL: fixed replies */
 };
 
 /* ---- manager ---- */
@@ -90,6 +95,17 @@ session_mgr_t *session_mgr_new(const config_t *cfg, store_t *store)
     return m;
 }
 
+void session_mgr_set_flow(session_mgr_t *m, flow_engine_t *flow)
+{
+    if (!flow) /* the engine is going away: its runs go first (their state is saved) */
+        for (session_t *s = m->all; s; s = s->next) {
+            flow_run_free(s->run);
+            s->run = NULL;
+            s->run_due = 0;
+        }
+    m->flow = flow;
+}
+
 void session_mgr_stop(session_mgr_t *m)
 {
     m->stopping = 1;
@@ -106,6 +122,7 @@ static void session_free(session_t *s)
         s->next->prev = s->prev;
     if (map_get(m->by_token, s->token) == s)
         map_del(m->by_token, s->token);
+    flow_run_free(s->run);
     metrics.sessions--;
     free(s);
 }
@@ -132,12 +149,21 @@ void session_mgr_free(session_mgr_t *m)
     free(m);
 }
 
+static void after_run_call(session_t *s, int rc, const char *what);
+
 void session_mgr_sweep(session_mgr_t *m)
 {
     uint64_t now = util_now_ms(), keep = (uint64_t)m->cfg->session_memory_s * 1000u;
+    double wall = 0;
     session_t *s = m->all;
     while (s) {
         session_t *next = s->next;
+        if (s->run && s->run_due > 0 && !m->stopping) {
+            if (wall == 0)
+                wall = util_wall_s();
+            if (s->run_due <= wall)
+                after_run_call(s, flow_run_tick(s->run, wall), "timer");
+        }
         if (s->refs == 0 && !s->conn &&
             (s->state == S_DEAD || (s->state == S_LIVE && now - s->detached_ms >= keep)))
             session_free(s);
@@ -166,6 +192,7 @@ static void attach(session_t *s, ws_conn_t *c)
 {
     s->conn = c;
     s->sent_seq = 0;
+    s->replaying = 0;
     ws_conn_bind(c, s);
 }
 
@@ -191,8 +218,8 @@ static void send_frame(session_t *s, char *json)
 }
 
 static void deliver(session_t *s, const store_event_t *ev)
-{
-    if (!s->conn || ev->seq <= s->sent_seq)
+{ /* while a replay pages through the log it also picks up this (committed) event */
+    if (!s->conn || s->replaying || ev->seq <= s->sent_seq)
         return;
     char *json = proto_event(ev);
     if (!json) {
@@ -317,10 +344,91 @@ int session_status(session_t *s, const char *state, const char *detail_json)
 static const char *const greeting =
     "您好，这里是客户服务中心，很高兴为您服务。请描述您遇到的问题，我们会尽快为您处理。";
 
+static void after_run_call(session_t *s, int rc, const char *what)
+{
+    if (rc == FLOW_EFAILED)
+        log_warn("session", "%s: flow failed on %s: %s", s->name, what,
+                 flow_run_error(s->run) ? flow_run_error(s->run) : "?");
+    else if (rc == FLOW_EHOST)
+        log_error("session", "%s: flow state not saved after %s", s->name, what);
+    else if (rc < 0 && rc != FLOW_EENDED)
+        log_error("session", "%s: flow %s error %d", s->name, what, rc);
+    s->run_due = s->run ? flow_run_next_due(s->run) : 0;
+}
+
+/* Host callbacks for the dialogue flow (flow.h): all run inside flow_run_* calls. */
+static int host_say(void *host, const char *text, const char *const *options, int n)
+{
+    return session_say(host, "bot", text, options, n);
+}
+
+static int host_status(void *host, const char *state, const char *detail_json)
+{
+    return session_status(host, state, detail_json);
+}
+
+static int host_escalate(void *host, const char *reason, int priority, const char *summary_json)
+{
+    session_t *s = host;
+    char *detail = proto_escalation_detail(reason, priority);
+    int rc = detail ? session_status(s, "escalated", detail) : -1;
+    free(detail);
+    if (store_append_internal(s->m->store, s->id, "escalation", summary_json, "bot") != 0)
+        rc = -1;
+    log_info("session", "%s escalated: %s (priority %d)", s->name, reason, priority);
+    return rc;
+}
+
+static int host_save(void *host, const char *state_json)
+{
+    session_t *s = host;
+    return store_save_flow_state(s->m->store, s->id, state_json);
+}
+
+static int host_record(void *host, const char *field, const char *value_json)
+{
+    session_t *s = host;
+    char *detail = proto_record_detail(field, value_json);
+    int rc = detail ? store_append_internal(s->m->store, s->id, "record", detail, "bot") : -1;
+    free(detail);
+    return rc;
+}
+
+static const flow_host_ops host_ops = {
+    host_say, host_status, host_escalate, host_save, host_record, NULL,
+};
+
+/* Starts (state NULL) or resumes the session's flow.  Returns 0, or -1 when there is none. */
+static int start_run(session_t *s, const char *state, int earlier)
+{
+    int vip = 0, count = 0;
+    flow_customer_t c = {0};
+
+    if (!s->m->flow)
+        return -1;
+    if (store_customer_info(s->m->store, s->customer_id, &vip, &count) != 0)
+        vip = count = 0;
+    c.id = s->customer_id;
+    c.name = s->customer_name[0] ? s->customer_name : NULL;
+    c.channel = s->channel;
+    c.vip = vip;
+    c.history_count = count > earlier ? count - earlier : 0;
+    int rc = flow_run_start(s->m->flow, &host_ops, s, &c, state, &s->run);
+    if (!s->run) {
+        log_error("session", "%s: flow did not start (%d)", s->name, rc);
+        return -1;
+    }
+    after_run_call(s, rc, "start");
+    return 0;
+}
+
 static void turn(session_t *s, const char *text)
 {
-    (void)text;
     metrics.turns++;
+    if (s->run) {
+        after_run_call(s, flow_run_input(s->run, text), "message");
+        return;
+    }
     if (session_say(s, "bot", "您的问题我们已经记录，正在为您查询处理方案，请稍候。", NULL, 0) != 0)
         log_error("session", "%s: reply not queued", s->name);
 }
@@ -377,7 +485,9 @@ static void new_conversation(session_mgr_t *m, ws_conn_t *c, const proto_in_t *i
     }
     s->state = S_CREATING;
     attach(s, c);
-    if (session_status(s, "open", "{}") != 0 || session_say(s, "bot", greeting, NULL, 0) != 0)
+    if (session_status(s, "open", "{}") != 0)
+        log_error("session", "%s: open status not queued", s->name);
+    if (start_run(s, NULL, 0) != 0 && session_say(s, "bot", greeting, NULL, 0) != 0)
         log_error("session", "%s: greeting not queued", s->name);
     log_info("session", "%s started (channel %s)", s->name, s->channel);
     return;
@@ -395,9 +505,9 @@ static session_t *load_conversation(session_mgr_t *m, const char *token, int *er
     *err = rc < 0;
     if (rc != 0)
         return NULL;
-    free(row.flow_state); /* used by the dialogue flow once it resumes here */
     session_t *s = session_new(m);
     if (!s) {
+        free(row.flow_state);
         *err = 1;
         return NULL;
     }
@@ -411,22 +521,65 @@ static session_t *load_conversation(session_mgr_t *m, const char *token, int *er
     s->state = S_LIVE;
     s->detached_ms = util_now_ms();
     if (map_put(m->by_token, s->token, s) != 0) {
+        free(row.flow_state);
         s->state = S_DEAD;
         *err = 1;
         return NULL;
     }
+    /* the flow resumes silently where it was; this conversation counts as one of the customer's */
+    if (m->flow && row.flow_state)
+        start_run(s, row.flow_state, 1);
+    free(row.flow_state);
     return s;
 }
 
+#define REPLAY_PAGE 128
+
+typedef struct replay_ctx {
+    session_t *s;
+    int n, failed;
+} replay_ctx;
+
 static int replay_one(const store_event_t *ev, void *arg)
 {
-    session_t *s = arg;
+    replay_ctx *r = arg;
+    session_t *s = r->s;
     char *json = proto_event(ev);
-    if (!json || !s->conn || ws_conn_send(s->conn, json) != 0)
+    r->n++;
+    if (!json || !s->conn || ws_conn_send(s->conn, json) != 0) {
+        r->failed = 1;
         return 1;
+    }
     s->sent_seq = ev->seq;
     metrics.messages_out++;
     return 0;
+}
+
+/*
+ * Sends the next page of the event log after sent_seq.  A long replay goes out a page at a time
+ * (the next page when the connection's queue has drained, session_drained), so a resume never
+ * floods the write queue nor holds the loop; live events wait for the replay to reach them.
+ */
+static void replay_page(session_t *s)
+{
+    replay_ctx r = {s, 0, 0};
+    if (store_replay(s->m->store, s->id, s->sent_seq, REPLAY_PAGE, replay_one, &r) != 0) {
+        log_error("session", "%s: replay failed", s->name);
+        r.failed = 1;
+    }
+    if (r.failed) {
+        s->replaying = 0;
+        if (s->conn)
+            ws_conn_close(s->conn, 1011, "replay failed; reconnect");
+        return;
+    }
+    s->replaying = r.n == REPLAY_PAGE;
+}
+
+void session_drained(session_t *s, ws_conn_t *c)
+{
+    if (s->conn == c && s->replaying)
+        replay_page(s);
 }
 
 static void resume(session_mgr_t *m, ws_conn_t *c, const proto_in_t *in)
@@ -459,8 +612,7 @@ static void resume(session_mgr_t *m, ws_conn_t *c, const proto_in_t *in)
     attach(s, c);
     s->sent_seq = in->last_seq;
     send_frame(s, proto_welcome(s->name, s->token, s->stored_seq, 1));
-    if (store_replay(m->store, s->id, in->last_seq, replay_one, s) != 0)
-        log_error("session", "%s: replay failed", s->name);
+    replay_page(s);
     log_info("session", "%s resumed after seq %lld", s->name, in->last_seq);
 }
 

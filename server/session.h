@@ -21,6 +21,10 @@ typedef struct ws_conn ws_conn_t;
 
 /* Creates the manager.  Returns NULL when out of memory.  The store must outlive it. */
 session_mgr_t *session_mgr_new(const config_t *cfg, store_t *store);
+/* Gives the manager the dialogue engine (borrowed; NULL: fixed replies).  Set before serving;
+ * setting NULL frees every flow run, so that the engine can then be destroyed. */
+struct flow_engine;
+void session_mgr_set_flow(session_mgr_t *m, struct flow_engine *flow);
 /* Stops starting new turns (shutdown begins); in-flight writes still complete. */
 void session_mgr_stop(session_mgr_t *m);
 /* Frees every session.  Call after the store is closed. */
@@ -32,6 +36,8 @@ void session_mgr_sweep(session_mgr_t *m);
 void session_hello(session_mgr_t *m, ws_conn_t *c, const proto_in_t *in);
 /* A customer message on the session attached to c. */
 void session_message(session_t *s, ws_conn_t *c, const proto_in_t *in);
+/* c has written everything it had queued (the next page of a replay may follow). */
+void session_drained(session_t *s, ws_conn_t *c);
 /* The connection is going away; s forgets it. */
 void session_detach(session_t *s, ws_conn_t *c);
 

@@ -419,7 +419,7 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
                 " UNION ALL"
                 " SELECT seq, 'status', NULL, NULL, NULL, NULL, kind, detail, created_at"
                 " FROM events WHERE conversation_id = ?1 AND seq > ?2"
-                " ORDER BY 1",
+                " ORDER BY 1 LIMIT ?3",
                 &s->r_replay, err, errlen) != 0 ||
         prepare(s->reader, "SELECT COALESCE(MAX(id), 0) FROM conversations", &s->r_max_id, err,
                 errlen) != 0 ||
@@ -838,7 +838,7 @@ static const char *col(sqlite3_stmt *st, int i)
     return (const char *)sqlite3_column_text(st, i);
 }
 
-int store_replay(store_t *s, long long conversation, long long after,
+int store_replay(store_t *s, long long conversation, long long after, int limit,
                  int (*fn)(const store_event_t *ev, void *arg), void *arg)
 {
     sqlite3_stmt *st = s->r_replay;
@@ -846,6 +846,7 @@ int store_replay(store_t *s, long long conversation, long long after,
 
     sqlite3_bind_int64(st, 1, conversation);
     sqlite3_bind_int64(st, 2, after);
+    sqlite3_bind_int(st, 3, limit);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         store_event_t ev = {0};
         ev.conversation = conversation;

@@ -115,9 +115,9 @@ int store_find_conversation(store_t *s, const char *token, store_conv_t *c);
 int store_find_client_message(store_t *s, long long conversation, const char *client_id,
                               long long *seq);
 
-/* Reader: calls fn for every event with seq > after, in seq order; stops early when fn
- * returns non-zero.  Returns 0 or negative on error. */
-int store_replay(store_t *s, long long conversation, long long after,
+/* Reader: calls fn for the first `limit` events with seq > after, in seq order; stops early
+ * when fn returns non-zero.  Returns 0 or negative on error. */
+int store_replay(store_t *s, long long conversation, long long after, int limit,
                  int (*fn)(const store_event_t *ev, void *arg), void *arg);
 
 /* Reader: highest conversation id (0 when none). */

@@ -81,19 +81,35 @@ size_t util_utf8_chars(const char *s)
     return n;
 }
 
+/* Unicode White_Space, plus the invisible U+200B (zero width space) and U+FEFF (BOM). */
+static int is_space_cp(unsigned cp)
+{
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200B) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+           cp == 0x205F || cp == 0x3000 || cp == 0xFEFF;
+}
+
 int util_blank(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
-        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\v' || *p == '\f') {
-            p++;
-        } else if (p[0] == 0xE3 && p[1] == 0x80 && p[2] == 0x80) { /* U+3000 ideographic space */
-            p += 3;
-        } else if (p[0] == 0xC2 && p[1] == 0xA0) { /* U+00A0 */
-            p += 2;
+        unsigned cp;
+        int n;
+        if (p[0] < 0x80) {
+            cp = p[0];
+            n = 1;
+        } else if ((p[0] & 0xE0) == 0xC0 && p[1]) {
+            cp = ((p[0] & 0x1Fu) << 6) | (p[1] & 0x3Fu);
+            n = 2;
+        } else if ((p[0] & 0xF0) == 0xE0 && p[1] && p[2]) {
+            cp = ((p[0] & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
+            n = 3;
         } else {
-            return 0;
+            return 0; /* 4-byte sequences are never white space */
         }
+        if (!is_space_cp(cp))
+            return 0;
+        p += n;
     }
     return 1;
 }
@@ -106,6 +122,13 @@ void util_iso_now(char *out, size_t outlen)
     gmtime_r(&tv.tv_sec, &tm);
     snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+}
+
+double util_wall_s(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + tv.tv_usec / 1e6;
 }
 
 uint64_t util_now_ms(void)

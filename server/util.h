@@ -24,6 +24,9 @@ int util_blank(const char *s);
 /* Current UTC time as "2026-11-26T15:04:05.123Z" into out (>= 25 bytes). */
 void util_iso_now(char *out, size_t outlen);
 
+/* Wall-clock seconds since the Unix epoch. */
+double util_wall_s(void);
+
 /* Monotonic milliseconds. */
 uint64_t util_now_ms(void);
 

@@ -51,6 +51,7 @@ struct ws_conn {
     uint64_t refill_ms;
     int strikes;
     uint64_t opened_ms;
+    uint64_t heard_ms; /* last frame or pong from the client */
     int close_code;
     char close_reason[64];
 };
@@ -115,10 +116,22 @@ void ws_conn_error(ws_conn_t *c, int code, const char *message, const char *id)
 
 void ws_sweep(server_t *srv)
 {
-    uint64_t now = util_now_ms(), limit = (uint64_t)srv->cfg->hello_timeout_s * 1000u;
-    for (ws_conn_t *c = srv->conns; c; c = c->next)
-        if (!c->session && !c->close_code && now - c->opened_ms >= limit)
+    uint64_t now = util_now_ms(), hello = (uint64_t)srv->cfg->hello_timeout_s * 1000u,
+             idle = (uint64_t)srv->cfg->idle_timeout_s * 1000u;
+    for (ws_conn_t *c = srv->conns; c; c = c->next) {
+        if (c->close_code)
+            continue;
+        if (!c->session && now - c->opened_ms >= hello)
             ws_conn_close(c, 1008, "no hello in time");
+        else if (now - c->heard_ms >= idle)
+            ws_conn_close(c, 1001, "idle");
+    }
+}
+
+void ws_close_all(server_t *srv, int code, const char *reason)
+{
+    for (ws_conn_t *c = srv->conns; c; c = c->next)
+        ws_conn_close(c, code, reason);
 }
 
 /* Token bucket: 1 when the frame may be processed. */
@@ -154,7 +167,13 @@ static void on_frame(ws_conn_t *c)
             ws_conn_close(c, 1008, "rate limit");
             return;
         }
-        ws_conn_error(c, PROTO_E_RATE_LIMITED, "too many frames; slow down", NULL);
+        /* name the dropped message so that the client knows what to send again */
+        int ok = !c->rx_binary &&
+                 proto_decode(c->rx, c->rx_len, &lim, &in, &code, msg, sizeof(msg)) == 0;
+        ws_conn_error(c, PROTO_E_RATE_LIMITED, "too many frames; slow down; send it again later",
+                      in.id[0] ? in.id : NULL);
+        if (ok)
+            proto_in_clear(&in);
         return;
     }
     if (c->rx_binary) {
@@ -186,6 +205,7 @@ static void on_frame(ws_conn_t *c)
 static int on_receive(ws_conn_t *c, const void *data, size_t len)
 {
     size_t max = (size_t)c->srv->cfg->max_message_bytes;
+    c->heard_ms = util_now_ms();
     if (lws_is_first_fragment(c->wsi)) {
         c->rx_len = 0;
         c->rx_binary = lws_frame_is_binary(c->wsi);
@@ -237,12 +257,16 @@ static int on_writeable(ws_conn_t *c)
             return -1;
         if (c->out || c->close_code)
             request_write(c);
+        else if (c->session)
+            session_drained(c->session, c);
         return 0;
     }
     if (c->close_code) {
+        /* Returning -1 from WRITEABLE would drop the close frame: set the reason and let the
+         * connection's timer (LWS_CALLBACK_TIMER) end it on the next loop turn. */
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
                          (unsigned char *)c->close_reason, strlen(c->close_reason));
-        return -1;
+        lws_set_timer_usecs(c->wsi, 1);
     }
     return 0;
 }
@@ -294,7 +318,7 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
         c->wsi = wsi;
         c->srv = srv;
         c->out_tail = &c->out;
-        c->opened_ms = c->refill_ms = util_now_ms();
+        c->opened_ms = c->refill_ms = c->heard_ms = util_now_ms();
         c->tokens = srv->cfg->rate_burst;
         c->next = srv->conns;
         if (srv->conns)
@@ -312,6 +336,12 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
         if (!c->srv)
             return -1;
         return on_writeable(c);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (c->srv)
+            c->heard_ms = util_now_ms();
+        return 0;
+    case LWS_CALLBACK_TIMER:
+        return c->srv && c->close_code ? -1 : 0;
     case LWS_CALLBACK_CLOSED:
         if (c->srv)
             on_closed(c);

@@ -30,7 +30,10 @@ void ws_conn_error(ws_conn_t *c, int code, const char *message, const char *id);
 struct session;
 void ws_conn_bind(ws_conn_t *c, struct session *s);
 
-/* Periodic housekeeping for all chat connections (hello timeouts); called by the server. */
+/* Periodic housekeeping for all chat connections (hello and idle timeouts). */
 void ws_sweep(struct server *srv);
+
+/* Closes every chat connection with code (shutdown). */
+void ws_close_all(struct server *srv, int code, const char *reason);
 
 #endif

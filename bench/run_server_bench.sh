@@ -1,0 +1,617 @@
+#!/bin/bash
+# run_server_bench.sh - measures the redress chat server under load on 127.0.0.1.
+#
+# Starts the server (or bench/echo_server) itself, drives it with bench/loadgen processes
+# (several, each under the per-process open-file limit), merges their JSON reports with
+# bench/loadgen_merge.py, and writes every figure with the exact commands that produced it to
+# OUT/summary.json and OUT/summary.txt.  Every process it starts is stopped by PID on exit;
+# every wait has a deadline.
+#
+# Phases (default: all = idle idle-echo saturate open echo mixed perf):
+#   idle       open --idle-conns conversations (hello, welcome, greeting), hold them, and read
+#              the server's VmRSS before and after: bytes per conversation
+#   idle-echo  the same against echo_server: what libwebsockets alone costs per socket
+#   saturate   closed loop (one turn in flight per conversation) at each of --conns: turns/s;
+#              the best becomes the saturation rate
+#   open       open loop at --open-fraction of that rate: p50 / p99 turn latency; meanwhile
+#              POST /api/flows/reload --reloads times (reported "not available" on a 404) and
+#              count turns lost
+#   echo       the saturate run at the best concurrency against echo_server: ratio
+#              (phases after saturate use its best concurrency, or the last of --conns)
+#   mixed      the saturate run at the best concurrency while --mixed-idle more conversations
+#              stay open and idle (a busy hour: most customers are typing, not sending)
+#   perf       perf record of the server during the closed-loop run, then during the mixed
+#              run (perf-mixed): the top functions
+#   smoke      a short functional run of every mode against both servers (ctest); fails unless
+#              every turn is answered; no timing is checked
+#
+# The server's per-connection rate limit (limits.rate_per_sec, 10/s) would cap a closed loop at
+# 10 turns/s per conversation, so the server is started with --limits.rate_per_sec 100000
+# --limits.rate_burst 100000, and with --limits.max_connections near `ulimit -n`.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$SRC/build-bench
+OUT=
+REDRESS=
+PROCS=2
+RUN_PROCS=1
+IDLE_CONNS=15000
+CONNS_LIST="50 200 1000"
+WARMUP=5
+DURATION=20
+OPEN_FRACTION=0.7
+OPEN_RATE=
+RELOADS=5
+PERF_SECONDS=15
+MIXED_IDLE=15000
+SERVER_FLAGS=()
+PHASES=()
+PY=/usr/bin/python3
+
+usage() {
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    cat <<EOF
+usage: $0 [options] [PHASE...]
+  --build DIR          build directory with redress and bench/ (default $BUILD)
+  --redress BIN        the server binary to measure (default BUILD/redress)
+  --out DIR            where results go (default BUILD/bench-results/DATE)
+  --procs N            load generator processes in the idle phases ($PROCS)
+  --run-procs N        load generator processes in the other phases ($RUN_PROCS)
+  --idle-conns N       conversations held in the idle phase ($IDLE_CONNS)
+  --conns "N ..."      closed-loop concurrencies tried by saturate ("$CONNS_LIST")
+  --warmup S           seconds before each measurement window ($WARMUP)
+  --duration S         measurement window ($DURATION)
+  --open-fraction F    open-loop rate as a fraction of the saturation rate ($OPEN_FRACTION)
+  --open-rate R        open-loop rate in turns/s (instead of a saturate result)
+  --reloads N          POST /api/flows/reload this many times during the open run ($RELOADS)
+  --perf-seconds S     length of each perf recording ($PERF_SECONDS)
+  --mixed-idle N       idle conversations held during the mixed and perf-mixed runs ($MIXED_IDLE)
+  --server-flag ARG    one more argument for \`redress serve\` (repeatable)
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --build) BUILD=$(cd "$2" && pwd); shift 2 ;;
+    --redress) REDRESS=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --procs) PROCS=$2; shift 2 ;;
+    --run-procs) RUN_PROCS=$2; shift 2 ;;
+    --idle-conns) IDLE_CONNS=$2; shift 2 ;;
+    --conns) CONNS_LIST=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --open-fraction) OPEN_FRACTION=$2; shift 2 ;;
+    --open-rate) OPEN_RATE=$2; shift 2 ;;
+    --reloads) RELOADS=$2; shift 2 ;;
+    --perf-seconds) PERF_SECONDS=$2; shift 2 ;;
+    --mixed-idle) MIXED_IDLE=$2; shift 2 ;;
+    --server-flag) SERVER_FLAGS+=("$2"); shift 2 ;;
+    -h | --help) usage; exit 0 ;;
+    idle | idle-echo | saturate | open | echo | mixed | perf | smoke) PHASES+=("$1"); shift ;;
+    all) PHASES+=(idle idle-echo saturate open echo mixed perf); shift ;;
+    *) echo "run_server_bench: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
+    esac
+done
+[ ${#PHASES[@]} -gt 0 ] || PHASES=(idle idle-echo saturate open echo mixed perf)
+for n in "$PROCS" "$RUN_PROCS" "$IDLE_CONNS" "$MIXED_IDLE" "$RELOADS" "$PERF_SECONDS" "$WARMUP" "$DURATION"; do
+    [[ "$n" =~ ^[0-9]+$ ]] || { echo "run_server_bench: \"$n\" is not a count" >&2; exit 2; }
+done
+for c in $CONNS_LIST; do
+    [[ "$c" =~ ^[1-9][0-9]*$ ]] || { echo "run_server_bench: --conns: \"$c\"" >&2; exit 2; }
+done
+
+LOADGEN=$BUILD/bench/loadgen
+ECHO_SERVER=$BUILD/bench/echo_server
+REDRESS=${REDRESS:-$BUILD/redress}
+MERGE=("$PY" "$SRC/bench/loadgen_merge.py")
+CONVERSATIONS=$SRC/bench/conversations
+for f in "$LOADGEN" "$ECHO_SERVER" "$REDRESS"; do
+    [ -x "$f" ] || { echo "run_server_bench: $f missing; build with -DREDRESS_BENCH=ON" >&2; exit 2; }
+done
+
+SMOKE_ONLY=0
+if [ "${PHASES[*]}" = smoke ]; then
+    SMOKE_ONLY=1
+    PROCS=1
+    RUN_PROCS=1
+    OUT=${OUT:-$(mktemp -d /tmp/redress-bench-smoke.XXXXXX)}
+fi
+OUT=${OUT:-$BUILD/bench-results/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+# The server holds one socket per conversation; both it and each loadgen need open files.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+MAXCONN=$((NOFILE - 100))
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---- processes: everything we start is recorded and stopped by PID ----
+PIDS=()
+forget_pid() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        local alive=0
+        for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ $alive = 0 ] && break
+        sleep 0.5
+    done
+    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+# Waits until process $1 has ended, at most $2 seconds, then TERM, then KILL.  Sets WAIT_RC.
+wait_pid() {
+    local pid=$1 limit=$2 t=0
+    while kill -0 "$pid" 2>/dev/null && [ "$t" -lt $((limit * 10)) ]; do
+        sleep 0.1
+        t=$((t + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "process $pid still running after ${limit}s: TERM"
+        kill -TERM "$pid" 2>/dev/null || true
+        sleep 5
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    WAIT_RC=0
+    wait "$pid" 2>/dev/null || WAIT_RC=$?
+    forget_pid "$pid"
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+calc() { awk "BEGIN { printf \"%.1f\", $1 }"; }
+
+# ---- servers ----
+SERVER_PID=
+SERVER_PORT=
+SERVER_CMD=
+start_server() { # KIND DIR
+    local kind=$1 dir=$2 cmd t=0
+    mkdir -p "$dir"
+    if [ "$kind" = redress ]; then
+        rm -rf "$dir/data"
+        cmd=("$REDRESS" serve --listen.port 0 --data.dir "$dir/data"
+            --limits.max_connections "$MAXCONN" --limits.rate_per_sec 100000
+            --limits.rate_burst 100000 --log.level warn "${SERVER_FLAGS[@]}")
+    else
+        cmd=("$ECHO_SERVER" --port 0 --max-connections "$MAXCONN")
+    fi
+    SERVER_CMD="ulimit -n $NOFILE; ${cmd[*]}"
+    echo "$SERVER_CMD" >"$dir/server.cmd"
+    "${cmd[@]}" >"$dir/server.out" 2>"$dir/server.err" &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    while ! grep -q '^listening on ' "$dir/server.out" 2>/dev/null; do
+        kill -0 "$SERVER_PID" 2>/dev/null || die "$kind did not start: $(tail -5 "$dir/server.err")"
+        [ $t -lt 600 ] || die "$kind did not print 'listening on' within 60 s"
+        sleep 0.1
+        t=$((t + 1))
+    done
+    SERVER_PORT=$(sed -n 's/^listening on http:\/\/[0-9.]*:\([0-9]*\)$/\1/p' "$dir/server.out")
+    log "$kind pid $SERVER_PID on port $SERVER_PORT"
+}
+
+stop_server() { # DIR
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait_pid "$SERVER_PID" 60
+    echo "$WAIT_RC" >"$1/server.rc"
+    [ "$WAIT_RC" = 0 ] || log "server exited with status $WAIT_RC (see $1/server.err)"
+    rm -rf "$1/data"
+    SERVER_PID=
+}
+
+# ---- load generators ----
+LG_PIDS=()
+LG_CMD=
+lg_start() { # DIR MODE TOTAL_CONNS RATE EXTRA_ARGS...
+    local dir=$1 mode=$2 total=$3 rate=$4 i n r procs=$RUN_PROCS
+    shift 4
+    [ "$mode" != idle ] || procs=$PROCS
+    mkdir -p "$dir"
+    rm -f "$dir"/lg-*.json "$dir"/ready-*
+    LG_PIDS=()
+    LG_CMD=
+    for ((i = 0; i < procs; i++)); do
+        n=$((total / procs + (i < total % procs ? 1 : 0)))
+        [ "$n" -gt 0 ] || continue
+        local cmd=("$LOADGEN" --port "$SERVER_PORT" --mode "$mode" --conns "$n" --id "$i"
+            --wait-go --ready-file "$dir/ready-$i" --out "$dir/lg-$i.json" "$@")
+        if [ "$mode" != idle ]; then
+            cmd+=(--conversations "$CONVERSATIONS" --warmup "$WARMUP" --duration "$DURATION")
+        fi
+        if [ "$rate" != 0 ]; then
+            r=$(calc "$rate / $procs")
+            cmd+=(--rate "$r")
+        fi
+        "${cmd[@]}" 2>>"$dir/loadgen.err" &
+        LG_PIDS+=($!)
+        PIDS+=($!)
+        LG_CMD+="${cmd[*]}"$'\n'
+    done
+    printf '%s' "$LG_CMD" >"$dir/loadgen.cmd"
+}
+
+lg_wait_ready() { # DIR LIMIT_S
+    local dir=$1 limit=$2 t=0 pid
+    while :; do
+        local have
+        have=$(find "$dir" -maxdepth 1 -name 'ready-*' ! -name '*.tmp' | wc -l)
+        [ "$have" -ge ${#LG_PIDS[@]} ] && break
+        for pid in "${LG_PIDS[@]}"; do
+            kill -0 "$pid" 2>/dev/null || die "loadgen $pid ended early: $(tail -3 "$dir/loadgen.err")"
+        done
+        [ $t -lt $((limit * 10)) ] || die "load generators not connected within ${limit}s"
+        sleep 0.1
+        t=$((t + 1))
+    done
+}
+
+lg_go() { local pid; for pid in "${LG_PIDS[@]}"; do kill -USR1 "$pid"; done; }
+
+lg_finish() { # DIR LIMIT_S -> DIR/merged.json
+    local dir=$1 limit=$2 pid
+    for pid in "${LG_PIDS[@]}"; do
+        wait_pid "$pid" "$limit"
+        [ "$WAIT_RC" = 0 ] || die "loadgen exited with $WAIT_RC: $(tail -3 "$dir/loadgen.err")"
+    done
+    "${MERGE[@]}" merge "$dir/merged.json" "$dir"/lg-*.json
+}
+
+get() { "${MERGE[@]}" get "$1" "$2"; }
+
+RUN_LIMIT=$((WARMUP + DURATION + 120))
+
+# ---- phases ----
+phase_idle() { # KIND NAME
+    local kind=$1 dir=$OUT/$2 rss0 rss1 rss2 hwm ready health=null
+    log "idle: $IDLE_CONNS conversations against $kind"
+    start_server "$kind" "$dir"
+    sleep 1
+    rss0=$(rss_kb "$SERVER_PID")
+    lg_start "$dir" idle "$IDLE_CONNS" 0 --connect-timeout 60 --max-runtime 900 --wait-timeout 300
+    lg_wait_ready "$dir" 600
+    sleep 3 # let the store's writer finish the conversations it was given
+    rss1=$(rss_kb "$SERVER_PID")
+    hwm=$(hwm_kb "$SERVER_PID")
+    if [ "$kind" = redress ]; then
+        health=$(curl -s --max-time 10 "http://127.0.0.1:$SERVER_PORT/healthz" || echo null)
+    fi
+    LOADAVG=$(cut -d' ' -f1 /proc/loadavg)
+    lg_go
+    lg_finish "$dir" 120
+    sleep 2
+    rss2=$(rss_kb "$SERVER_PID")
+    stop_server "$dir"
+    ready=$(get "$dir/merged.json" ready_at_go)
+    [ "$ready" -gt 0 ] || die "no conversation became ready"
+    jq -n --arg kind "$kind" --argjson conns "$IDLE_CONNS" --argjson ready "$ready" \
+        --argjson rss0 "$rss0" --argjson rss1 "$rss1" --argjson rss2 "$rss2" --argjson hwm "$hwm" \
+        --argjson health "$health" --argjson loadavg "$LOADAVG" --arg server_cmd "$SERVER_CMD" --arg loadgen_cmd "$LG_CMD" \
+        --slurpfile lg "$dir/merged.json" \
+        '{kind: $kind, conns: $conns, ready: $ready, rss_before_kb: $rss0, rss_loaded_kb: $rss1,
+          rss_after_close_kb: $rss2, hwm_kb: $hwm,
+          bytes_per_conversation: ((($rss1 - $rss0) * 1024 / $ready) | floor),
+          connect_s: $lg[0].connect_s, hello_p50_us: $lg[0].latency.hello.p50_us,
+          hello_p99_us: $lg[0].latency.hello.p99_us, healthz: $health,
+          loadavg_1min: $loadavg,
+          server_cmd: $server_cmd, loadgen_cmd: $loadgen_cmd}' >"$dir/result.json"
+    log "idle $kind: $(jq -c '{ready, bytes_per_conversation, rss_before_kb, rss_loaded_kb, rss_after_close_kb}' "$dir/result.json")"
+}
+
+# A closed-loop run; sets RUN_TPS and writes DIR/result.json.
+# Background conversations that stay idle while a closed loop runs (mixed, perf-mixed).
+BG_PIDS=()
+bg_idle_start() { # DIR N
+    [ "$2" -gt 0 ] || { BG_PIDS=(); return 0; }
+    lg_start "$1" idle "$2" 0 --connect-timeout 60 --max-runtime $((RUN_LIMIT + 900)) \
+        --wait-timeout $((RUN_LIMIT + 600))
+    lg_wait_ready "$1" 600
+    BG_PIDS=("${LG_PIDS[@]}")
+    BG_CMD=$LG_CMD
+}
+bg_idle_stop() { # DIR
+    [ ${#BG_PIDS[@]} -gt 0 ] || return 0
+    LG_PIDS=("${BG_PIDS[@]}")
+    lg_go
+    lg_finish "$1" 120
+    BG_PIDS=()
+}
+
+closed_run() { # KIND DIR CONNS [IDLE_BACKGROUND]
+    local kind=$1 dir=$2 conns=$3 idle=${4:-0} c0 c1 bg_cmd=""
+    start_server "$kind" "$dir"
+    BG_CMD=
+    bg_idle_start "$dir/idle" "$idle"
+    bg_cmd=$BG_CMD
+    lg_start "$dir" closed "$conns" 0 --max-runtime $((RUN_LIMIT + 120))
+    lg_wait_ready "$dir" 120
+    lg_go
+    sleep "$WARMUP"
+    c0=$(cpu_ticks "$SERVER_PID")
+    sleep "$DURATION"
+    c1=$(cpu_ticks "$SERVER_PID")
+    LOADAVG=$(cut -d' ' -f1 /proc/loadavg)
+    lg_finish "$dir" "$RUN_LIMIT"
+    bg_idle_stop "$dir/idle"
+    stop_server "$dir"
+    jq --arg kind "$kind" --argjson conns "$conns" --argjson idle "$idle" --arg bg_cmd "$bg_cmd" \
+        --argjson cpu "$(calc "($c1 - $c0) * 100 / $CLK_TCK / $DURATION")" --argjson loadavg "$LOADAVG" \
+        --arg server_cmd "$SERVER_CMD" --arg loadgen_cmd "$LG_CMD" \
+        '{kind: $kind, conns: $conns, idle_background: $idle, turns_per_s: .turns.turns_per_s,
+          window_turns: .turns.window_turns, p50_us: .latency.turn.p50_us,
+          p99_us: .latency.turn.p99_us, ack_p50_us: .latency.ack.p50_us,
+          lost: .turns.lost_total, rejected: .turns.rejected, errors: .errors,
+          conversations_started: .conversations.connects,
+          server_cpu_percent: $cpu, loadgen_cpu_s: .loadgen_cpu_s, loadavg_1min: $loadavg,
+          server_cmd: $server_cmd, loadgen_cmd: ($bg_cmd + $loadgen_cmd)}' \
+        "$dir/merged.json" >"$dir/result.json"
+    RUN_TPS=$(jq .turns_per_s "$dir/result.json")
+    log "closed $kind C=$conns idle=$idle: $(jq -c '{turns_per_s, p50_us, p99_us, lost, server_cpu_percent}' "$dir/result.json")"
+}
+
+phase_saturate() {
+    local best=0 best_c=0 c
+    for c in $CONNS_LIST; do
+        closed_run redress "$OUT/saturate/c$c" "$c"
+        if awk "BEGIN { exit !($RUN_TPS > $best) }"; then
+            best=$RUN_TPS
+            best_c=$c
+        fi
+    done
+    jq -n --argjson rate "$best" --argjson conns "$best_c" '{turns_per_s: $rate, conns: $conns}' \
+        >"$OUT/saturate/best.json"
+    log "saturation: $best turns/s at $best_c conversations"
+}
+
+best() { # FIELD
+    [ -f "$OUT/saturate/best.json" ] || die "run the saturate phase first (or give --open-rate)"
+    jq ".$1" "$OUT/saturate/best.json"
+}
+
+reload_once() { # PORT -> prints "code seconds"
+    curl -s -o /dev/null -w '%{http_code} %{time_total}' -X POST --max-time 30 \
+        -H 'Content-Type: application/json' --data '{}' \
+        "http://127.0.0.1:$1/api/flows/reload" || echo "000 0"
+}
+
+phase_open() {
+    local dir=$OUT/open rate conns probe code reload_state reloader=
+    if [ -n "$OPEN_RATE" ]; then
+        rate=$OPEN_RATE
+        conns=$(echo "$CONNS_LIST" | awk '{print $NF}')
+    else
+        rate=$(calc "$(best turns_per_s) * $OPEN_FRACTION")
+        conns=$(best conns)
+    fi
+    log "open loop: $rate turns/s over $conns conversations, $RELOADS reloads"
+    start_server redress "$dir"
+    probe=$(reload_once "$SERVER_PORT")
+    code=${probe%% *}
+    case "$code" in
+    2??) reload_state=available ;;
+    404) reload_state="not available" ;;
+    *) reload_state="failed: HTTP $code" ;;
+    esac
+    log "POST /api/flows/reload before the run: HTTP $code ($reload_state)"
+    : >"$dir/reloads.txt"
+    lg_start "$dir" open "$conns" "$rate" --max-runtime $((RUN_LIMIT + 120))
+    lg_wait_ready "$dir" 120
+    lg_go
+    if [ "$reload_state" = available ] && [ "$RELOADS" -gt 0 ]; then
+        (
+            sleep "$WARMUP"
+            gap=$(calc "$DURATION / ($RELOADS + 1)")
+            for ((k = 1; k <= RELOADS; k++)); do
+                sleep "$gap"
+                echo "$(date +%s.%N) $(reload_once "$SERVER_PORT")" >>"$dir/reloads.txt"
+            done
+        ) &
+        reloader=$!
+        PIDS+=("$reloader")
+    fi
+    sleep "$WARMUP"
+    sleep "$DURATION"
+    LOADAVG=$(cut -d' ' -f1 /proc/loadavg)
+    lg_finish "$dir" "$RUN_LIMIT"
+    [ -z "$reloader" ] || wait_pid "$reloader" 60
+    stop_server "$dir"
+    jq --arg reload "$reload_state" --argjson probe_code "$code" \
+        --argjson rate "$rate" --argjson conns "$conns" \
+        --rawfile reloads "$dir/reloads.txt" --argjson loadavg "$LOADAVG" \
+        --arg server_cmd "$SERVER_CMD" --arg loadgen_cmd "$LG_CMD" \
+        '{rate_asked: $rate, conns: $conns, turns_per_s: .turns.turns_per_s,
+          p50_us: .latency.turn.p50_us, p90_us: .latency.turn.p90_us,
+          p99_us: .latency.turn.p99_us, p999_us: .latency.turn.p999_us,
+          max_us: .latency.turn.max_us, ack_p50_us: .latency.ack.p50_us,
+          ack_p99_us: .latency.ack.p99_us, sent: .turns.sent, done: .turns.done,
+          unsent: .turns.open_unsent, lost: .turns.lost_total,
+          lost_detail: (.turns | {timeout_unacked, timeout_unanswered, lost_unacked,
+                                  lost_unanswered, closed_unacked, closed_unanswered}),
+          rejected: .turns.rejected, errors: .errors,
+          reload: $reload, reload_probe_http: $probe_code, loadavg_1min: $loadavg,
+          reloads: ($reloads | split("\n") | map(select(length > 0) | split(" ")
+                    | {at: .[0], http: .[1], seconds: .[2]})),
+          server_cmd: $server_cmd, loadgen_cmd: $loadgen_cmd}' \
+        "$dir/merged.json" >"$dir/result.json"
+    log "open: $(jq -c '{turns_per_s, p50_us, p99_us, lost, reload}' "$dir/result.json")"
+}
+
+phase_echo() {
+    local conns redress_tps
+    if [ -f "$OUT/saturate/best.json" ]; then
+        conns=$(best conns)
+        redress_tps=$(best turns_per_s)
+    else
+        conns=$(echo "$CONNS_LIST" | awk '{print $NF}')
+        redress_tps=0
+    fi
+    closed_run echo "$OUT/echo" "$conns"
+    jq --argjson redress "$redress_tps" \
+        '. + {redress_turns_per_s: $redress,
+              ratio: (if .turns_per_s > 0 and $redress > 0
+                      then ($redress / .turns_per_s * 1000 | round / 1000) else null end)}' \
+        "$OUT/echo/result.json" >"$OUT/echo/result.json.tmp"
+    mv "$OUT/echo/result.json.tmp" "$OUT/echo/result.json"
+    log "echo: $(jq -c '{turns_per_s, redress_turns_per_s, ratio}' "$OUT/echo/result.json")"
+}
+
+phase_mixed() {
+    local conns
+    if [ -f "$OUT/saturate/best.json" ]; then
+        conns=$(best conns)
+    else
+        conns=$(echo "$CONNS_LIST" | awk '{print $NF}')
+    fi
+    log "mixed: closed loop at $conns conversations while $MIXED_IDLE more stay idle"
+    closed_run redress "$OUT/mixed" "$conns" "$MIXED_IDLE"
+}
+
+perf_run() { # NAME IDLE_BACKGROUND
+    local dir=$OUT/$1 idle=$2 conns perf_pid bg_cmd
+    if [ -f "$OUT/saturate/best.json" ]; then
+        conns=$(best conns)
+    else
+        conns=$(echo "$CONNS_LIST" | awk '{print $NF}')
+    fi
+    log "$1: closed loop at $conns conversations (+$idle idle), recording ${PERF_SECONDS}s"
+    start_server redress "$dir"
+    BG_CMD=
+    bg_idle_start "$dir/idle" "$idle"
+    bg_cmd=$BG_CMD
+    local saved=$DURATION
+    DURATION=$((PERF_SECONDS + 2))
+    lg_start "$dir" closed "$conns" 0 --max-runtime $((WARMUP + DURATION + 240))
+    DURATION=$saved
+    lg_wait_ready "$dir" 120
+    lg_go
+    sleep "$WARMUP"
+    perf record -q -F 499 -g --call-graph dwarf,8192 -p "$SERVER_PID" -o "$dir/perf.data" \
+        -- sleep "$PERF_SECONDS" >"$dir/perf.err" 2>&1 &
+    perf_pid=$!
+    PIDS+=("$perf_pid")
+    wait_pid "$perf_pid" $((PERF_SECONDS + 120))
+    lg_finish "$dir" $((WARMUP + PERF_SECONDS + 240))
+    bg_idle_stop "$dir/idle"
+    stop_server "$dir"
+    perf report -i "$dir/perf.data" --no-children --stdio --percent-limit 0.8 -g none \
+        --sort symbol 2>/dev/null | grep -v '^$' >"$dir/top-self.txt" || true
+    perf report -i "$dir/perf.data" --children --stdio --percent-limit 3 -g none \
+        --sort symbol 2>/dev/null | grep -v '^$' >"$dir/top-children.txt" || true
+    perf report -i "$dir/perf.data" --no-children --stdio --percent-limit 0.5 -g none \
+        --sort dso 2>/dev/null | grep -v '^$' >"$dir/top-dso.txt" || true
+    perf report -i "$dir/perf.data" --no-children --stdio -g none --sort pid 2>/dev/null |
+        grep -v '^$' >"$dir/top-threads.txt" || true
+    rm -f "$dir/perf.data"
+    jq -n --arg self "$(grep -v '^#' "$dir/top-self.txt" | head -30)" \
+        --arg children "$(grep -v '^#' "$dir/top-children.txt" | grep -v ' 0x0000' | head -60)" \
+        --arg dso "$(grep -v '^#' "$dir/top-dso.txt" | head -15)" \
+        --arg threads "$(grep -v '^#' "$dir/top-threads.txt" | head -5)" \
+        --slurpfile lg "$dir/merged.json" --arg server_cmd "$SERVER_CMD" \
+        --arg loadgen_cmd "$bg_cmd$LG_CMD" --argjson conns "$conns" --argjson idle "$idle" \
+        '{conns: $conns, idle_background: $idle, turns_per_s: $lg[0].turns.turns_per_s,
+          top_self: $self, top_children: $children, top_dso: $dso, threads: $threads,
+          server_cmd: $server_cmd, loadgen_cmd: $loadgen_cmd}' >"$dir/result.json"
+    log "$1: top functions in $dir/top-self.txt"
+}
+
+phase_perf() {
+    command -v perf >/dev/null || { log "perf: not installed, skipped"; return 0; }
+    perf_run perf 0
+    [ "$MIXED_IDLE" -eq 0 ] || perf_run perf-mixed "$MIXED_IDLE"
+}
+
+phase_smoke() {
+    local kind
+    WARMUP=0.5
+    DURATION=1.5
+    RUN_LIMIT=60
+    for kind in echo redress; do
+        local dir=$OUT/smoke-$kind
+        start_server "$kind" "$dir"
+        lg_start "$dir/closed" closed 10 0 --max-runtime 60 --turn-timeout 10
+        lg_wait_ready "$dir/closed" 30
+        lg_go
+        lg_finish "$dir/closed" 60
+        "${MERGE[@]}" check "$dir/closed/merged.json" --min-turns 10 || die "closed loop on $kind"
+        lg_start "$dir/open" open 10 50 --max-runtime 60 --turn-timeout 10
+        lg_wait_ready "$dir/open" 30
+        lg_go
+        lg_finish "$dir/open" 60
+        "${MERGE[@]}" check "$dir/open/merged.json" --min-turns 10 || die "open loop on $kind"
+        lg_start "$dir/idle" idle 20 0 --max-runtime 60
+        lg_wait_ready "$dir/idle" 30
+        lg_go
+        lg_finish "$dir/idle" 60
+        "${MERGE[@]}" check "$dir/idle/merged.json" --idle || die "idle on $kind"
+        stop_server "$dir"
+        [ "$(cat "$dir/server.rc")" = 0 ] || die "$kind did not exit cleanly"
+        log "smoke $kind: ok ($(get "$dir/closed/merged.json" turns.done) closed-loop turns)"
+    done
+}
+
+# ---- run ----
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "machine: $(nproc) cores, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
+    echo "git HEAD: $(git -C "$SRC" rev-parse HEAD 2>/dev/null || echo unknown)"
+    echo "uncommitted files in the tree: $(git -C "$SRC" status --porcelain 2>/dev/null | wc -l)"
+    echo "redress binary: $REDRESS, sha256 $(sha256sum "$REDRESS" | cut -c1-16), built $(date -u -r "$REDRESS" +%Y-%m-%dT%H:%M:%SZ)"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "open files per process: $NOFILE; loadgen processes: $PROCS"
+} >"$OUT/env.txt"
+log "results in $OUT"
+
+for phase in "${PHASES[@]}"; do
+    case "$phase" in
+    idle) phase_idle redress idle ;;
+    idle-echo) phase_idle echo idle-echo ;;
+    saturate) phase_saturate ;;
+    open) phase_open ;;
+    echo) phase_echo ;;
+    mixed) phase_mixed ;;
+    perf) phase_perf ;;
+    smoke) phase_smoke ;;
+    esac
+done
+
+if [ $SMOKE_ONLY = 1 ]; then
+    rm -rf "$OUT"
+    exit 0
+fi
+
+# Summary: every result.json under OUT, with the environment.
+{
+    jq -n --rawfile env "$OUT/env.txt" '{env: $env}'
+    find "$OUT" -name result.json | sort | while read -r f; do
+        jq --arg phase "${f#"$OUT"/}" '{($phase): .}' "$f"
+    done
+} | jq -s 'add' >"$OUT/summary.json"
+{
+    cat "$OUT/env.txt"
+    echo
+    jq -r 'to_entries[] | select(.key != "env") | "== \(.key)\n\(.value | del(.server_cmd, .loadgen_cmd, .top_self, .top_children, .top_dso, .threads) | tostring)\nserver: \(.value.server_cmd)\nloadgen:\n\(.value.loadgen_cmd // "")"' "$OUT/summary.json"
+    for p in perf perf-mixed; do
+        [ -f "$OUT/$p/top-self.txt" ] || continue
+        echo "== $p: threads"
+        grep -v '^#' "$OUT/$p/top-threads.txt" | head -5
+        echo "== $p: self time"
+        grep -v '^#' "$OUT/$p/top-self.txt" | head -30
+        echo "== $p: with children"
+        grep -v '^#' "$OUT/$p/top-children.txt" | grep -v ' 0x0000' | head -60
+    done
+} >"$OUT/summary.txt"
+log "summary: $OUT/summary.txt"

@@ -1,0 +1,197 @@
+/*
+ * kb_internal.h - declarations shared by the kb/ files and their tests; not part of the
+ * public API (kb.h).
+ *
+ * The pieces, in the order a search passes through them:
+ *   kb_token.c     text analysis (UTF-8, folding, CJK n-grams, synonym tokens) and the
+ *                  "redress" FTS5 tokenizer built on it; kb_register()
+ *   kb_synonyms.c  the synonym list: parse, trie, process-wide current list, reload
+ *   kb_search.c    query terms, document-frequency pruning, FTS5 candidates, re-ranking,
+ *                  snippets, confidence
+ *   kb_schema.c    kb_migrate(), categories, meta, reindex, transactions
+ *   kb_store.c     templates (with history) and cases: validation, save, get, list, delete
+ *   kb_api.c       the only cJSON user: record codec and the HTTP API handler
+ *   kb_io.c        JSON Lines import/export, seeding
+ *   kb_cli.c       `redress kb ...`
+ */
+#ifndef REDRESS_KB_INTERNAL_H
+#define REDRESS_KB_INTERNAL_H
+
+#include "kb.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- text analysis (kb_token.c) ---- */
+
+/* How CJK runs become tokens.  UNIBI (the default) is measured best; see kb/README.md. */
+typedef enum kb_cjk_mode {
+    KB_CJK_UNIBI = 0, /* every character, plus each overlapping bigram colocated */
+    KB_CJK_UNI = 1,   /* every character alone */
+    KB_CJK_BI = 2,    /* overlapping bigrams; a lone character stands for itself */
+} kb_cjk_mode_t;
+
+typedef enum kb_tok_kind {
+    KB_TOK_UNI = 1,  /* one CJK character */
+    KB_TOK_BI = 2,   /* two adjacent CJK characters */
+    KB_TOK_WORD = 3, /* a run of letters or of digits */
+    KB_TOK_JOIN = 4, /* a run mixing letters and digits ("iphone13"), colocated with its first part */
+    KB_TOK_SYN = 5,  /* a synonym group ("~退款"), colocated where a group word starts */
+} kb_tok_kind_t;
+
+#define KB_TOKEN_MAX 64   /* longest token in bytes; longer words are cut at a character edge */
+#define KB_SYN_PREFIX '~' /* first byte of every synonym-group token; never starts a text token */
+
+typedef struct kb_tok {
+    const char *text; /* folded UTF-8, valid only during the callback */
+    int len;
+    int start, end;   /* byte offsets of the source text covered */
+    int cstart, cend; /* character indexes covered, [cstart, cend) */
+    int colocated;    /* same position as the previous token */
+    kb_tok_kind_t kind;
+} kb_tok_t;
+
+typedef struct kb_synonyms kb_synonyms_t;
+
+typedef struct kb_analyzer {
+    kb_cjk_mode_t cjk;
+    int query;                /* FTS5 query mode: a term comes back as itself (see kb_token.c) */
+    const kb_synonyms_t *syn; /* NULL: no synonym tokens */
+} kb_analyzer_t;
+
+/* Called for each token in position order; a non-zero return stops kb_analyze with it. */
+typedef int (*kb_tok_fn)(void *ctx, const kb_tok_t *tok);
+
+/* Tokenizes text[0..len).  Returns 0, the callback's non-zero value, or SQLITE_NOMEM. */
+int kb_analyze(const kb_analyzer_t *a, const char *text, int len, kb_tok_fn fn, void *ctx);
+
+/* Folds one code point (full-width to ASCII, case) and returns it. */
+uint32_t kb_fold(uint32_t cp);
+
+/* 1 when a folded code point can be part of a token (CJK, letter, digit), else 0. */
+int kb_char_is_word(uint32_t cp);
+
+/* Decodes one UTF-8 sequence at s[0..n); returns its length (>= 1) and sets *cp, or returns 1
+ * with *cp = 0xFFFD for an invalid byte. */
+int kb_utf8_decode(const unsigned char *s, int n, uint32_t *cp);
+
+/* Encodes a code point as UTF-8 into out[4]; returns the length. */
+int kb_utf8_encode(uint32_t cp, char *out);
+
+/* 1 when s[0..n) is valid UTF-8 without NUL bytes, else 0. */
+int kb_utf8_valid(const char *s, size_t n);
+
+/* Number of code points in valid UTF-8 s. */
+size_t kb_utf8_chars(const char *s);
+
+/* ---- synonyms (kb_synonyms.c) ---- */
+
+/* Parses a synonym list from text (file name for messages).  Returns a list with one reference,
+ * or NULL with "name:line: message" in err. */
+kb_synonyms_t *kb_synonyms_parse(const char *text, size_t len, const char *name, char *err,
+                                 size_t errlen);
+void kb_synonyms_ref(kb_synonyms_t *s);
+void kb_synonyms_unref(kb_synonyms_t *s);
+
+/* The process-wide current list with a new reference (release with kb_synonyms_unref), or NULL
+ * when none is set. */
+kb_synonyms_t *kb_synonyms_current(void);
+
+/* Fingerprint of a list as 16 hex digits ("none" for NULL), written to out[17]. */
+void kb_synonyms_hash(const kb_synonyms_t *s, char out[17]);
+int kb_synonyms_groups(const kb_synonyms_t *s);
+
+/* Longest synonym match: walks folded code points cps[0..n) and calls fn(ctx, group_token,
+ * token_len, word_chars) for every group word that starts at cps[0] and is found whole. */
+typedef void (*kb_syn_fn)(void *ctx, const char *token, int token_len, int nchars);
+void kb_synonyms_match(const kb_synonyms_t *s, const uint32_t *cps, int n, kb_syn_fn fn,
+                       void *ctx);
+
+/* ---- search (kb_search.c) ---- */
+
+/* Knobs of kb_search_ex, for benchmarks and tests; kb_search uses kb_search_defaults. */
+typedef struct kb_search_opts {
+    kb_cjk_mode_t cjk; /* analyzer for query terms: must match the tables' tokenizer */
+    int rerank;        /* 1: BM25F re-rank of candidates; 0: keep FTS5 bm25() order */
+    int candidates;    /* rows fetched per table before re-ranking */
+    int tables;        /* bit 0 templates, bit 1 cases */
+} kb_search_opts_t;
+
+void kb_search_defaults(kb_search_opts_t *o);
+int kb_search_ex(sqlite3 *db, const char *text, const char *category, int limit,
+                 const kb_search_opts_t *o, kb_result_t **out);
+
+/* ---- schema, meta, transactions (kb_schema.c) ---- */
+
+/* Starts a write transaction: BEGIN IMMEDIATE, or a savepoint when the caller already has a
+ * transaction open (*nested set).  Returns 0 or KB_ERR_DB. */
+int kb_tx_begin(sqlite3 *db, int *nested);
+/* Commits (ok != 0) or rolls back what kb_tx_begin started.  Returns 0 or KB_ERR_DB. */
+int kb_tx_end(sqlite3 *db, int nested, int ok);
+
+/* Before a write: if the FTS indexes were built with another synonym list than the current
+ * one, rebuild them.  Call inside a transaction.  Returns 0 or KB_ERR_DB. */
+int kb_sync_synonyms(sqlite3 *db, char *err, size_t errlen);
+
+/* Reads/writes a kb_meta value.  kb_meta_get returns 0 and a malloc'ed value, KB_ERR_NOTFOUND
+ * or KB_ERR_DB. */
+int kb_meta_get(sqlite3 *db, const char *name, char **value);
+int kb_meta_set(sqlite3 *db, const char *name, const char *value);
+
+/* Current UTC time as "YYYY-MM-DDTHH:MM:SSZ" and today's date as "YYYY-MM-DD". */
+void kb_now_iso(char out[32]);
+void kb_today(char out[16]);
+
+/* Executes SQL without parameters; 0 or KB_ERR_DB. */
+int kb_exec(sqlite3 *db, const char *sql);
+
+/* snprintf into err when err is not NULL. */
+void kb_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- records (kb_store.c) ---- */
+
+/* How kb_template_save treats an existing key. */
+typedef enum kb_save_mode {
+    KB_SAVE_UPSERT = 0, /* create, or update when the key exists (import) */
+    KB_SAVE_CREATE = 1, /* KB_ERR_CONFLICT when the key exists (POST) */
+    KB_SAVE_UPDATE = 2, /* KB_ERR_NOTFOUND when the id does not exist (PUT) */
+} kb_save_mode_t;
+
+typedef enum kb_save_action { KB_CREATED = 1, KB_UPDATED = 2, KB_UNCHANGED = 3 } kb_save_action_t;
+
+/* Lists current templates / cases, newest first (category NULL = all), offset/limit paging.
+ * *out is a malloc'ed array of *n records (kb_templates_free / kb_cases_free) and *total the
+ * number matching.  Returns 0 or KB_ERR_DB / KB_ERR_NOMEM. */
+int kb_template_list(sqlite3 *db, const char *category, int offset, int limit,
+                     kb_template_t **out, int *n, long long *total);
+int kb_case_list(sqlite3 *db, const char *category, int offset, int limit, kb_case_t **out,
+                 int *n, long long *total);
+void kb_cases_free(kb_case_t *v, int n);
+
+/* Key of the template that had this id (also after deletion), malloc'ed in *key.  Returns 0,
+ * KB_ERR_NOTFOUND or KB_ERR_DB. */
+int kb_template_key_of(sqlite3 *db, long long id, char **key);
+
+/* 1 when the knowledge base has no templates and no cases, 0 when it has some, KB_ERR_DB. */
+int kb_is_empty(sqlite3 *db);
+
+/* ---- record codec (kb_api.c, the only file using cJSON) ---- */
+
+typedef struct kb_record {
+    kb_kind_t kind;
+    kb_template_t tpl; /* kind == KB_TEMPLATE */
+    kb_case_t kcase;   /* kind == KB_CASE */
+} kb_record_t;
+
+/* Parses one JSON Lines record (the import format).  Returns 0 with rec filled (free with
+ * kb_record_clear), or KB_ERR_INVALID / KB_ERR_NOMEM with a message naming the field. */
+int kb_json_parse_record(const char *json, size_t len, kb_record_t *rec, char *err,
+                         size_t errlen);
+void kb_record_clear(kb_record_t *rec);
+
+/* One record as a JSON Lines line without the newline (export format).  Returns malloc'ed
+ * text or NULL when out of memory. */
+char *kb_json_template_line(const kb_template_t *t);
+char *kb_json_case_line(const kb_case_t *c);
+
+#endif

@@ -1,0 +1,893 @@
+/*
+ * kb_search.c - from free customer text to ranked, highlighted hits with a confidence level.
+ *
+ * Design.  A search runs these steps for each table (templates, cases), all on the caller's
+ * connection with freshly prepared statements (no state survives a call):
+ *
+ *   1. terms      analyze the first Q_MAX_CHARS characters with the document analyzer
+ *                 (kb_token.c): CJK characters, bigrams, words, synonym-group tokens.  At most
+ *                 Q_MAX_TERMS distinct terms.  Customer text is never parsed as FTS5 syntax:
+ *                 every term is a token this analyzer produced, quoted.
+ *   2. df         estimate each term's document frequency cheaply (est_df): count matches in
+ *                 the newest DF_WINDOW rows and extrapolate; count exactly only rare terms,
+ *                 within a work allowance.
+ *   3. prune      take terms rarest first while the sum of their df stays within
+ *                 POSTING_BUDGET and at most MATCH_MAX terms; very common terms (的, 怎么,
+ *                 and anything the corpus is full of) drop out of the MATCH but still count
+ *                 in re-ranking and coverage.  If even the rarest term is over budget, the
+ *                 newest FALLBACK_ROWS rows containing it are taken unranked.
+ *   4. candidates FTS5 MATCH '{columns} : ("t1" OR "t2" ...)' [AND '{category} : ...'],
+ *                 ordered by bm25() with column weights, CANDIDATES rows.
+ *   5. re-rank    each candidate is analyzed again and scored with BM25F over *all* query
+ *                 terms (column weights, per-column length normalization from kb_fts_stats);
+ *                 coverage (below) and the snippet come from the same pass.
+ *
+ * Work is bounded by the constants: at most Q_MAX_TERMS window counts of <= DF_WINDOW rows,
+ * DF_WORK rows of exact counting, POSTING_BUDGET postings for the MATCH, CANDIDATES re-ranked.
+ *
+ * Coverage (0..1) says how much of the query a hit explains: each query character (or word)
+ * weighs its idf; it counts fully when a matched bigram, word or synonym group covers it,
+ * half when only the character itself matched inside a longer run.  kb.h documents the
+ * thresholds that turn coverage into KB_ANSWER / KB_SUGGEST / KB_NO_MATCH.
+ */
+#include "kb_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define Q_MAX_CHARS 256
+#define Q_MAX_TERMS 96
+#define Q_MAX_TOKS 768
+#define MATCH_MAX 32
+#define POSTING_BUDGET 20000
+#define DF_WINDOW 8192
+#define DF_WORK 40000
+#define FALLBACK_ROWS 2000
+#define CANDIDATES 40
+#define SNIP_CHARS 60
+#define MAX_RANGES 256
+#define BM25_K1 1.2
+#define BM25_B 0.75
+
+typedef struct qterm {
+    char text[1 + 4 * KB_TOKEN_MAX + 1];
+    int len;
+    kb_tok_kind_t kind;
+    double df, idf;
+    int selected;
+    int func; /* a function character (function_chars) */
+    int mark; /* highlighted in snippets: not a character that only stands inside a bigram */
+} qterm;
+
+typedef struct qtok {
+    short term; /* index into terms, -1 when the term cap was hit */
+    short kind;
+    short colocated;
+    int cstart, cend;
+} qtok;
+
+typedef struct query {
+    qterm t[Q_MAX_TERMS];
+    int nt;
+    qtok k[Q_MAX_TOKS];
+    int nk;
+    short slot[256]; /* hash of term text -> index + 1 */
+    int nchars;      /* characters analyzed */
+} query;
+
+/* One table as the search sees it; FTS columns in table order. */
+typedef struct table_def {
+    kb_kind_t kind;
+    const char *fts;
+    const char *colfilter; /* text columns, for MATCH */
+    int ncols;
+    int category_col;
+    const double *weights;
+    const int *snippet_order; /* columns to take a snippet from, best first, -1 ends */
+    const char *sql_ranked;   /* ?1 match, ?2 candidates, ?3 category or NULL */
+    const char *sql_recent;
+    const char *sql_stats;
+    const char *sql_df; /* ?1 match, ?2 lowest rowid, ?3 cap */
+} table_def;
+
+static const double tpl_weights[] = {8.0, 0.0, 5.0, 2.0, 2.0, 1.0};
+static const int tpl_snip[] = {4, 3, 5, 2, 0, -1};
+static const double case_weights[] = {4.0, 0.0, 1.0, 2.0};
+static const int case_snip[] = {0, 3, 2, -1};
+
+#define TPL_SELECT                                                                              \
+    "SELECT t.id, m.s, t.title, t.category, t.tags, t.conditions, t.text, t.steps, t.key, "    \
+    "t.deadline, t.compensation, t.severity FROM "
+#define CASE_SELECT                                                                             \
+    "SELECT c.id, m.s, c.summary, c.category, c.tried, c.resolution, c.key FROM "
+
+static const table_def tables[] = {
+    {KB_TEMPLATE, "kb_templates_fts", "{title tags conditions text steps}", 6, 1, tpl_weights,
+     tpl_snip,
+     TPL_SELECT "(SELECT rowid AS rid, bm25(kb_templates_fts, 8.0, 0.0, 5.0, 2.0, 2.0, 1.0) AS s "
+                "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY s LIMIT ?2) AS m "
+                "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
+     TPL_SELECT "(SELECT rowid AS rid, 0.0 AS s FROM kb_templates_fts "
+                "WHERE kb_templates_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?2) AS m "
+                "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
+     "SELECT (SELECT max(id) FROM kb_templates), kb_fts_stats(kb_templates_fts) "
+     "FROM kb_templates_fts LIMIT 1",
+     "SELECT count(*) FROM (SELECT 1 FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 "
+     "AND rowid >= ?2 LIMIT ?3)"},
+    {KB_CASE, "kb_cases_fts", "{summary tried resolution}", 4, 1, case_weights, case_snip,
+     CASE_SELECT "(SELECT rowid AS rid, bm25(kb_cases_fts, 4.0, 0.0, 1.0, 2.0) AS s "
+                 "FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 ORDER BY s LIMIT ?2) AS m "
+                 "JOIN kb_cases c ON c.id = m.rid WHERE ?3 IS NULL OR c.category = ?3",
+     CASE_SELECT "(SELECT rowid AS rid, 0.0 AS s FROM kb_cases_fts "
+                 "WHERE kb_cases_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?2) AS m "
+                 "JOIN kb_cases c ON c.id = m.rid WHERE ?3 IS NULL OR c.category = ?3",
+     "SELECT (SELECT max(id) FROM kb_cases), kb_fts_stats(kb_cases_fts) "
+     "FROM kb_cases_fts LIMIT 1",
+     "SELECT count(*) FROM (SELECT 1 FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 "
+     "AND rowid >= ?2 LIMIT ?3)"},
+};
+
+/* ---- step 1: query terms ---- */
+
+static unsigned hash_text(const char *s, int n)
+{
+    unsigned h = 2166136261u;
+    for (int i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/* Index of the term with this text, or -1. */
+static int term_find(const query *q, const char *s, int n)
+{
+    unsigned h = hash_text(s, n) & 255;
+    while (q->slot[h]) {
+        const qterm *t = &q->t[q->slot[h] - 1];
+        if (t->len == n && memcmp(t->text, s, (size_t)n) == 0)
+            return q->slot[h] - 1;
+        h = (h + 1) & 255;
+    }
+    return -1;
+}
+
+/* Characters that carry little meaning in a complaint (pronouns, particles, auxiliaries,
+ * politeness).  They still match, but weigh a fifth in coverage, so "我想退钱" is about 退钱. */
+static const char function_chars[] = "我你您他她它们的地得了着过吗呢吧啊呀哦嗯么是在有和与或就都"
+                                     "也还又很太想要会能可以请帮一下个这那些什么怎为何如把被给让";
+
+static int is_function_char(const char *s, int len)
+{
+    if (len != 3)
+        return 0;
+    for (const char *p = function_chars; *p; p += 3)
+        if (memcmp(p, s, 3) == 0)
+            return 1;
+    return 0;
+}
+
+static int term_add(query *q, const kb_tok_t *tok)
+{
+    int i = term_find(q, tok->text, tok->len);
+    if (i >= 0)
+        return i;
+    if (q->nt == Q_MAX_TERMS || tok->len >= (int)sizeof(q->t[0].text))
+        return -1;
+    i = q->nt++;
+    memcpy(q->t[i].text, tok->text, (size_t)tok->len);
+    q->t[i].text[tok->len] = 0;
+    q->t[i].len = tok->len;
+    q->t[i].kind = tok->kind;
+    q->t[i].func = tok->kind == KB_TOK_UNI && is_function_char(tok->text, tok->len);
+    unsigned h = hash_text(tok->text, tok->len) & 255;
+    while (q->slot[h])
+        h = (h + 1) & 255;
+    q->slot[h] = (short)(i + 1);
+    return i;
+}
+
+static int query_tok(void *ctx, const kb_tok_t *tok)
+{
+    query *q = ctx;
+    if (q->nk == Q_MAX_TOKS)
+        return 1;
+    qtok *k = &q->k[q->nk++];
+    k->term = (short)term_add(q, tok);
+    k->kind = (short)tok->kind;
+    k->colocated = (short)tok->colocated;
+    k->cstart = tok->cstart;
+    k->cend = tok->cend;
+    return 0;
+}
+
+/* Byte length of the first max characters of s. */
+static int prefix_bytes(const char *s, int max, int *nchars)
+{
+    int i = 0, n = 0;
+    while (s[i] && n < max) {
+        i++;
+        while ((s[i] & 0xC0) == 0x80)
+            i++;
+        n++;
+    }
+    *nchars = n;
+    return i;
+}
+
+static void query_build(query *q, const char *text, const kb_analyzer_t *a)
+{
+    unsigned char in_bi[Q_MAX_CHARS + 1];
+
+    memset(q->slot, 0, sizeof(q->slot));
+    q->nt = q->nk = 0;
+    int len = prefix_bytes(text, Q_MAX_CHARS, &q->nchars);
+    kb_analyze(a, text, len, query_tok, q);
+    /* a character is highlighted on its own only where the query has it alone */
+    memset(in_bi, 0, sizeof(in_bi));
+    for (int i = 0; i < q->nk; i++)
+        if (q->k[i].kind == KB_TOK_BI)
+            for (int c = q->k[i].cstart; c < q->k[i].cend && c <= Q_MAX_CHARS; c++)
+                in_bi[c] = 1;
+    for (int i = 0; i < q->nk; i++) {
+        const qtok *k = &q->k[i];
+        if (k->term < 0)
+            continue;
+        qterm *t = &q->t[k->term];
+        if (k->kind != KB_TOK_UNI || (k->cstart <= Q_MAX_CHARS && !in_bi[k->cstart]))
+            t->mark = !t->func;
+    }
+}
+
+/* ---- step 2: document frequencies ---- */
+
+typedef struct tstats {
+    double rows;    /* documents in the table */
+    long long maxid;
+    double avglen[8];
+} tstats;
+
+/* Reads row count and per-column average lengths.  Returns 1 (non-empty), 0 (empty) or
+ * KB_ERR_DB. */
+static int table_stats(sqlite3 *db, const table_def *td, tstats *ts)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = KB_ERR_DB, s;
+
+    memset(ts, 0, sizeof(*ts));
+    if (sqlite3_prepare_v2(db, td->sql_stats, -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    s = sqlite3_step(st);
+    if (s == SQLITE_DONE) {
+        rc = 0;
+        goto out;
+    }
+    if (s != SQLITE_ROW)
+        goto out;
+    ts->maxid = sqlite3_column_int64(st, 0);
+    const char *p = (const char *)sqlite3_column_text(st, 1);
+    char *end;
+    long long rows = p ? strtoll(p, &end, 10) : 0;
+    if (p == NULL || rows <= 0) {
+        rc = 0;
+        goto out;
+    }
+    ts->rows = (double)rows;
+    p = end;
+    for (int i = 0; i < td->ncols && i < 8; i++) {
+        long long tot = strtoll(p, &end, 10);
+        p = end;
+        ts->avglen[i] = (double)tot / (double)rows;
+        if (ts->avglen[i] < 1)
+            ts->avglen[i] = 1;
+    }
+    rc = 1;
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Writes '{cols} : "term"' (or "term" with cols NULL) into buf.  Returns the length or -1. */
+static int quote_term(char *buf, size_t cap, const char *cols, const char *term, int len)
+{
+    size_t n = 0;
+    if (cols) {
+        size_t l = strlen(cols);
+        if (l + 3 >= cap)
+            return -1;
+        memcpy(buf, cols, l);
+        memcpy(buf + l, " : ", 3);
+        n = l + 3;
+    }
+    if (n + 2 * (size_t)len + 3 > cap)
+        return -1;
+    buf[n++] = '"';
+    for (int i = 0; i < len; i++) {
+        if (term[i] == '"')
+            buf[n++] = '"';
+        buf[n++] = term[i];
+    }
+    buf[n++] = '"';
+    buf[n] = 0;
+    return (int)n;
+}
+
+/* Matches of term among rows with rowid >= from, up to cap.  Returns the count or KB_ERR_DB. */
+static long long count_matches(sqlite3_stmt *st, const char *match, long long from, int cap)
+{
+    long long n = KB_ERR_DB;
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, from);
+    sqlite3_bind_int(st, 3, cap);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return n;
+}
+
+/* Fills df and idf of every term.  Returns 0 or KB_ERR_DB. */
+static int est_df(sqlite3 *db, const table_def *td, const tstats *ts, query *q)
+{
+    sqlite3_stmt *st = NULL;
+    char match[512];
+    long long work = DF_WORK;
+    int rc = KB_ERR_DB;
+    double n = ts->rows;
+    long long from = ts->maxid - DF_WINDOW + 1;
+    /* rows in the window, from the density of ids (deletions leave gaps) */
+    double wrows = ts->maxid > 0 ? DF_WINDOW * n / (double)ts->maxid : n;
+    int whole = from <= 1 || wrows >= n;
+
+    if (sqlite3_prepare_v2(db, td->sql_df, -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    for (int i = 0; i < q->nt; i++) {
+        qterm *t = &q->t[i];
+        if (quote_term(match, sizeof(match), td->colfilter, t->text, t->len) < 0) {
+            t->df = 0;
+            continue;
+        }
+        long long c = count_matches(st, match, whole ? 0 : from, DF_WINDOW + 1);
+        if (c < 0)
+            goto out;
+        if (whole) {
+            t->df = (double)c;
+        } else if (c >= 16) {
+            t->df = (double)c * n / wrows;
+        } else {
+            int cap = (int)(work < POSTING_BUDGET ? work : POSTING_BUDGET) + 1;
+            long long e = cap > 1 ? count_matches(st, match, 0, cap) : -2;
+            if (e == KB_ERR_DB)
+                goto out;
+            if (e >= 0)
+                work -= e;
+            t->df = e >= 0 ? (double)e : (double)c * n / wrows;
+            if (e >= cap) /* cut short: extrapolate from the window */
+                t->df = fmax((double)e, (double)c * n / wrows);
+        }
+        double df = t->df < 1 ? 1 : t->df;
+        t->idf = log(1.0 + (n - df + 0.5) / (df + 0.5));
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- step 3: pruning and the MATCH expression ---- */
+
+static int by_df(const void *a, const void *b, void *ctx)
+{
+    const query *q = ctx;
+    double x = q->t[*(const int *)a].df, y = q->t[*(const int *)b].df;
+    return x < y ? -1 : x > y ? 1 : *(const int *)a - *(const int *)b;
+}
+
+/* Chooses terms and writes the MATCH expression.  Returns the number of terms chosen (0: no
+ * term occurs) and sets *fallback when only an over-budget term is left. */
+static int build_match(query *q, const table_def *td, const char *category, char *buf,
+                       size_t cap, int *fallback)
+{
+    int order[Q_MAX_TERMS], n = 0, chosen = 0;
+    double sum = 0;
+    size_t len = 0;
+
+    *fallback = 0;
+    for (int i = 0; i < q->nt; i++) {
+        q->t[i].selected = 0;
+        if (q->t[i].df >= 1)
+            order[n++] = i;
+    }
+    if (n == 0)
+        return 0;
+    qsort_r(order, (size_t)n, sizeof(int), by_df, q);
+    if (q->t[order[0]].df > POSTING_BUDGET) {
+        q->t[order[0]].selected = 1;
+        *fallback = 1;
+        chosen = 1;
+    } else {
+        for (int i = 0; i < n && chosen < MATCH_MAX; i++) {
+            if (sum + q->t[order[i]].df > POSTING_BUDGET)
+                break;
+            sum += q->t[order[i]].df;
+            q->t[order[i]].selected = 1;
+            chosen++;
+        }
+    }
+    if (category) {
+        /* category slugs are ASCII words separated by '.' or '_': require each word */
+        int l = snprintf(buf, cap, "{category} : (");
+        len = (size_t)l;
+        int first = 1;
+        for (const char *p = category; *p;) {
+            while (*p && !((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+                p++;
+            const char *s = p;
+            while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))
+                p++;
+            if (p == s)
+                break;
+            l = snprintf(buf + len, cap - len, "%s\"%.*s\"", first ? "" : " AND ", (int)(p - s),
+                         s);
+            len += (size_t)l;
+            first = 0;
+        }
+        l = snprintf(buf + len, cap - len, ") AND ");
+        len += (size_t)l;
+    }
+    int l = snprintf(buf + len, cap - len, "%s : (", td->colfilter);
+    len += (size_t)l;
+    int first = 1;
+    for (int i = 0; i < q->nt; i++) {
+        if (!q->t[i].selected)
+            continue;
+        if (!first) {
+            memcpy(buf + len, " OR ", 4);
+            len += 4;
+        }
+        first = 0;
+        int w = quote_term(buf + len, cap - len - 2, NULL, q->t[i].text, q->t[i].len);
+        if (w < 0)
+            return 0;
+        len += (size_t)w;
+    }
+    buf[len++] = ')';
+    buf[len] = 0;
+    return chosen;
+}
+
+/* ---- step 5: re-ranking, coverage, snippets ---- */
+
+typedef struct range {
+    int col, start, end;
+    double w;
+} range;
+
+typedef struct doc {
+    const query *q;
+    int col;
+    int positions[8];
+    unsigned short tf[Q_MAX_TERMS][8];
+    range r[MAX_RANGES];
+    int nr;
+} doc;
+
+static int doc_tok(void *ctx, const kb_tok_t *tok)
+{
+    doc *d = ctx;
+    if (!tok->colocated)
+        d->positions[d->col]++;
+    int i = term_find(d->q, tok->text, tok->len);
+    if (i < 0)
+        return 0;
+    if (d->tf[i][d->col] < 65535)
+        d->tf[i][d->col]++;
+    if (d->q->t[i].selected && d->q->t[i].mark && d->nr < MAX_RANGES)
+        d->r[d->nr++] = (range){d->col, tok->start, tok->end, d->q->t[i].idf};
+    return 0;
+}
+
+/* BM25F over all query terms; also fills hit[] (term occurs anywhere in the document). */
+static double bm25f(const doc *d, const table_def *td, const tstats *ts, const query *q,
+                    unsigned char *hit)
+{
+    double score = 0;
+    for (int i = 0; i < q->nt; i++) {
+        double tfw = 0;
+        for (int c = 0; c < td->ncols; c++) {
+            if (d->tf[i][c] == 0 || td->weights[c] == 0)
+                continue;
+            double norm = 1 - BM25_B + BM25_B * d->positions[c] / ts->avglen[c];
+            tfw += td->weights[c] * d->tf[i][c] / norm;
+        }
+        hit[i] = tfw > 0;
+        if (tfw > 0)
+            score += q->t[i].idf * tfw * (BM25_K1 + 1) / (tfw + BM25_K1);
+    }
+    return score;
+}
+
+static double coverage(const query *q, const unsigned char *hit)
+{
+    float credit[Q_MAX_CHARS + 1];
+    unsigned char has_bi[Q_MAX_CHARS + 1];
+    double got = 0, all = 0;
+
+    memset(credit, 0, sizeof(credit));
+    memset(has_bi, 0, sizeof(has_bi));
+    for (int i = 0; i < q->nk; i++)
+        if (q->k[i].kind == KB_TOK_BI)
+            for (int c = q->k[i].cstart; c < q->k[i].cend && c <= Q_MAX_CHARS; c++)
+                has_bi[c] = 1;
+    for (int i = 0; i < q->nk; i++) {
+        const qtok *k = &q->k[i];
+        if (k->term < 0 || !hit[k->term])
+            continue;
+        float v = (k->kind == KB_TOK_UNI && has_bi[k->cstart]) ? 0.5f : 1.0f;
+        for (int c = k->cstart; c < k->cend && c <= Q_MAX_CHARS; c++)
+            if (credit[c] < v)
+                credit[c] = v;
+    }
+    for (int i = 0; i < q->nk; i++) {
+        const qtok *k = &q->k[i];
+        if (k->colocated || k->kind == KB_TOK_SYN || k->term < 0)
+            continue;
+        const qterm *t = &q->t[k->term];
+        double w = t->idf < 0.05 ? 0.05 : t->idf;
+        if (t->func)
+            w *= 0.2;
+        all += w;
+        if (k->cstart <= Q_MAX_CHARS)
+            got += w * credit[k->cstart];
+    }
+    return all > 0 ? got / all : 0;
+}
+
+static int by_start(const void *a, const void *b)
+{
+    const range *x = a, *y = b;
+    return x->start != y->start ? x->start - y->start : y->end - x->end;
+}
+
+/* Steps back n characters from byte offset i of s. */
+static int back_chars(const char *s, int i, int n)
+{
+    while (i > 0 && n > 0) {
+        i--;
+        while (i > 0 && (s[i] & 0xC0) == 0x80)
+            i--;
+        n--;
+    }
+    return i;
+}
+
+static int fwd_chars(const char *s, int len, int i, int n)
+{
+    while (i < len && n > 0) {
+        i++;
+        while (i < len && (s[i] & 0xC0) == 0x80)
+            i++;
+        n--;
+    }
+    return i;
+}
+
+/* An excerpt of text around the best cluster of ranges r[0..n) (this column's), matches in
+ * [..].  Returns malloc'ed text or NULL when out of memory. */
+static char *snippet(const char *text, range *r, int n)
+{
+    int len = (int)strlen(text), m = 0, ws = 0, we;
+    double best = -1;
+
+    qsort(r, (size_t)n, sizeof(*r), by_start);
+    for (int i = 0; i < n; i++) { /* merge overlapping and touching ranges */
+        if (m > 0 && r[i].start <= r[m - 1].end) {
+            if (r[i].end > r[m - 1].end)
+                r[m - 1].end = r[i].end;
+            r[m - 1].w += r[i].w;
+        } else {
+            r[m++] = r[i];
+        }
+    }
+    for (int i = 0; i < m; i++) {
+        int s = back_chars(text, r[i].start, 8);
+        int e = fwd_chars(text, len, s, SNIP_CHARS);
+        double w = 0;
+        for (int j = i; j < m && r[j].end <= e; j++)
+            w += r[j].w;
+        if (w > best) {
+            best = w;
+            ws = s;
+        }
+    }
+    we = fwd_chars(text, len, ws, SNIP_CHARS);
+    char *out = malloc((size_t)(we - ws) + 2 * (size_t)m + 8), *p = out;
+    if (out == NULL)
+        return NULL;
+    if (ws > 0)
+        p += sprintf(p, "…");
+    int j = 0, open = 0;
+    while (j < m && r[j].end <= ws)
+        j++;
+    for (int i = ws; i < we;) {
+        if (!open && j < m && i >= r[j].start) {
+            *p++ = '[';
+            open = 1;
+        }
+        char c = text[i++];
+        *p++ = (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
+        if (open && i >= r[j].end) {
+            *p++ = ']';
+            open = 0;
+            j++;
+        }
+    }
+    if (open)
+        *p++ = ']';
+    if (we < len)
+        p += sprintf(p, "…");
+    *p = 0;
+    return out;
+}
+
+/* ---- hits ---- */
+
+typedef struct hitvec {
+    kb_hit_t *v;
+    int n, cap;
+} hitvec;
+
+static char *dup_text(sqlite3_stmt *st, int i)
+{
+    const char *s = (const char *)sqlite3_column_text(st, i);
+    return strdup(s ? s : "");
+}
+
+static void hit_clear(kb_hit_t *h)
+{
+    free(h->title);
+    free(h->category);
+    free(h->text);
+    free(h->snippet);
+    free(h->deadline);
+    free(h->compensation);
+    free(h->key);
+}
+
+void kb_result_free(kb_result_t *r)
+{
+    if (r == NULL)
+        return;
+    for (int i = 0; i < r->count; i++)
+        hit_clear(&r->hits[i]);
+    free(r->hits);
+    free(r);
+}
+
+/* Turns the current candidate row into a hit.  Returns 0 or KB_ERR_NOMEM. */
+static int add_hit(hitvec *hv, sqlite3_stmt *st, const table_def *td, const tstats *ts,
+                   const query *q, doc *d)
+{
+    unsigned char hit[Q_MAX_TERMS];
+    const char *cols[8];
+
+    memset(d->positions, 0, sizeof(d->positions));
+    memset(d->tf, 0, sizeof(d->tf[0]) * (size_t)(q->nt > 0 ? q->nt : 1));
+    d->nr = 0;
+    kb_synonyms_t *syn = kb_synonyms_current();
+    kb_analyzer_t a = {.cjk = KB_CJK_UNIBI, .query = 0, .syn = syn};
+    for (int c = 0; c < td->ncols; c++) {
+        cols[c] = (const char *)sqlite3_column_text(st, 2 + c);
+        if (c == td->category_col || cols[c] == NULL)
+            continue;
+        d->col = c;
+        kb_analyze(&a, cols[c], (int)strlen(cols[c]), doc_tok, d);
+    }
+    kb_synonyms_unref(syn);
+
+    if (hv->n == hv->cap) {
+        int cap = hv->cap ? hv->cap * 2 : 16;
+        kb_hit_t *v = realloc(hv->v, (size_t)cap * sizeof(*v));
+        if (v == NULL)
+            return KB_ERR_NOMEM;
+        hv->v = v;
+        hv->cap = cap;
+    }
+    kb_hit_t *h = &hv->v[hv->n];
+    memset(h, 0, sizeof(*h));
+    h->kind = td->kind;
+    h->id = sqlite3_column_int64(st, 0);
+    h->score = bm25f(d, td, ts, q, hit);
+    h->coverage = coverage(q, hit);
+    h->title = dup_text(st, 2);
+    h->category = dup_text(st, 2 + td->category_col);
+    if (td->kind == KB_TEMPLATE) {
+        h->text = dup_text(st, 6);
+        h->key = dup_text(st, 8);
+        h->deadline = dup_text(st, 9);
+        h->compensation = dup_text(st, 10);
+        h->severity = sqlite3_column_int(st, 11);
+    } else {
+        h->text = dup_text(st, 5);
+        h->key = dup_text(st, 6);
+    }
+    /* snippet column: the first in snippet_order with a match */
+    int best_col = td->snippet_order[0];
+    for (const int *c = td->snippet_order; *c >= 0; c++) {
+        int i = 0;
+        while (i < d->nr && d->r[i].col != *c)
+            i++;
+        if (i < d->nr) {
+            best_col = *c;
+            break;
+        }
+    }
+    range rs[MAX_RANGES];
+    int nrs = 0;
+    for (int i = 0; i < d->nr; i++)
+        if (d->r[i].col == best_col)
+            rs[nrs++] = d->r[i];
+    h->snippet = snippet(cols[best_col] ? cols[best_col] : "", rs, nrs);
+    hv->n++;
+    if (!h->title || !h->category || !h->text || !h->key || !h->snippet ||
+        (td->kind == KB_TEMPLATE && (!h->deadline || !h->compensation)))
+        return KB_ERR_NOMEM;
+    return 0;
+}
+
+/* Searches one table and appends its hits.  Returns 0 or a negative code. */
+static int search_table(sqlite3 *db, const table_def *td, const char *text,
+                        const char *category, const kb_search_opts_t *o, hitvec *hv)
+{
+    query *qp = NULL; /* large: on the heap */
+    tstats ts;
+    sqlite3_stmt *st = NULL;
+    char match[8192];
+    doc *d = NULL;
+    int rc, fallback, s;
+
+    rc = table_stats(db, td, &ts);
+    if (rc <= 0)
+        return rc;
+    qp = calloc(1, sizeof(*qp));
+    d = malloc(sizeof(*d));
+    if (qp == NULL || d == NULL) {
+        rc = KB_ERR_NOMEM;
+        goto out;
+    }
+    kb_synonyms_t *syn = kb_synonyms_current();
+    kb_analyzer_t a = {.cjk = o->cjk, .query = 0, .syn = syn};
+    query_build(qp, text, &a);
+    kb_synonyms_unref(syn);
+    if (qp->nt == 0) {
+        rc = 0;
+        goto out;
+    }
+    if ((rc = est_df(db, td, &ts, qp)) != 0)
+        goto out;
+    if (build_match(qp, td, category, match, sizeof(match), &fallback) == 0) {
+        rc = 0;
+        goto out;
+    }
+    rc = KB_ERR_DB;
+    if (sqlite3_prepare_v2(db, fallback ? td->sql_recent : td->sql_ranked, -1, &st, NULL) !=
+        SQLITE_OK)
+        goto out;
+    sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, fallback ? FALLBACK_ROWS : o->candidates);
+    if (category)
+        sqlite3_bind_text(st, 3, category, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 3);
+    d->q = qp;
+    int first = hv->n;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = add_hit(hv, st, td, &ts, qp, d)) != 0)
+            goto out;
+        if (!o->rerank) /* FTS5 order: bm25() is negative, lower is better */
+            hv->v[hv->n - 1].score = -sqlite3_column_double(st, 1);
+        if (fallback && hv->n - first > FALLBACK_ROWS)
+            break;
+    }
+    rc = (s == SQLITE_DONE || s == SQLITE_ROW) ? 0 : KB_ERR_DB;
+out:
+    sqlite3_finalize(st);
+    free(qp);
+    free(d);
+    return rc;
+}
+
+static int by_score(const void *a, const void *b)
+{
+    const kb_hit_t *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    if (x->kind != y->kind)
+        return x->kind - y->kind;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static kb_confidence_t confidence(const kb_result_t *r)
+{
+    const kb_hit_t *t1 = NULL, *t2 = NULL;
+    double best = 0;
+
+    for (int i = 0; i < r->count; i++) {
+        const kb_hit_t *h = &r->hits[i];
+        if (h->coverage > best)
+            best = h->coverage;
+        if (h->kind == KB_TEMPLATE) {
+            if (t1 == NULL)
+                t1 = h;
+            else if (t2 == NULL)
+                t2 = h;
+        }
+    }
+    if (t1 && t1->coverage >= KB_ANSWER_COVERAGE &&
+        (t2 == NULL || t1->coverage - t2->coverage >= KB_ANSWER_MARGIN ||
+         t2->score <= 0.8 * t1->score))
+        return KB_ANSWER;
+    return best >= KB_SUGGEST_COVERAGE ? KB_SUGGEST : KB_NO_MATCH;
+}
+
+void kb_search_defaults(kb_search_opts_t *o)
+{
+    o->cjk = KB_CJK_UNIBI;
+    o->rerank = 1;
+    o->candidates = CANDIDATES;
+    o->tables = 3;
+}
+
+int kb_search_ex(sqlite3 *db, const char *text, const char *category, int limit,
+                 const kb_search_opts_t *o, kb_result_t **out)
+{
+    kb_result_t *r = calloc(1, sizeof(*r));
+    hitvec hv = {NULL, 0, 0};
+    int rc = 0;
+
+    *out = NULL;
+    if (r == NULL)
+        return KB_ERR_NOMEM;
+    if (limit < 1)
+        limit = 1;
+    if (limit > 50)
+        limit = 50;
+    if (category && *category == 0)
+        category = NULL;
+    if (text == NULL || (category && kb_category_name(category) == NULL))
+        goto done;
+    kb_search_opts_t opts = *o;
+    if (opts.candidates < limit)
+        opts.candidates = limit;
+    for (int i = 0; i < 2; i++) {
+        if (!(opts.tables & (1 << i)))
+            continue;
+        rc = search_table(db, &tables[i], text, category, &opts, &hv);
+        if (rc != 0)
+            goto fail;
+    }
+    qsort(hv.v, (size_t)hv.n, sizeof(*hv.v), by_score);
+    for (int i = limit; i < hv.n; i++)
+        hit_clear(&hv.v[i]);
+    r->hits = hv.v;
+    r->count = hv.n < limit ? hv.n : limit;
+    hv.v = NULL;
+done:
+    r->confidence = confidence(r);
+    *out = r;
+    return 0;
+fail:
+    for (int i = 0; i < hv.n; i++)
+        hit_clear(&hv.v[i]);
+    free(hv.v);
+    free(r);
+    return rc;
+}
+
+int kb_search(sqlite3 *db, const char *text, const char *category, int limit, kb_result_t **out)
+{
+    kb_search_opts_t o;
+    kb_search_defaults(&o);
+    return kb_search_ex(db, text, category, limit, &o, out);
+}

@@ -1,0 +1,181 @@
+/*
+ * flow_internal.h - what the flow_*.c files share; not for other modules.
+ *
+ *   flow.c          engine: VM, allocator cap, instruction hook, the one protected entry
+ *   flow_sandbox.c  safe globals, read-only proxies, wrapped base functions
+ *   flow_pattern.c  string.find/match/gmatch/gsub with a step budget
+ *   flow_load.c     loading and checking a rules directory into a "generation"
+ *   flow_run.c      runs: steps, events, replay after restart, timers, save
+ *   flow_api.c      what flows may call: chat methods, kb.search, clock
+ *   flow_json.c     Lua values <-> cJSON
+ *   flow_script.c   the `redress flow test` conversation-script runner
+ *   flow_cli.c      `redress flow test|check|reload`
+ */
+#ifndef REDRESS_FLOW_INTERNAL_H
+#define REDRESS_FLOW_INTERNAL_H
+
+#include "flow.h"
+
+#include <cjson/cJSON.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#define FLOW_HOOK_STEP 1000         /* instructions between two hook calls */
+#define FLOW_MAX_LOG 1000           /* events one step may collect before it must end */
+#define FLOW_MAX_STATE (256 * 1024) /* largest saved state, in bytes of JSON */
+#define FLOW_MAX_STEPS_PER_CALL 64  /* step changes in one call without waiting */
+#define FLOW_MAX_FILE (1024 * 1024) /* largest rules file */
+#define FLOW_MAX_TIMERS 64          /* pending timers per run */
+#define FLOW_MAX_OPTIONS 12         /* quick replies per message */
+#define FLOW_MAX_SAY (8 * 1024)     /* longest bot message, bytes */
+#define FLOW_PATTERN_STEPS 4        /* pattern-matching steps per instruction of budget */
+
+/* Why the current entry is being stopped. */
+enum { FLOW_KILL_NONE = 0, FLOW_KILL_INSTR, FLOW_KILL_MEM };
+
+struct flow_engine {
+    lua_State *L;
+    /* allocator (flow.c) */
+    size_t mem_used, mem_cap;
+    size_t turn_cap;    /* net bytes one run may add in one call */
+    long long turn_net; /* net bytes allocated since the current run's call began */
+    /* instruction budget of the current entry */
+    long max_instr;
+    long budget;
+    int killed; /* FLOW_KILL_* */
+    /* rules */
+    char *rules_dir;
+    sqlite3 *kb;
+    int gen_ref;  /* registry ref of the current generation table */
+    unsigned gen; /* its number */
+    /* runs */
+    flow_run_t *current; /* the run whose Lua code executes now, or NULL */
+    flow_run_t *runs;    /* every live run, doubly linked */
+};
+
+struct flow_run {
+    flow_engine_t *e; /* NULL once the engine was destroyed */
+    const flow_host_ops *ops;
+    void *host;
+    flow_run_t *prev, *next;
+    int ref;           /* registry ref of the run table {inst, chat, state, co, customer} */
+    char *flow;        /* flow name */
+    char *step;        /* current step, NULL when done or failed */
+    unsigned inst_gen; /* generation of the flow instance the run executes */
+    flow_run_status_t status;
+    int escalated;
+    int replaying; /* 1 while events are replayed after a restart: output muted */
+    int waiting;   /* the step's coroutine is suspended in chat:ask */
+    int steps_this_call;
+    long long turn;         /* customer messages so far */
+    double now;             /* time of the event being processed */
+    double ask_due;         /* timeout of the question waited on, 0 = none */
+    char *pending_text;     /* the question waited on (repeated on hand-back) */
+    cJSON *pending_options; /* array of strings or NULL */
+    cJSON *timers;          /* array of {id, due, name, arg} */
+    long long next_timer;
+    cJSON *base; /* state at the start of the step: {state, timers, next_timer, t, last, turn} */
+    cJSON *log;  /* events of the step: {k:"in",x,t[,e]} {k:"timer",id,t} {k:"timeout",t} */
+    cJSON *cur_state;    /* chat.state as of the end of the last call */
+    cJSON *firing;       /* the timer being run (detached from timers) */
+    char *last_text;     /* the last customer message */
+    char *error;         /* why the run failed */
+    char *fail_text;     /* set during a call that is failing the run */
+    char *error_message; /* the flow's error_message (said when it fails), or NULL */
+    char *cid, *cname, *channel;
+    int vip, history_count;
+};
+
+/* ---- flow.c ---- */
+flow_engine_t *flow_engine_of(lua_State *L);
+/* Spends n instructions of the current entry's budget; raises the kill error when spent. */
+void flow_charge(lua_State *L, long n);
+/* Raises the error that ends the current entry (the wrapped pcall cannot catch it). */
+int flow_kill(lua_State *L, int why);
+/* Calls fn(L) with arg as light userdata in protected mode with a fresh budget.  Returns 0, or
+ * -1 with a message (traceback included) in err. */
+int flow_protected(flow_engine_t *e, lua_CFunction fn, void *arg, char *err, size_t errlen);
+/* lua_pcall message handler adding a traceback. */
+int flow_traceback(lua_State *L);
+/* Message of the error object at idx without running any metamethod. */
+void flow_error_text(lua_State *L, int idx, char *buf, size_t len);
+/* Starts the budget and memory accounting of one call into a run. */
+void flow_begin(flow_engine_t *e, flow_run_t *r);
+/* Arms the instruction hook on a thread (before each resume). */
+void flow_arm(lua_State *co);
+void flow_end(flow_engine_t *e);
+
+/* ---- flow_sandbox.c ---- */
+/* Builds the safe library tables and the string metatable; stores them in the registry. */
+int flow_sandbox_open(lua_State *L);
+/* Pushes a new table with the safe globals (base functions, string, table, math, utf8). */
+void flow_push_safe_globals(lua_State *L);
+/* Pushes a read-only view of the table at idx (deep: tables read through it are views too). */
+void flow_push_readonly(lua_State *L, int idx);
+int flow_is_readonly(lua_State *L, int idx);
+/* When the value at idx is a read-only view, pushes its target and returns 1; else 0. */
+int flow_push_view_target(lua_State *L, int idx);
+/* Pushes a new environment table whose missing globals come from the table at base_idx. */
+void flow_push_env(lua_State *L, int base_idx);
+/* 1 when the error status/object at the top must not be caught by flow code. */
+int flow_uncatchable(lua_State *L, int status);
+
+/* ---- flow_pattern.c ---- */
+/* Replaces find, match, gmatch and gsub in the string table at idx with budgeted versions. */
+void flow_pattern_open(lua_State *L, int idx);
+
+/* ---- flow_load.c ---- */
+/* Loads and checks every rules file of dir; pushes the generation table.  Protected mode. */
+typedef struct flow_load_ctx {
+    flow_engine_t *e;
+    const char *dir;
+    unsigned gen;
+} flow_load_ctx;
+int flow_load_generation(lua_State *L); /* lua_CFunction; arg 1: flow_load_ctx light userdata */
+/* Pushes a fresh instance of flow `name` from the generation at gen_idx (runs the file's chunk in
+ * a new environment); returns 0, or -1 when the flow does not exist (nothing pushed). */
+int flow_instantiate(lua_State *L, int gen_idx, const char *name);
+
+/* ---- flow_json.c ---- */
+/* Converts the Lua value at idx.  Returns NULL with "where: problem" in err.  where names the
+ * value for messages, e.g. "chat.state".  Runs no Lua code. */
+cJSON *flow_to_json(lua_State *L, int idx, const char *where, char *err, size_t errlen);
+/* Pushes a Lua value for j.  May raise a memory error (call in protected mode). */
+void flow_push_json(lua_State *L, const cJSON *j);
+/* Replaces invalid UTF-8 in s by U+FFFD; returns a malloc'ed copy or NULL. */
+char *flow_utf8_clean(const char *s, size_t len);
+/* 1 when s[0..len) is valid UTF-8. */
+int flow_utf8_valid(const char *s, size_t len);
+
+/* ---- flow_api.c ---- */
+/* Creates the chat metatable, the kb and clock tables and the prelude; protected mode. */
+int flow_api_open(lua_State *L);
+/* Pushes the shared flow globals (kb, clock) into the table at idx. */
+void flow_api_globals(lua_State *L, int idx);
+/* Pushes a new chat object for r. */
+void flow_push_chat(lua_State *L, flow_run_t *r);
+/* Invalidates a chat object (its run is gone). */
+void flow_chat_detach(lua_State *L, int idx);
+
+/* ---- flow_run.c (used by flow_api.c) ---- */
+int flow_run_say(flow_run_t *r, const char *text, const char *const *options, int n);
+int flow_run_escalate(lua_State *L, flow_run_t *r, const char *reason, int priority,
+                      const char *message);
+int flow_run_record(flow_run_t *r, const char *field, const char *value_json);
+int flow_run_emit_status(flow_run_t *r, const char *state, const char *detail_json);
+double flow_run_clock(flow_run_t *r);
+/* Pushes the run's state table (chat.state). */
+void flow_run_push_state(lua_State *L, flow_run_t *r);
+/* Pushes the run's flow instance table. */
+void flow_run_push_inst(lua_State *L, flow_run_t *r);
+/* The coroutine of the run's current step, or NULL. */
+lua_State *flow_run_thread(lua_State *L, flow_run_t *r);
+
+/* ---- flow_script.c ---- */
+/* Runs conversation scripts; prints results to out.  Returns the number of failed cases, or
+ * -1 on a setup error (message printed). */
+int flow_script_run_files(const config_t *cfg, const char *const *files, int nfiles, int verbose,
+                          void *out);
+
+#endif

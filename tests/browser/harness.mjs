@@ -1,0 +1,200 @@
+/*
+ * harness.mjs - what the widget's browser tests stand on: the real `redress serve`, Debian's
+ * chromium driven by playwright-core, a recorder of WebSocket frames, and readers of the
+ * widget's shadow DOM.
+ *
+ * Environment: REDRESS_BIN (set by ctest, tests/browser.cmake) is the server binary;
+ * REDRESS_SOURCE_DIR the repository (default: two levels up); CHROMIUM the browser
+ * (default /usr/bin/chromium).  Screenshots go to <repo>/tests/artifacts/.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+let chromium;
+try {
+  ({ chromium } = await import('playwright-core'));
+} catch (e) {
+  throw new Error(`playwright-core is not installed (${e.code || e.message}): run \`npm ci\` in tests/browser (server/bootstrap.sh test does it)`);
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const sourceDir = process.env.REDRESS_SOURCE_DIR || resolve(here, '..', '..');
+export const artifacts = join(sourceDir, 'tests', 'artifacts');
+const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+
+const tmpRoots = [];
+
+/* A fresh temporary directory, removed by cleanupTemp(). */
+export function tempDir(prefix) {
+  const d = mkdtempSync(join(tmpdir(), `redress-browser-${prefix}-`));
+  tmpRoots.push(d);
+  return d;
+}
+
+export function cleanupTemp() {
+  for (const d of tmpRoots.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+function redressBin() {
+  const bin = process.env.REDRESS_BIN;
+  if (!bin)
+    throw new Error('REDRESS_BIN is not set: run this test through ctest (or set REDRESS_BIN to the redress binary)');
+  if (!existsSync(bin)) throw new Error(`REDRESS_BIN=${bin} does not exist`);
+  return bin;
+}
+
+/*
+ * The real server.  start() resolves once it printed "listening on http://HOST:PORT";
+ * stop() sends SIGTERM to its pid and checks that it exited with 0 and without a
+ * sanitizer report.
+ */
+export class Server {
+  constructor(dataDir) {
+    this.dataDir = dataDir;
+    this.port = 0;
+    this.proc = null;
+    this.stderr = '';
+  }
+
+  get url() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(port = 0) {
+    const args = ['serve', '--listen.port', String(port), '--data.dir', this.dataDir,
+      '--web.root', join(sourceDir, 'web')];
+    const proc = spawn(redressBin(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = proc;
+    this.stderr = '';
+    proc.stderr.on('data', (d) => (this.stderr += d));
+    let out = '';
+    this.port = await new Promise((resolvePort, reject) => {
+      const timer = setTimeout(() => reject(new Error(`server did not start:\n${this.stderr}`)), 30000);
+      proc.stdout.on('data', (d) => {
+        out += d;
+        const m = /listening on http:\/\/[^:\s]+:(\d+)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolvePort(Number(m[1]));
+        }
+      });
+      proc.on('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`server exited with ${code} before listening:\n${this.stderr}`));
+      });
+    });
+    return this;
+  }
+
+  async stop() {
+    const proc = this.proc;
+    if (!proc) return;
+    this.proc = null;
+    if (proc.exitCode !== null) throw new Error(`server had already exited with ${proc.exitCode}:\n${this.stderr}`);
+    const exited = new Promise((res) => proc.on('exit', (code, signal) => res({ code, signal })));
+    process.kill(proc.pid, 'SIGTERM');
+    const { code, signal } = await exited;
+    if (code !== 0) throw new Error(`server exited with code ${code} signal ${signal}:\n${this.stderr}`);
+    if (/AddressSanitizer|LeakSanitizer|runtime error:/.test(this.stderr))
+      throw new Error(`sanitizer report from the server:\n${this.stderr}`);
+  }
+}
+
+/* A browser context with its own fresh user-data-dir. */
+export async function launch(options = {}) {
+  if (!existsSync(chromiumPath))
+    throw new Error(`${chromiumPath} not found: install Debian's chromium (apt-get install chromium)`);
+  const context = await chromium.launchPersistentContext(tempDir('profile'), {
+    executablePath: chromiumPath,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 800 },
+    locale: 'zh-CN',
+    timezoneId: 'Asia/Shanghai',
+    ...options,
+  });
+  context.setDefaultTimeout(20000);
+  return context;
+}
+
+/*
+ * Watches a page: its WebSocket frames (parsed, with direction), page errors, console errors
+ * (a CSP violation shows up there), and dialogs (none may open).
+ */
+export function watch(page) {
+  const w = { frames: [], errors: [], dialogs: [] };
+  page.on('websocket', (ws) => {
+    ws.on('framesent', (f) => w.frames.push({ dir: 'out', ...JSON.parse(f.payload) }));
+    ws.on('framereceived', (f) => w.frames.push({ dir: 'in', ...JSON.parse(f.payload) }));
+  });
+  page.on('pageerror', (e) => w.errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') w.errors.push(`console: ${m.text()}`);
+  });
+  page.on('dialog', (d) => {
+    w.dialogs.push(d.message());
+    d.dismiss().catch(() => {});
+  });
+  w.sent = (type) => w.frames.filter((f) => f.dir === 'out' && (!type || f.type === type));
+  w.received = (type) => w.frames.filter((f) => f.dir === 'in' && (!type || f.type === type));
+  return w;
+}
+
+/* Polls fn (in node) until it returns a truthy value; fails with `what` after timeoutMs. */
+export async function waitUntil(fn, what, timeoutMs = 20000) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${last})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/*
+ * The transcript as the customer sees it: one entry per row of the log, in screen order.
+ * kind: bot | agent | customer | note | record; text: the message text (screen-reader
+ * prefix left out); seq (null while unacknowledged); state (customer rows); id.
+ */
+export function transcript(page) {
+  return page.evaluate(() => {
+    const root = document.querySelector('[data-redress-widget]').shadowRoot;
+    return Array.from(root.querySelectorAll('.log > .row'), (row) => {
+      const kind = row.classList.contains('msg')
+        ? ['bot', 'agent', 'customer', 'system'].find((k) => row.classList.contains(`msg-${k}`))
+        : row.classList.contains('record')
+          ? 'record'
+          : 'note';
+      const bubble = row.querySelector('.bubble');
+      const text = bubble
+        ? Array.from(bubble.childNodes).filter((n) => n.nodeType === 3).map((n) => n.data).join('')
+        : row.querySelector('.note-text, .record-card')?.textContent ?? '';
+      return {
+        kind,
+        text,
+        seq: row.dataset.seq ? Number(row.dataset.seq) : null,
+        state: row.dataset.state || null,
+        id: row.dataset.id || null,
+      };
+    });
+  });
+}
+
+/* The widget's host element; evaluate((host, arg) => ...) reaches host.shadowRoot. */
+export function widgetHost(page) {
+  return page.locator('[data-redress-widget]');
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: join(artifacts, `${name}.png`), animations: 'disabled' });
+}

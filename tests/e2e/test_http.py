@@ -1,0 +1,197 @@
+"""HTTP on the chat port (docs/protocol.md, "HTTP on the same port"): /healthz, /metrics,
+static files from web.root, 404s, and refused path traversal."""
+
+import json
+import os
+import re
+import time
+
+import pytest
+
+from redress_client import (connect, fetch_metrics, healthz, http_get, metric_total,
+                            parse_metrics, run)
+
+SECRET = "TOP-SECRET-do-not-serve"
+
+
+def project_version(source_dir):
+    with open(os.path.join(source_dir, "CMakeLists.txt"), encoding="utf-8") as f:
+        m = re.search(r"project\(redress\s+VERSION\s+([0-9.]+)", f.read())
+    return m.group(1)
+
+
+def test_healthz(server, source_dir):
+    status, headers, body = http_get(server.port, "/healthz")
+    assert status == 200
+    assert headers.get("content-type", "").startswith("application/json"), headers
+    h = json.loads(body)
+    assert h["status"] == "ok"
+    assert h["version"] == project_version(source_dir)
+    assert isinstance(h["uptime_s"], int) and not isinstance(h["uptime_s"], bool)
+    assert h["uptime_s"] >= 0
+    assert isinstance(h["connections"], int) and h["connections"] == 0
+
+
+def test_healthz_counts_connections(server):
+    async def go():
+        a = await connect(server)
+        b = await connect(server)
+        await a.hello()
+        await b.hello()
+        assert healthz(server.port)["connections"] == 2
+        await a.close()
+        await b.close()
+        # the count goes back down once the server has seen the closes
+        deadline = time.monotonic() + 10
+        while healthz(server.port)["connections"] != 0:
+            assert time.monotonic() < deadline, "connections did not return to 0"
+            time.sleep(0.05)
+
+    run(go())
+
+
+def test_metrics_format_and_names(server):
+    status, headers, body = http_get(server.port, "/metrics")
+    assert status == 200
+    assert headers.get("content-type", "").startswith("text/plain"), headers
+    samples, types = parse_metrics(body.decode("utf-8"))
+    names = {n for n, _ in samples} | set(types)
+    for name in ("redress_connections", "redress_messages_in_total",
+                 "redress_messages_out_total", "redress_turns_total", "redress_errors_total",
+                 "redress_store_batches_total", "redress_store_ops_total"):
+        assert name in names, f"{name} missing from /metrics:\n{body.decode()}"
+    for name, kind in types.items():
+        if name.endswith("_total"):
+            assert kind == "counter", f"{name} has TYPE {kind}"
+    assert types.get("redress_connections") == "gauge"
+
+
+def test_metrics_move_after_a_chat(server):
+    before = fetch_metrics(server.port)
+
+    async def go():
+        c = await connect(server)
+        await c.hello()
+        for i in range(3):
+            await c.say(f"m-{i}", "物流太慢了")
+        await c.drain(0.3)
+        await c.send_text("{oops")
+        await c.expect_error("bad_json")
+        assert fetch_metrics(server.port)[("redress_connections", ())] == 1
+        await c.close()
+
+    run(go())
+    after = fetch_metrics(server.port)
+
+    def delta(name, **labels):
+        return metric_total(after, name, **labels) - metric_total(before, name, **labels)
+
+    assert delta("redress_messages_in_total") >= 3
+    assert delta("redress_messages_out_total") >= 5  # open, greeting, 3 replies
+    assert delta("redress_turns_total") >= 3
+    assert delta("redress_errors_total", code="bad_json") == 1
+    assert delta("redress_store_ops_total") >= 4
+    assert delta("redress_store_batches_total") >= 1
+
+
+def test_duplicate_is_not_a_new_turn(server):
+    async def go():
+        c = await connect(server)
+        await c.hello()
+        await c.say("m-1", "你好")
+        await c.drain(0.3)
+        before = fetch_metrics(server.port)
+        await c.send({"type": "message", "id": "m-1", "text": "你好"})
+        await c.expect("ack")
+        after = fetch_metrics(server.port)
+        assert metric_total(after, "redress_turns_total") == \
+            metric_total(before, "redress_turns_total")
+        await c.close()
+
+    run(go())
+
+
+@pytest.fixture
+def web_server(server_factory, tmp_path):
+    """A server whose web.root is a fresh directory, with a secret file next to it."""
+    root = tmp_path / "webroot"
+    (root / "sub").mkdir(parents=True)
+    (root / "index.html").write_text("<!doctype html><title>redress test</title>\n")
+    (root / "sub" / "a.txt").write_text("plain file\n")
+    (root / "app.js").write_text("console.log('x');\n")
+    (tmp_path / "secret.txt").write_text(SECRET + "\n")
+    srv = server_factory("--web.root", str(root))
+    srv.web_root = root
+    return srv
+
+
+def test_root_serves_index_html(web_server):
+    status, headers, body = http_get(web_server.port, "/")
+    assert status == 200
+    assert body == (web_server.web_root / "index.html").read_bytes()
+    assert headers.get("content-type", "").startswith("text/html"), headers
+    status, _, body2 = http_get(web_server.port, "/index.html")
+    assert status == 200 and body2 == body
+
+
+def test_static_files(web_server):
+    status, headers, body = http_get(web_server.port, "/sub/a.txt")
+    assert status == 200 and body == b"plain file\n"
+    status, headers, body = http_get(web_server.port, "/app.js")
+    assert status == 200 and b"console.log" in body
+    assert "javascript" in headers.get("content-type", ""), headers
+
+
+def test_default_web_root(server, source_dir):
+    status, _, body = http_get(server.port, "/")
+    index = os.path.join(source_dir, "web", "index.html")
+    if os.path.exists(index):
+        assert status == 200
+        with open(index, "rb") as f:
+            assert body == f.read()
+    else:
+        assert status == 404
+
+
+@pytest.mark.parametrize("path", ["/nope", "/nope.html", "/sub/missing.txt", "/healthzz",
+                                  "/metrics/x", "/api/does-not-exist"])
+def test_unknown_path_404(web_server, path):
+    status, _, body = http_get(web_server.port, path)
+    assert status == 404, f"{path} answered {status}: {body[:200]!r}"
+    assert healthz(web_server.port)["status"] == "ok"
+
+
+@pytest.mark.parametrize("path", [
+    "/../secret.txt",
+    "/../../../../../../etc/passwd",
+    "/%2e%2e/secret.txt",
+    "/%2E%2E/secret.txt",
+    "/%2e%2e%2fsecret.txt",
+    "/..%2fsecret.txt",
+    "/sub/../../secret.txt",
+    "/sub/%2e%2e/%2e%2e/secret.txt",
+    "/sub/..%5c..%5csecret.txt",
+    "/./../secret.txt",
+    "//../secret.txt",
+    "/%252e%252e/secret.txt",
+])
+def test_path_traversal_refused(web_server, path):
+    status, _, body = http_get(web_server.port, path)
+    assert status in (400, 403, 404), f"{path} answered {status}: {body[:200]!r}"
+    assert SECRET.encode() not in body
+    assert b"root:" not in body
+    assert healthz(web_server.port)["status"] == "ok"
+
+
+def test_plain_get_on_chat_path(server):
+    status, _, body = http_get(server.port, "/chat")
+    # not a page: a plain GET on the WebSocket path is an HTTP error, and harmless
+    assert status >= 400, f"GET /chat answered {status}: {body[:200]!r}"
+    assert healthz(server.port)["status"] == "ok"
+
+
+def test_many_requests_in_a_row(server):
+    for _ in range(50):
+        assert healthz(server.port)["status"] == "ok"
+    samples = fetch_metrics(server.port)
+    assert ("redress_connections", ()) in samples

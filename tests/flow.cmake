@@ -1,0 +1,3 @@
+# Flow engine tests (server/flow*.c, rules/).
+add_redress_unit(test_flow_engine unit/test_flow_engine.c)
+add_redress_unit(test_flow_sandbox unit/test_flow_sandbox.c)

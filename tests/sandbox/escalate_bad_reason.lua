@@ -1,0 +1,2 @@
+-- expect: fail reason must be
+chat:escalate("'; DROP TABLE tickets; --")

@@ -1,0 +1,2 @@
+-- expect: fail instructions
+while true do end

@@ -1,0 +1,2 @@
+-- expect: fail memory
+local s = string.rep("x", 2 ^ 40)

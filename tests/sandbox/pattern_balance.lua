@@ -1,0 +1,2 @@
+-- expect: fail instructions
+string.find(string.rep("(", 200000), "%b()")

@@ -1,0 +1,3 @@
+-- expect: fail instructions
+local s = string.rep("ab", 30000)
+s:match("(.-)(.-)(.-)(.-)c")

@@ -1,0 +1,3 @@
+-- expect: fail larger than
+chat.state.big = string.rep("x", 300000)
+chat:ask("?")

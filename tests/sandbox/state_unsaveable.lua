@@ -1,0 +1,3 @@
+-- expect: fail a function cannot be saved
+chat.state.callback = function() end
+chat:ask("?")

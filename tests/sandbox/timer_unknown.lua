@@ -1,0 +1,2 @@
+-- expect: fail has no timer named
+chat:after(10, "nope")

@@ -1,0 +1,3 @@
+-- mode: load
+-- expect: reject memory
+local s = string.rep("x", 2 ^ 40)

@@ -1,0 +1,2 @@
+-- expect: fail too many results
+local t = table.unpack({}, 1, 1e8)
