@@ -24,6 +24,9 @@
  *
  * usage: echo_server [--host 127.0.0.1] [--port N (0 = any)] [--max-connections N]
  *                    [--rx-buffer BYTES (the protocol's rx_buffer_size, 4096 as in ws.c)]
+ *                    [--no-idle-policy (no retry_and_idle_policy: lws keeps no ping/hangup
+ *                     timer per connection)] [--no-fd-limit (leave fd_limit_per_thread 0)]
+ * The last three are not what server/net.c does; they exist to measure what its choices cost.
  * prints "listening on http://HOST:PORT" on stdout once it accepts connections.
  */
 #include "loadgen.h"
@@ -323,7 +326,7 @@ int main(int argc, char **argv)
     struct lws_context_creation_info info;
     void *foreign_loops[1] = {&srv.loop};
     const char *host = "127.0.0.1";
-    int port = 0, max_conns = 20000, rx_buffer = 4096, rc = 1;
+    int port = 0, max_conns = 20000, rx_buffer = 4096, idle_policy = 1, fd_limit = 1, rc = 1;
 
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -337,13 +340,17 @@ int main(int argc, char **argv)
             if (parse_int("--max-connections", v, 1, 1000000, &max_conns) != 0)
                 return 2;
             i++;
+        } else if (strcmp(argv[i], "--no-idle-policy") == 0) {
+            idle_policy = 0;
+        } else if (strcmp(argv[i], "--no-fd-limit") == 0) {
+            fd_limit = 0;
         } else if (strcmp(argv[i], "--rx-buffer") == 0) {
             if (parse_int("--rx-buffer", v, 128, 1 << 20, &rx_buffer) != 0)
                 return 2;
             i++;
         } else {
             fprintf(stderr, "usage: echo_server [--host ADDR] [--port N] [--max-connections N]"
-                            " [--rx-buffer BYTES]\n");
+                            " [--rx-buffer BYTES] [--no-idle-policy] [--no-fd-limit]\n");
             return 2;
         }
     }
@@ -365,8 +372,8 @@ int main(int argc, char **argv)
                    LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.foreign_loops = foreign_loops;
     info.user = &srv;
-    info.retry_and_idle_policy = &retry;
-    info.fd_limit_per_thread = (unsigned)max_conns + 64u;
+    info.retry_and_idle_policy = idle_policy ? &retry : NULL;
+    info.fd_limit_per_thread = fd_limit ? (unsigned)max_conns + 64u : 0;
     info.timeout_secs = 20;
     srv.lws = lws_create_context(&info);
     if (!srv.lws) {

@@ -206,6 +206,7 @@ static void tally(score *s, const long long *ids, int n, long long self, long lo
 }
 
 static const char *g_detail = "column";
+static int g_budget = -1, g_maxq = 0, g_uni = -1, g_cand = 0;
 
 static void recall_kb(const corpus *c, const char *name, const char *tok, kb_cjk_mode_t cjk,
                       int rerank)
@@ -221,8 +222,15 @@ static void recall_kb(const corpus *c, const char *name, const char *tok, kb_cjk
     o.cjk = cjk;
     o.rerank = rerank;
     o.tables = 2;
+    if (g_budget >= 0)
+        o.budget = g_budget;
+    if (g_uni >= 0)
+        o.match_unigrams = g_uni;
+    if (g_cand > 0)
+        o.candidates = g_cand;
     t0 = now_ms();
-    for (int i = 0; i < c->npairs; i++) {
+    int nq = g_maxq > 0 && g_maxq < c->npairs ? g_maxq : c->npairs;
+    for (int i = 0; i < nq; i++) {
         kb_result_t *r;
         long long ids[11];
         if (kb_search_ex(db, c->sent[c->pairs[i][0]], NULL, 11, &o, &r) != 0)
@@ -271,7 +279,8 @@ static void recall_plain(const corpus *c, const char *tokenizer)
         die("prepare", sqlite3_errmsg(db));
     char *expr = malloc(1 << 16);
     t0 = now_ms();
-    for (int i = 0; i < c->npairs; i++) {
+    int nq = g_maxq > 0 && g_maxq < c->npairs ? g_maxq : c->npairs;
+    for (int i = 0; i < nq; i++) {
         const char *text = c->sent[c->pairs[i][0]];
         size_t len = 0;
         expr[0] = 0;
@@ -360,6 +369,14 @@ static int cmd_recall(int argc, char **argv)
             variants = argv[++i];
         else if (strcmp(argv[i], "--detail") == 0 && i + 1 < argc)
             g_detail = argv[++i];
+        else if (strcmp(argv[i], "--budget") == 0 && i + 1 < argc)
+            g_budget = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--max-queries") == 0 && i + 1 < argc)
+            g_maxq = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--match-unigrams") == 0 && i + 1 < argc)
+            g_uni = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--candidates") == 0 && i + 1 < argc)
+            g_cand = atoi(argv[++i]);
         else
             die("usage", "kb_bench recall TSV [--synonyms FILE] [--variants a,b] [--detail d]");
     }

@@ -20,6 +20,8 @@
 #              (phases after saturate use its best concurrency, or the last of --conns)
 #   mixed      the saturate run at the best concurrency while --mixed-idle more conversations
 #              stay open and idle (a busy hour: most customers are typing, not sending)
+#   mixed-echo the same against echo_server (not in "all"; with --echo-flag it measures what
+#              libwebsockets settings cost at that many sockets)
 #   perf       perf record of the server during the closed-loop run, then during the mixed
 #              run (perf-mixed): the top functions
 #   smoke      a short functional run of every mode against both servers (ctest); fails unless
@@ -46,6 +48,7 @@ RELOADS=5
 PERF_SECONDS=15
 MIXED_IDLE=15000
 SERVER_FLAGS=()
+ECHO_FLAGS=()
 PHASES=()
 PY=/usr/bin/python3
 
@@ -68,6 +71,7 @@ usage: $0 [options] [PHASE...]
   --perf-seconds S     length of each perf recording ($PERF_SECONDS)
   --mixed-idle N       idle conversations held during the mixed and perf-mixed runs ($MIXED_IDLE)
   --server-flag ARG    one more argument for \`redress serve\` (repeatable)
+  --echo-flag ARG      one more argument for echo_server (repeatable)
 EOF
 }
 
@@ -88,8 +92,12 @@ while [ $# -gt 0 ]; do
     --perf-seconds) PERF_SECONDS=$2; shift 2 ;;
     --mixed-idle) MIXED_IDLE=$2; shift 2 ;;
     --server-flag) SERVER_FLAGS+=("$2"); shift 2 ;;
+    --echo-flag) ECHO_FLAGS+=("$2"); shift 2 ;;
     -h | --help) usage; exit 0 ;;
-    idle | idle-echo | saturate | open | echo | mixed | perf | smoke) PHASES+=("$1"); shift ;;
+    idle | idle-echo | saturate | open | echo | mixed | mixed-echo | perf | smoke)
+        PHASES+=("$1")
+        shift
+        ;;
     all) PHASES+=(idle idle-echo saturate open echo mixed perf); shift ;;
     *) echo "run_server_bench: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
     esac
@@ -188,7 +196,7 @@ start_server() { # KIND DIR
             --limits.max_connections "$MAXCONN" --limits.rate_per_sec 100000
             --limits.rate_burst 100000 --log.level warn "${SERVER_FLAGS[@]}")
     else
-        cmd=("$ECHO_SERVER" --port 0 --max-connections "$MAXCONN")
+        cmd=("$ECHO_SERVER" --port 0 --max-connections "$MAXCONN" "${ECHO_FLAGS[@]}")
     fi
     SERVER_CMD="ulimit -n $NOFILE; ${cmd[*]}"
     echo "$SERVER_CMD" >"$dir/server.cmd"
@@ -350,13 +358,17 @@ closed_run() { # KIND DIR CONNS [IDLE_BACKGROUND]
     stop_server "$dir"
     jq --arg kind "$kind" --argjson conns "$conns" --argjson idle "$idle" --arg bg_cmd "$bg_cmd" \
         --argjson cpu "$(calc "($c1 - $c0) * 100 / $CLK_TCK / $DURATION")" --argjson loadavg "$LOADAVG" \
+        --arg flags "$([ "$kind" = echo ] && echo "${ECHO_FLAGS[*]}" || echo "${SERVER_FLAGS[*]}")" \
         --arg server_cmd "$SERVER_CMD" --arg loadgen_cmd "$LG_CMD" \
         '{kind: $kind, conns: $conns, idle_background: $idle, turns_per_s: .turns.turns_per_s,
           window_turns: .turns.window_turns, p50_us: .latency.turn.p50_us,
           p99_us: .latency.turn.p99_us, ack_p50_us: .latency.ack.p50_us,
           lost: .turns.lost_total, rejected: .turns.rejected, errors: .errors,
           conversations_started: .conversations.connects,
-          server_cpu_percent: $cpu, loadgen_cpu_s: .loadgen_cpu_s, loadavg_1min: $loadavg,
+          server_cpu_percent: $cpu,
+          server_cpu_us_per_turn: (if .turns.turns_per_s > 0
+                                   then ($cpu * 10000 / .turns.turns_per_s | round) else null end),
+          loadgen_cpu_s: .loadgen_cpu_s, loadavg_1min: $loadavg, extra_flags: $flags,
           server_cmd: $server_cmd, loadgen_cmd: ($bg_cmd + $loadgen_cmd)}' \
         "$dir/merged.json" >"$dir/result.json"
     RUN_TPS=$(jq .turns_per_s "$dir/result.json")
@@ -372,8 +384,9 @@ phase_saturate() {
             best_c=$c
         fi
     done
-    jq -n --argjson rate "$best" --argjson conns "$best_c" '{turns_per_s: $rate, conns: $conns}' \
-        >"$OUT/saturate/best.json"
+    jq --argjson rate "$best" --argjson conns "$best_c" \
+        '{turns_per_s: $rate, conns: $conns, server_cpu_us_per_turn}' \
+        "$OUT/saturate/c$best_c/result.json" >"$OUT/saturate/best.json"
     log "saturation: $best turns/s at $best_c conversations"
 }
 
@@ -451,33 +464,38 @@ phase_open() {
 }
 
 phase_echo() {
-    local conns redress_tps
+    local conns redress_tps redress_cpu
     if [ -f "$OUT/saturate/best.json" ]; then
         conns=$(best conns)
         redress_tps=$(best turns_per_s)
+        redress_cpu=$(best server_cpu_us_per_turn)
     else
         conns=$(echo "$CONNS_LIST" | awk '{print $NF}')
         redress_tps=0
+        redress_cpu=null
     fi
     closed_run echo "$OUT/echo" "$conns"
-    jq --argjson redress "$redress_tps" \
-        '. + {redress_turns_per_s: $redress,
+    jq --argjson redress "$redress_tps" --argjson redress_cpu "$redress_cpu" \
+        '. + {redress_turns_per_s: $redress, redress_cpu_us_per_turn: $redress_cpu,
               ratio: (if .turns_per_s > 0 and $redress > 0
-                      then ($redress / .turns_per_s * 1000 | round / 1000) else null end)}' \
+                      then ($redress / .turns_per_s * 1000 | round / 1000) else null end),
+              cpu_per_turn_ratio: (if $redress_cpu != null and .server_cpu_us_per_turn > 0
+                      then ($redress_cpu / .server_cpu_us_per_turn * 100 | round / 100)
+                      else null end)}' \
         "$OUT/echo/result.json" >"$OUT/echo/result.json.tmp"
     mv "$OUT/echo/result.json.tmp" "$OUT/echo/result.json"
-    log "echo: $(jq -c '{turns_per_s, redress_turns_per_s, ratio}' "$OUT/echo/result.json")"
+    log "echo: $(jq -c '{turns_per_s, redress_turns_per_s, ratio, cpu_per_turn_ratio}' "$OUT/echo/result.json")"
 }
 
-phase_mixed() {
+phase_mixed() { # KIND NAME
     local conns
     if [ -f "$OUT/saturate/best.json" ]; then
         conns=$(best conns)
     else
         conns=$(echo "$CONNS_LIST" | awk '{print $NF}')
     fi
-    log "mixed: closed loop at $conns conversations while $MIXED_IDLE more stay idle"
-    closed_run redress "$OUT/mixed" "$conns" "$MIXED_IDLE"
+    log "$2: closed loop at $conns conversations while $MIXED_IDLE more stay idle"
+    closed_run "$1" "$OUT/$2" "$conns" "$MIXED_IDLE"
 }
 
 perf_run() { # NAME IDLE_BACKGROUND
@@ -582,7 +600,8 @@ for phase in "${PHASES[@]}"; do
     saturate) phase_saturate ;;
     open) phase_open ;;
     echo) phase_echo ;;
-    mixed) phase_mixed ;;
+    mixed) phase_mixed redress mixed ;;
+    mixed-echo) phase_mixed echo mixed-echo ;;
     perf) phase_perf ;;
     smoke) phase_smoke ;;
     esac

@@ -115,6 +115,8 @@ typedef struct kb_search_opts {
     int rerank;        /* 1: BM25F re-rank of candidates; 0: keep FTS5 bm25() order */
     int candidates;    /* rows fetched per table before re-ranking */
     int tables;        /* bit 0 templates, bit 1 cases */
+    int budget;        /* postings allowed in the MATCH (sum of df); 0 = unlimited */
+    int match_unigrams; /* 1: characters covered by a query bigram are in the MATCH too */
 } kb_search_opts_t;
 
 void kb_search_defaults(kb_search_opts_t *o);

@@ -57,7 +57,8 @@ typedef struct qterm {
     double df, idf;
     int selected;
     int func; /* a function character (function_chars) */
-    int mark; /* highlighted in snippets: not a character that only stands inside a bigram */
+    int mark;  /* highlighted in snippets: not a character that only stands inside a bigram */
+    int in_bi; /* a character that the query has only inside bigrams */
 } qterm;
 
 typedef struct qtok {
@@ -230,13 +231,17 @@ static void query_build(query *q, const char *text, const kb_analyzer_t *a)
         if (q->k[i].kind == KB_TOK_BI)
             for (int c = q->k[i].cstart; c < q->k[i].cend && c <= Q_MAX_CHARS; c++)
                 in_bi[c] = 1;
+    for (int i = 0; i < q->nt; i++)
+        q->t[i].in_bi = q->t[i].kind == KB_TOK_UNI;
     for (int i = 0; i < q->nk; i++) {
         const qtok *k = &q->k[i];
         if (k->term < 0)
             continue;
         qterm *t = &q->t[k->term];
-        if (k->kind != KB_TOK_UNI || (k->cstart <= Q_MAX_CHARS && !in_bi[k->cstart]))
+        if (k->kind != KB_TOK_UNI || (k->cstart <= Q_MAX_CHARS && !in_bi[k->cstart])) {
             t->mark = !t->func;
+            t->in_bi = 0;
+        }
     }
 }
 
@@ -356,7 +361,7 @@ static int est_df(sqlite3 *db, const table_def *td, const tstats *ts, query *q)
         } else if (c >= 16) {
             t->df = (double)c * n / wrows;
         } else {
-            int cap = (int)(work < POSTING_BUDGET ? work : POSTING_BUDGET) + 1;
+            int cap = (int)work + 1;
             long long e = cap > 1 ? count_matches(st, match, 0, cap) : -2;
             if (e == KB_ERR_DB)
                 goto out;
@@ -386,29 +391,30 @@ static int by_df(const void *a, const void *b, void *ctx)
 
 /* Chooses terms and writes the MATCH expression.  Returns the number of terms chosen (0: no
  * term occurs) and sets *fallback when only an over-budget term is left. */
-static int build_match(query *q, const table_def *td, const char *category, char *buf,
-                       size_t cap, int *fallback)
+static int build_match(query *q, const table_def *td, const char *category,
+                       const kb_search_opts_t *o, char *buf, size_t cap, int *fallback)
 {
     int order[Q_MAX_TERMS], n = 0, chosen = 0;
     double sum = 0;
     size_t len = 0;
 
     *fallback = 0;
+    double budget = o->budget > 0 ? o->budget : 1e18;
     for (int i = 0; i < q->nt; i++) {
         q->t[i].selected = 0;
-        if (q->t[i].df >= 1)
+        if (q->t[i].df >= 1 && (o->match_unigrams || !q->t[i].in_bi))
             order[n++] = i;
     }
     if (n == 0)
         return 0;
     qsort_r(order, (size_t)n, sizeof(int), by_df, q);
-    if (q->t[order[0]].df > POSTING_BUDGET) {
+    if (q->t[order[0]].df > budget) {
         q->t[order[0]].selected = 1;
         *fallback = 1;
         chosen = 1;
     } else {
         for (int i = 0; i < n && chosen < MATCH_MAX; i++) {
-            if (sum + q->t[order[i]].df > POSTING_BUDGET)
+            if (sum + q->t[order[i]].df > budget)
                 break;
             sum += q->t[order[i]].df;
             q->t[order[i]].selected = 1;
@@ -766,7 +772,7 @@ static int search_table(sqlite3 *db, const table_def *td, const char *text,
     }
     if ((rc = est_df(db, td, &ts, qp)) != 0)
         goto out;
-    if (build_match(qp, td, category, match, sizeof(match), &fallback) == 0) {
+    if (build_match(qp, td, category, o, match, sizeof(match), &fallback) == 0) {
         rc = 0;
         goto out;
     }
@@ -837,6 +843,8 @@ void kb_search_defaults(kb_search_opts_t *o)
     o->rerank = 1;
     o->candidates = CANDIDATES;
     o->tables = 3;
+    o->budget = POSTING_BUDGET;
+    o->match_unigrams = 0;
 }
 
 int kb_search_ex(sqlite3 *db, const char *text, const char *category, int limit,

@@ -49,6 +49,9 @@ static const setting settings[] = {
      "directory of JSON Lines loaded into an empty knowledge base (empty = none)"},
     {"kb.synonyms", T_STR, REDRESS_SOURCE_DIR "/kb/synonyms.txt", F(kb_synonyms), 0, 4096, NULL,
      "synonym list for knowledge-base search (empty = none)"},
+    {"web.allowed_origins", T_STR, "", F(allowed_origins), 0, 4096, NULL,
+     "comma-separated Origins (scheme://host[:port]) allowed to open WebSockets besides the "
+     "server's own; * allows any"},
     {"limits.max_message_bytes", T_INT, "16384", F(max_message_bytes), 256, 1048576, NULL,
      "largest WebSocket message; larger closes with 1009"},
     {"limits.max_text_chars", T_INT, "2000", F(max_text_chars), 1, 100000, NULL,
@@ -64,7 +67,9 @@ static const setting settings[] = {
     {"limits.hello_timeout_s", T_INT, "20", F(hello_timeout_s), 1, 3600, NULL,
      "a new socket must say hello within this time"},
     {"limits.session_memory_s", T_INT, "600", F(session_memory_s), 1, 86400, NULL,
-     "keep a detached conversation in memory this long before reloading it from disk"},
+     "keep a detached conversation in memory this long before reloading it from disk"},    {"privacy.mask_transcripts", T_INT, "0", F(mask_transcripts), 0, 1, NULL,
+     "1: mask ID card, bank card and phone numbers in customer messages before they are stored "
+     "(logs are always masked)"},
     {"store.synchronous", T_STR, "normal", F(synchronous), 1, 16, "normal|full",
      "normal: acknowledged data survives a process crash; full: also a power loss"},
     {"store.batch_max", T_INT, "512", F(batch_max), 1, 100000, NULL,

@@ -107,9 +107,9 @@ int flow_kill(lua_State *L, int why)
     if (why == FLOW_KILL_MEM)
         return luaL_error(L, "flow stopped: memory limit reached");
     return luaL_error(L,
-                      "flow stopped: more than %I instructions in one turn "
+                      "flow stopped: more than %d instructions in one turn "
                       "(flow.max_instructions)",
-                      (lua_Integer)e->max_instr);
+                      (int)e->max_instr);
 }
 
 void flow_charge(lua_State *L, long n)

@@ -25,7 +25,8 @@
  * Guarded builtins:
  *   pcall/xpcall  yieldable (lua_pcallk) so chat:ask works inside them, and they re-raise the
  *                 engine's kill error and memory errors (flow_uncatchable) instead of returning
- *                 them, so a flow cannot outlive its instruction or memory budget.
+ *                 them, so a flow cannot outlive its instruction or memory budget; xpcall's
+ *                 message handler is skipped for a kill (see xpcall_handler).
  *   setmetatable  refuses metatables with __gc (a finalizer would run outside any budget) and
  *                 protected metatables.
  *   rawset        refuses read-only views.
@@ -188,10 +189,29 @@ static int sb_pcall(lua_State *L)
     return finish_pcall(L, status, 0);
 }
 
+/*
+ * xpcall's message handler runs at the point of the error.  When the error is the engine's kill,
+ * raised from inside the count hook, Lua has hooks switched off there (allowhook) until the error
+ * is caught - so a flow's handler would run unbudgeted.  This C handler therefore calls the flow's
+ * handler (upvalue 1) only for ordinary errors.
+ */
+static int xpcall_handler(lua_State *L)
+{
+    if (flow_engine_of(L)->killed)
+        return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
 static int sb_xpcall(lua_State *L)
 {
     int n = lua_gettop(L);
     luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_handler, 1);
+    lua_replace(L, 2);
     lua_pushboolean(L, 1);
     lua_pushvalue(L, 1);
     lua_rotate(L, 3, 2); /* f, msgh, true, f, args... */

@@ -42,9 +42,9 @@ typedef struct http_req {
     size_t body_len;
     int body_too_big;
     http_reply_t *reply; /* while a handler owes an answer */
-    /* the response */
-    int status;
+    /* the response */ int status;
     char ctype[64];
+    char *headers; /* extra "Name: value\r\n" lines, or NULL */
     char *out;
     size_t out_len, out_sent;
     int head_pending, body_pending;
@@ -59,12 +59,20 @@ struct http_reply {
 
 void http_reply(http_reply_t *h, int status, const char *content_type, char *body, size_t len)
 {
+    http_reply_with_headers(h, status, content_type, NULL, body, len);
+}
+
+void http_reply_with_headers(http_reply_t *h, int status, const char *content_type,
+                             const char *extra_headers, char *body, size_t len)
+{
     http_req *r = h->req;
     if (!h->wsi) {
         free(body);
         free(h);
         return;
     }
+    free(r->headers);
+    r->headers = extra_headers ? strdup(extra_headers) : NULL;
     r->reply = NULL;
     if (!body) {
         static const char oops[] =
@@ -196,6 +204,33 @@ static int read_request(struct lws *wsi, http_req *r)
     return -1;
 }
 
+/* Adds "Name: value\r\n" lines; lws wants the name lowercase with its colon. */
+static int add_extra_headers(struct lws *wsi, const char *lines, unsigned char **p,
+                             unsigned char *end)
+{
+    while (lines && *lines) {
+        const char *eol = strstr(lines, "\r\n"), *colon = strchr(lines, ':');
+        size_t linelen = eol ? (size_t)(eol - lines) : strlen(lines);
+        char name[64];
+        if (!colon || (size_t)(colon - lines) >= linelen ||
+            (size_t)(colon - lines) + 2 > sizeof(name))
+            return -1;
+        size_t nlen = (size_t)(colon - lines);
+        for (size_t i = 0; i < nlen; i++)
+            name[i] = (char)((lines[i] >= 'A' && lines[i] <= 'Z') ? lines[i] + 32 : lines[i]);
+        name[nlen] = ':';
+        name[nlen + 1] = '\0';
+        const char *v = colon + 1;
+        while (*v == ' ')
+            v++;
+        if (lws_add_http_header_by_name(wsi, (const unsigned char *)name, (const unsigned char *)v,
+                                        (int)(linelen - (size_t)(v - lines)), p, end))
+            return -1;
+        lines = eol ? eol + 2 : lines + linelen;
+    }
+    return 0;
+}
+
 /* 1 when the request announces a body (lws then calls HTTP_BODY / HTTP_BODY_COMPLETION). */
 static int has_body(struct lws *wsi)
 {
@@ -209,13 +244,14 @@ static int has_body(struct lws *wsi)
 
 static int write_head(struct lws *wsi, http_req *r)
 {
-    unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
+    unsigned char buf[LWS_PRE + 4096], *start = buf + LWS_PRE, *p = start,
                                        *end = buf + sizeof(buf) - 1;
     r->head_pending = 0;
     if (lws_add_http_common_headers(wsi, (unsigned)r->status, r->ctype, (lws_filepos_t)r->out_len,
                                     &p, end) ||
         lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        add_extra_headers(wsi, r->headers, &p, end) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     lws_callback_on_writable(wsi);
@@ -251,6 +287,7 @@ static void clear(http_req *r)
     }
     free(r->body);
     free(r->out);
+    free(r->headers);
     memset(r, 0, sizeof(*r));
 }
 
@@ -269,7 +306,8 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         if (read_request(wsi, r) != 0) {
             lws_return_http_status(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, NULL);
             return -1;
-        }        if ((strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0) && has_body(wsi))
+        }
+        if ((strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0) && has_body(wsi))
             return 0; /* wait for the body */
         dispatch(wsi, r);
         return 0;

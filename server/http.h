@@ -33,6 +33,10 @@ typedef struct http_reply http_reply_t;
 
 /* Sends status + body (malloc'ed, ownership taken; may be NULL for a 500) and frees h. */
 void http_reply(http_reply_t *h, int status, const char *content_type, char *body, size_t len);
+/* As http_reply, with extra response headers: "Name: value\r\n" lines (copied), e.g.
+ * "Set-Cookie: a=b; HttpOnly\r\nRetry-After: 60\r\n". */
+void http_reply_with_headers(http_reply_t *h, int status, const char *content_type,
+                             const char *extra_headers, char *body, size_t len);
 /* As http_reply with a JSON text body (NUL-terminated). */
 void http_reply_json(http_reply_t *h, int status, char *json);
 /* {"error":{"code":..,"message":..}} */

@@ -6,6 +6,7 @@
  */
 #include "log.h"
 
+#include "privacy.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,6 +54,11 @@ void log_write(log_level_t l, const char *module, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return;
+    /* personal numbers never reach a log (privacy.h) */
+    char masked[sizeof(buf)];
+    n = (int)strlen(buf);
+    if (privacy_mask(buf, masked, sizeof(masked) - 1) > 0)
+        memcpy(buf, masked, (size_t)(n = (int)strlen(masked)) + 1);
     if ((size_t)n >= sizeof(buf) - 1)
         n = (int)sizeof(buf) - 2;
     buf[n++] = '\n';

@@ -18,7 +18,8 @@ typedef struct server {
     const config_t *cfg;
     uv_loop_t loop;
     struct lws_context *lws;
-    store_t *store;    session_mgr_t *sessions;
+    store_t *store;
+    session_mgr_t *sessions;
     struct flow_engine *flow; /* the Lua dialogue engine (flow.h) */
     uv_signal_t sigint, sigterm;
     uv_timer_t tick;

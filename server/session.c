@@ -27,6 +27,7 @@
 #include "flow.h"
 #include "log.h"
 #include "metrics.h"
+#include "privacy.h"
 #include "util.h"
 #include "ws.h"
 
@@ -646,7 +647,9 @@ void session_message(session_t *s, ws_conn_t *c, const proto_in_t *in)
         return;
     }
     sevent *e = calloc(1, sizeof(*e));
-    if (!e || !(e->text = strdup(in->text)) || !(e->client_id = strdup(in->id))) {
+    if (!e ||
+        !(e->text = s->m->cfg->mask_transcripts ? privacy_mask_dup(in->text) : strdup(in->text)) ||
+        !(e->client_id = strdup(in->id))) {
         if (e)
             sevent_free(e);
         ws_conn_error(c, PROTO_E_INTERNAL, "message not stored; send it again", in->id);

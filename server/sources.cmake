@@ -1,8 +1,8 @@
 # Server sources (everything but main.c goes into redress_core).
 set(REDRESS_SERVER_SOURCES
-  server/config.c
-  server/log.c
-  server/flow.c
+  server/config.c  server/log.c
+  server/privacy.c
+server/flow.c
   server/flow_sandbox.c
   server/flow_pattern.c
   server/flow_json.c

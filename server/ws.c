@@ -292,6 +292,49 @@ static void on_closed(ws_conn_t *c)
     metrics.connections--;
 }
 
+/*
+ * Browsers send Origin on WebSocket upgrades; a page on another site must not open chats
+ * unless web.allowed_origins names it.  Same-origin pages (Origin's host:port equals Host) and
+ * clients that send no Origin (apps, servers) are allowed.  Returns 1 when allowed.
+ */
+int ws_origin_allowed(const char *allowed, const char *origin, const char *host)
+{
+    if (!origin || !*origin)
+        return 1;
+    const char *o = strstr(origin, "://");
+    if (host && *host && o && strcmp(o + 3, host) == 0)
+        return 1;
+    size_t olen = strlen(origin);
+    for (const char *p = allowed; p && *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *q = p;
+        while (*q && *q != ',' && *q != ' ')
+            q++;
+        size_t n = (size_t)(q - p);
+        if ((n == 1 && *p == '*') || (n == olen && n > 0 && strncmp(p, origin, n) == 0))
+            return 1;
+        p = q;
+    }
+    return 0;
+}
+
+static int origin_ok(struct lws *wsi, const config_t *cfg)
+{
+    char origin[256] = "", host[256] = "";
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) <= 0)
+        return 1;
+    if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) < 0)
+        return 0;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HOST) > 0 &&
+        lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) < 0)
+        return 0;
+    if (ws_origin_allowed(cfg->allowed_origins, origin, host))
+        return 1;
+    log_info("ws", "refused a chat upgrade from origin %.100s", origin);
+    return 0;
+}
+
 static int path_is(struct lws *wsi, const char *want)
 {
     char uri[256];
@@ -308,7 +351,7 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         srv = server_of(wsi);
-        if (!path_is(wsi, "/chat"))
+        if (!path_is(wsi, "/chat") || !origin_ok(wsi, srv->cfg))
             return -1;
         if (srv->stopping || srv->nconns >= srv->cfg->max_connections)
             return -1;

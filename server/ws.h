@@ -33,6 +33,10 @@ void ws_conn_bind(ws_conn_t *c, struct session *s);
 /* Periodic housekeeping for all chat connections (hello and idle timeouts). */
 void ws_sweep(struct server *srv);
 
+/* 1 when a WebSocket upgrade from origin (Host header host) is allowed by the comma-separated
+ * list `allowed` (see web.allowed_origins); no Origin at all is allowed. */
+int ws_origin_allowed(const char *allowed, const char *origin, const char *host);
+
 /* Closes every chat connection with code (shutdown). */
 void ws_close_all(struct server *srv, int code, const char *reason);
 
