@@ -281,57 +281,201 @@ static int step_exists(lua_State *L, int steps, const char *name, size_t len)
 }
 
 /*
- * Scans lines [from, to] of text for `return "name"` / `return 'name'` with an identifier-like
- * name and raises "path:line: ..." when the name is not a step.  Comments (--) are skipped.
+ * A small Lua lexer for the step check: enough to skip comments and strings, find names, and
+ * follow block nesting (function/if/do/repeat ... end/until).
  */
-static void scan_returns(lua_State *L, const char *path, const char *text, size_t len, int from,
-                         int to, int steps)
+enum { TK_EOF, TK_NAME, TK_STRING, TK_OTHER };
+
+typedef struct lexer {
+    const char *p, *end;
+    int line;
+} lexer;
+
+typedef struct token {
+    int kind;
+    const char *s;
+    size_t len;
+    int line;
+} token;
+
+/* Level of a long bracket [==[ at p, or -1. */
+static int long_open(const char *p, const char *end)
 {
-    int line = 1;
-    const char *p = text, *end = text + len;
-    while (p < end && line <= to) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (!eol)
-            eol = end;
-        if (line >= from) {
-            const char *c = p;
-            const char *cmt = NULL;
-            for (const char *q = p; q + 1 < eol; q++)
-                if (q[0] == '-' && q[1] == '-') {
-                    cmt = q;
-                    break;
-                }
-            const char *stop = cmt ? cmt : eol;
-            while ((c = memmem(c, (size_t)(stop - c), "return", 6)) != NULL) {
-                int word_start = (c == p) || !((c[-1] >= 'a' && c[-1] <= 'z') ||
-                                               (c[-1] >= 'A' && c[-1] <= 'Z') || c[-1] == '_');
-                const char *q = c + 6;
-                c = q;
-                if (!word_start)
-                    continue;
-                while (q < stop && (*q == ' ' || *q == '\t'))
-                    q++;
-                if (q >= stop || (*q != '"' && *q != '\''))
-                    continue;
-                char quote = *q++;
-                const char *n0 = q;
-                while (q < stop &&
-                       ((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '_'))
-                    q++;
-                if (q >= stop || *q != quote || q == n0)
-                    continue;
-                const char *after = q + 1;
-                while (after < stop && (*after == ' ' || *after == '\t' || *after == ';'))
-                    after++;
-                if (after < stop && strncmp(after, "end", 3) != 0)
-                    continue; /* `return "x" .. y` and the like: not a plain step name */
-                if (!step_exists(L, steps, n0, (size_t)(q - n0)))
-                    luaL_error(L, "%s:%d: step returns \"%s\", which is not a step of this flow",
-                               path, line, lua_pushlstring(L, n0, (size_t)(q - n0)));
+    if (p >= end || *p != '[')
+        return -1;
+    int level = 0;
+    p++;
+    while (p < end && *p == '=') {
+        level++;
+        p++;
+    }
+    return p < end && *p == '[' ? level : -1;
+}
+
+/* Skips a long bracket body whose opener (of `level`) ends at x->p; sets s and len. */
+static void skip_long(lexer *x, int level, const char **s, size_t *len)
+{
+    *s = x->p;
+    while (x->p < x->end) {
+        if (*x->p == '\n')
+            x->line++;
+        if (*x->p == ']') {
+            const char *q = x->p + 1;
+            int n = 0;
+            while (q < x->end && *q == '=') {
+                n++;
+                q++;
+            }
+            if (n == level && q < x->end && *q == ']') {
+                *len = (size_t)(x->p - *s);
+                x->p = q + 1;
+                return;
             }
         }
-        p = eol + 1;
-        line++;
+        x->p++;
+    }
+    *len = (size_t)(x->p - *s);
+}
+
+static int is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || (unsigned char)c >= 0x80;
+}
+
+static token next_token(lexer *x)
+{
+    token t = {TK_EOF, NULL, 0, 0};
+    const char *dummy;
+    size_t dlen;
+    for (;;) {
+        while (x->p < x->end && (*x->p == ' ' || *x->p == '\t' || *x->p == '\r' ||
+                                 *x->p == '\n' || *x->p == '\f' || *x->p == '\v')) {
+            if (*x->p == '\n')
+                x->line++;
+            x->p++;
+        }
+        if (x->p + 1 < x->end && x->p[0] == '-' && x->p[1] == '-') {
+            x->p += 2;
+            int level = long_open(x->p, x->end);
+            if (level >= 0) {
+                x->p += level + 2;
+                skip_long(x, level, &dummy, &dlen);
+            } else {
+                while (x->p < x->end && *x->p != '\n')
+                    x->p++;
+            }
+            continue;
+        }
+        break;
+    }
+    t.line = x->line;
+    if (x->p >= x->end)
+        return t;
+    char c = *x->p;
+    int level;
+    if (is_name_char(c) && !(c >= '0' && c <= '9')) {
+        t.kind = TK_NAME;
+        t.s = x->p;
+        while (x->p < x->end && is_name_char(*x->p))
+            x->p++;
+        t.len = (size_t)(x->p - t.s);
+    } else if (c == '"' || c == '\'') {
+        t.kind = TK_STRING;
+        t.s = ++x->p;
+        while (x->p < x->end && *x->p != c && *x->p != '\n') {
+            if (*x->p == '\\' && x->p + 1 < x->end)
+                x->p++;
+            x->p++;
+        }
+        t.len = (size_t)(x->p - t.s);
+        if (x->p < x->end && *x->p == c)
+            x->p++;
+    } else if ((level = long_open(x->p, x->end)) >= 0) {
+        t.kind = TK_STRING;
+        x->p += level + 2;
+        skip_long(x, level, &t.s, &t.len);
+    } else {
+        t.kind = TK_OTHER;
+        t.s = x->p++;
+        if (c >= '0' && c <= '9') /* a number: digits, letters, dots, exponent signs */
+            while (x->p < x->end && (is_name_char(*x->p) || *x->p == '.' ||
+                                     ((*x->p == '+' || *x->p == '-') &&
+                                      (x->p[-1] == 'e' || x->p[-1] == 'E' ||
+                                       x->p[-1] == 'p' || x->p[-1] == 'P'))))
+                x->p++;
+        else if (c == '.' && x->p < x->end && *x->p == '.')
+            while (x->p < x->end && *x->p == '.')
+                x->p++;
+        t.len = (size_t)(x->p - t.s);
+    }
+    return t;
+}
+
+static int tok_is(const token *t, const char *word)
+{
+    return t->kind == TK_NAME && t->len == strlen(word) && memcmp(t->s, word, t->len) == 0;
+}
+
+static int ident_like(const token *t)
+{
+    if (t->kind != TK_STRING || t->len == 0 || t->len >= MAX_NAME)
+        return 0;
+    return name_ok(t->s, t->len);
+}
+
+/*
+ * Checks the step function defined at line `from` of text: every `return "name"` that belongs
+ * to the step itself (not to a function nested in it) and is a whole return statement must name
+ * a step.  Raises "path:line: ..." otherwise.
+ */
+static void scan_step(lua_State *L, const char *path, const char *text, size_t len, int from,
+                      int steps)
+{
+    lexer x = {text, text + len, 1};
+    char kinds[256]; /* open blocks: 'f' function, 'b' other */
+    int depth = 0, fdepth = 0;
+    /* move to the start of line `from` */
+    while (x.p < x.end && x.line < from) {
+        if (*x.p == '\n')
+            x.line++;
+        x.p++;
+    }
+    token t;
+    do { /* the step's own `function` */
+        t = next_token(&x);
+    } while (t.kind != TK_EOF && !tok_is(&t, "function"));
+    if (t.kind == TK_EOF)
+        return;
+    kinds[depth++] = 'f';
+    fdepth = 1;
+    while (depth > 0 && (t = next_token(&x)).kind != TK_EOF) {
+        if (tok_is(&t, "function") || tok_is(&t, "if") || tok_is(&t, "do") ||
+            tok_is(&t, "repeat")) {
+            if (depth < (int)sizeof(kinds)) {
+                kinds[depth] = tok_is(&t, "function") ? 'f' : 'b';
+                fdepth += kinds[depth] == 'f';
+            }
+            depth++;
+        } else if (tok_is(&t, "end") || tok_is(&t, "until")) {
+            depth--;
+            if (depth < (int)sizeof(kinds) && kinds[depth] == 'f')
+                fdepth--;
+        } else if (tok_is(&t, "return") && fdepth == 1) {
+            lexer peek = x;
+            token v = next_token(&peek);
+            if (!ident_like(&v))
+                continue;
+            token after = next_token(&peek);
+            if (after.kind == TK_OTHER && after.len == 1 && after.s[0] == ';')
+                after = next_token(&peek);
+            if (!(tok_is(&after, "end") || tok_is(&after, "else") || tok_is(&after, "elseif") ||
+                  tok_is(&after, "until") || after.kind == TK_EOF))
+                continue; /* `return "x" .. y` and the like: not a plain step name */
+            if (!step_exists(L, steps, v.s, v.len))
+                luaL_error(L, "%s:%d: step returns \"%s\", which is not a step of this flow",
+                           path, v.line, lua_pushlstring(L, v.s, v.len));
+        }
     }
 }
 
@@ -429,7 +573,7 @@ static void check_flow(lua_State *L, int idx, const char *path, int scan)
         while (lua_next(L, steps)) {
             int last, first = line_of(L, lua_gettop(L), &last);
             if (first > 0)
-                scan_returns(L, path, text, len, first, last, steps);
+                scan_step(L, path, text, len, first, steps);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);

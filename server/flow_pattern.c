@@ -129,6 +129,9 @@ static int match_class(int c, int cl)
     case 'x':
         res = isxdigit(c);
         break;
+    case 'z': /* deprecated, still in Lua 5.4: the NUL byte */
+        res = (c == 0);
+        break;
     default:
         return cl == c;
     }
@@ -255,8 +258,10 @@ static const char *end_capture(mstate *ms, const char *s, const char *p)
 static const char *match_backref(mstate *ms, const char *s, int digit)
 {
     int l = digit - '1';
-    if (l < 0 || l >= ms->level || ms->capture[l].len < 0)
+    if (l < 0 || l >= ms->level || ms->capture[l].len == CAP_UNFINISHED)
         luaL_error(ms->L, "invalid capture index %%%d", l + 1);
+    if (ms->capture[l].len == CAP_POSITION)
+        return NULL; /* as in Lua: a position capture never matches as text */
     size_t len = (size_t)ms->capture[l].len;
     if ((size_t)(ms->src_end - s) >= len && memcmp(ms->capture[l].init, s, len) == 0)
         return s + len;
@@ -504,11 +509,11 @@ static int p_gmatch(lua_State *L)
     size_t ls;
     luaL_checklstring(L, 1, &ls);
     luaL_checkstring(L, 2);
-    size_t init = posrelat(luaL_optinteger(L, 3, 1), ls);
-    if (init > ls + 1)
-        init = ls + 1;
+    size_t init = posrelat(luaL_optinteger(L, 3, 1), ls) - 1; /* 0-based */
+    if (init > ls)
+        init = ls + 1; /* past the end: no match at all */
     lua_settop(L, 2);
-    lua_pushinteger(L, (lua_Integer)init - 1);
+    lua_pushinteger(L, (lua_Integer)init);
     lua_pushinteger(L, -1);
     lua_pushcclosure(L, gmatch_next, 4);
     return 1;

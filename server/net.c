@@ -150,8 +150,10 @@ static int start_lws(server_t *srv)
     memset(&protocols[2], 0, sizeof(protocols[2]));
 
     memset(&retry, 0, sizeof(retry));
-    retry.secs_since_valid_ping = (uint16_t)cfg->ping_interval_s;
-    retry.secs_since_valid_hangup = (uint16_t)cfg->idle_timeout_s;
+    /* ws.c sends the pings and closes idle chats with 1001; lws's own check is only a backstop
+     * for sockets that never finish an upgrade */
+    retry.secs_since_valid_ping = (uint16_t)(cfg->idle_timeout_s + 30);
+    retry.secs_since_valid_hangup = (uint16_t)(cfg->idle_timeout_s + 60);
 
     memset(&info, 0, sizeof(info));
     info.port = cfg->listen_port; /* 0: the kernel picks one; listen_port() reads it back */

@@ -51,7 +51,9 @@ struct ws_conn {
     uint64_t refill_ms;
     int strikes;
     uint64_t opened_ms;
-    uint64_t heard_ms; /* last frame or pong from the client */
+    uint64_t heard_ms;  /* last frame or pong from the client */
+    uint64_t pinged_ms; /* last ping we sent */
+    int ping_due;
     int close_code;
     char close_reason[64];
 };
@@ -117,7 +119,8 @@ void ws_conn_error(ws_conn_t *c, int code, const char *message, const char *id)
 void ws_sweep(server_t *srv)
 {
     uint64_t now = util_now_ms(), hello = (uint64_t)srv->cfg->hello_timeout_s * 1000u,
-             idle = (uint64_t)srv->cfg->idle_timeout_s * 1000u;
+             idle = (uint64_t)srv->cfg->idle_timeout_s * 1000u,
+             ping = (uint64_t)srv->cfg->ping_interval_s * 1000u;
     for (ws_conn_t *c = srv->conns; c; c = c->next) {
         if (c->close_code)
             continue;
@@ -125,6 +128,11 @@ void ws_sweep(server_t *srv)
             ws_conn_close(c, 1008, "no hello in time");
         else if (now - c->heard_ms >= idle)
             ws_conn_close(c, 1001, "idle");
+        else if (now - c->heard_ms >= ping && now - c->pinged_ms >= ping) {
+            c->ping_due = 1;
+            c->pinged_ms = now;
+            request_write(c);
+        }
     }
 }
 
@@ -245,6 +253,17 @@ static int on_receive(ws_conn_t *c, const void *data, size_t len)
 static int on_writeable(ws_conn_t *c)
 {
     frame *f = c->out;
+    if (c->ping_due && !c->close_code) {
+        /* a payload, because lws does not report an empty pong (RECEIVE_PONG) */
+        unsigned char ping[LWS_PRE + 4];
+        memcpy(ping + LWS_PRE, "rdrs", 4);
+        c->ping_due = 0;
+        if (lws_write(c->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0)
+            return -1;
+        if (f)
+            request_write(c);
+        return 0;
+    }
     if (f) {
         c->out = f->next;
         if (!c->out)
@@ -379,8 +398,7 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
         if (!c->srv)
             return -1;
         return on_writeable(c);
-    case LWS_CALLBACK_RECEIVE_PONG:
-        if (c->srv)
+    case LWS_CALLBACK_RECEIVE_PONG:if (c->srv)
             c->heard_ms = util_now_ms();
         return 0;
     case LWS_CALLBACK_TIMER:

@@ -35,6 +35,10 @@ def server_factory(tmp_path):
     def make(*flags, data_dir=None):
         n = len(servers)
         d = data_dir or tmp_path / f"data{n}"
+        if "--rules.dir" not in flags:
+            # protocol tests count events: a flow with one greeting and one reply per message
+            flags = ("--rules.dir", os.path.join(source_root(), "tests", "data", "rules",
+                                                 "protocol"), *flags)
         srv = Server(redress_bin(), d, flags, log_dir=tmp_path / f"logs{n}")
         servers.append(srv)
         srv.start()
@@ -56,9 +60,13 @@ def server(server_factory):
     return server_factory()
 
 
-@pytest.fixture
-def source_dir():
+def source_root():
     d = os.environ.get("REDRESS_SOURCE_DIR")
     if not d:
         d = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     return d
+
+
+@pytest.fixture
+def source_dir():
+    return source_root()

@@ -1,3 +1,3 @@
 -- mode: load
 -- expect: reject memory
-local s = string.rep("x", 2 ^ 40)
+local s = string.rep("x", 2 ^ 30)
