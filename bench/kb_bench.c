@@ -162,24 +162,33 @@ static const char *const cats[] = {"bank.fee",          "bank.transfer",  "bank.
                                    "travel.flight",     "travel.hotel",   "service.attitude",
                                    "general"};
 
+/* Adds one past case through the kb write path, inside the caller's transaction. */
+static void add_case(sqlite3 *db, long long n, const char *summary, const char *cat,
+                     const char *tried, const char *resolution)
+{
+    char key[32], err[256];
+    long long id;
+    snprintf(key, sizeof(key), "b%lld", n);
+    kb_case_t c = {.key = key,
+                   .summary = (char *)summary,
+                   .category = (char *)cat,
+                   .tried = (char *)tried,
+                   .resolution = (char *)resolution,
+                   .outcome = "resolved",
+                   .satisfaction = 0,
+                   .date = "2026-01-01"};
+    if (kb_case_save_in(db, &c, KB_SAVE_CREATE, KB_IN_TX, &id, err, sizeof(err)) < 0)
+        die("kb_case_save", err);
+    if (id != n)
+        die("kb_case_save", "ids are not dense");
+}
+
 /* Inserts one case per sentence (id = sentence index + 1). */
 static void insert_sentences(sqlite3 *db, const corpus *c)
 {
-    sqlite3_stmt *st;
     exec_or_die(db, "BEGIN");
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO kb_cases(id, key, summary, category, outcome, date) "
-                           "VALUES (?1, 'b' || ?1, ?2, 'general', 'resolved', '2026-01-01')",
-                           -1, &st, NULL) != SQLITE_OK)
-        die("prepare", sqlite3_errmsg(db));
-    for (int i = 0; i < c->n; i++) {
-        sqlite3_bind_int(st, 1, i + 1);
-        sqlite3_bind_text(st, 2, c->sent[i], -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            die("insert", sqlite3_errmsg(db));
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
+    for (int i = 0; i < c->n; i++)
+        add_case(db, i + 1, c->sent[i], "general", "", "");
     exec_or_die(db, "COMMIT");
 }
 
@@ -208,6 +217,8 @@ static void tally(score *s, const long long *ids, int n, long long self, long lo
 static const char *g_detail = "column";
 static int g_budget = -1, g_maxq = 0, g_uni = -1, g_cand = 0;
 
+static int g_bm25 = 0;
+
 static void recall_kb(const corpus *c, const char *name, const char *tok, kb_cjk_mode_t cjk,
                       int rerank)
 {
@@ -228,6 +239,7 @@ static void recall_kb(const corpus *c, const char *name, const char *tok, kb_cjk
         o.match_unigrams = g_uni;
     if (g_cand > 0)
         o.candidates = g_cand;
+    o.fts_bm25 = g_bm25;
     t0 = now_ms();
     int nq = g_maxq > 0 && g_maxq < c->npairs ? g_maxq : c->npairs;
     for (int i = 0; i < nq; i++) {
@@ -377,6 +389,8 @@ static int cmd_recall(int argc, char **argv)
             g_uni = atoi(argv[++i]);
         else if (strcmp(argv[i], "--candidates") == 0 && i + 1 < argc)
             g_cand = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--fts-bm25") == 0)
+            g_bm25 = 1;
         else
             die("usage", "kb_bench recall TSV [--synonyms FILE] [--variants a,b] [--detail d]");
     }
@@ -452,30 +466,16 @@ static int cmd_latency(int argc, char **argv)
     unlink(wal);
     srand(seed);
     sqlite3 *db = open_kb(path, "redress", detail);
-    sqlite3_stmt *st;
     double t0 = now_ms();
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO kb_cases(id, key, summary, category, tried, resolution, "
-                           "outcome, date) VALUES (?1, 'b' || ?1, ?2, ?3, ?4, ?5, 'resolved', "
-                           "'2026-01-01')",
-                           -1, &st, NULL) != SQLITE_OK)
-        die("prepare", sqlite3_errmsg(db));
     exec_or_die(db, "BEGIN");
     for (long i = 0; i < n; i++) {
-        sqlite3_bind_int64(st, 1, i + 1);
-        sqlite3_bind_text(st, 2, c.sent[rand() % c.n], -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, cats[rand() % 16], -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, c.sent[rand() % c.n], -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 5, c.sent[rand() % c.n], -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            die("insert", sqlite3_errmsg(db));
-        sqlite3_reset(st);
-        if ((i + 1) % 50000 == 0) {
+        const char *sum = c.sent[rand() % c.n], *cat = cats[rand() % 16];
+        const char *tried = c.sent[rand() % c.n], *res = c.sent[rand() % c.n];
+        add_case(db, i + 1, sum, cat, tried, res);
+        if ((i + 1) % 50000 == 0)
             exec_or_die(db, "COMMIT; BEGIN");
-        }
     }
     exec_or_die(db, "COMMIT");
-    sqlite3_finalize(st);
     exec_or_die(db, "PRAGMA wal_checkpoint(TRUNCATE)");
     double build = now_ms() - t0;
     sqlite3_int64 pages = 0, psize = 0;

@@ -16,10 +16,11 @@
  *   T_NONE --send_turn()--> T_SENT --ack with our id--> T_ACKED --first message from the bot
  *   with seq > the ack's seq: turn_done()--> T_NONE
  * A turn answered by an error frame (naming its id, or naming none: rate_limited) is "rejected"
- * and the line is sent again 100 ms later; one over --turn-timeout is
- * abandoned and counted; status queued / agent_joined / closed ends the conversation
- * ("escalated").  When a conversation has sent all its lines it is closed and, with --churn 1,
- * the slot opens a fresh conversation (so the server sees conversations start and end).
+ * and the line is sent again 100 ms later; one over --turn-timeout is abandoned and counted.
+ * Status escalated / queued / agent_joined / closed ends the conversation (the bot will not
+ * answer any more, so a turn then in flight counts as "escalated", not lost).  When a conversation
+ * has sent all its lines it is closed and, with --churn 1, the slot opens a fresh conversation (so
+ * the server sees conversations start and end).
  *
  * The process runs in phases (lg.phase), each ended by tick() or an event:
  *   P_CONNECT  open every slot, at most --connect-concurrency handshakes at a time; when all
@@ -44,7 +45,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -257,6 +260,14 @@ static conn *idle_pop(lg *g)
     return c;
 }
 
+/* --trace: the frames of slot 0 on stderr, to see what a server answers. */
+static void trace(const conn *c, const char *dir, const char *json, size_t len)
+{
+    if (c->lg->o.trace && c->slot == 0)
+        fprintf(stderr, "%.3f %s %.*s\n", (double)(now_ns() - c->lg->t_start) / NS, dir, (int)len,
+                json);
+}
+
 /* ---- turns ---- */
 
 static void send_turn(conn *c, uint64_t t0)
@@ -275,6 +286,7 @@ static void send_turn(conn *c, uint64_t t0)
     c->turn = T_SENT;
     c->t_sent = t0;
     g->st.turns_sent++;
+    trace(c, ">", g->jbuf, (size_t)n);
     send_text(c, g->jbuf, (size_t)n);
 }
 
@@ -368,11 +380,22 @@ static void conn_ready(conn *c)
     maybe_connect_more(g);
 }
 
+/* 1 for a status after which the bot answers no more (docs/protocol.md, status states). */
+static int bot_is_done(const char *state)
+{
+    static const char *const done[] = {"escalated", "queued", "agent_joined", "closed"};
+    for (size_t i = 0; i < sizeof(done) / sizeof(done[0]); i++)
+        if (strcmp(state, done[i]) == 0)
+            return 1;
+    return 0;
+}
+
 static int on_message(conn *c, const char *json, size_t len)
 {
     lg *g = c->lg;
     lg_msg_t m;
 
+    trace(c, "<", json, len);
     if (lg_json_scan(json, len, &m) != 0) {
         g->st.protocol_errors++;
         note_error(g, "server frame is not a JSON object", NULL);
@@ -397,9 +420,7 @@ static int on_message(conn *c, const char *json, size_t len)
         c->got_welcome = 1;
         c->t_welcome = now_ns();
     } else if (strcmp(m.type, "status") == 0) {
-        if (c->state == C_READY &&
-            (strcmp(m.state, "queued") == 0 || strcmp(m.state, "agent_joined") == 0 ||
-             strcmp(m.state, "closed") == 0)) {
+        if (c->state == C_READY && bot_is_done(m.state)) {
             g->st.escalated++;
             c->turn = T_NONE; /* the bot will not answer: not a lost turn */
             conversation_end(c);
@@ -702,11 +723,50 @@ static void conn_close(conn *c, int code)
     send_frame(c, LG_OP_CLOSE, payload, 2);
 }
 
+/*
+ * The socket for a conversation, bound to source address 127.0.0.(2 + k) when --source-ips is
+ * not 0.  With one source address every connect() makes the kernel hunt for a free ephemeral
+ * port among all those in use towards the same server address (tens of ms of system time per
+ * connect once ~15,000 are open); with several, the same port can serve each source address.
+ * IP_BIND_ADDRESS_NO_PORT leaves the port to connect().  Returns 0 or a libuv error; on error
+ * the handle is either not initialised (init failed) or closed by the caller.
+ */
+static int open_socket(lg *g, conn *c, int *initialised)
+{
+    struct sockaddr_in src;
+    uv_os_fd_t fd;
+    int one = 1, rc;
+
+    *initialised = 0;
+    if (g->o.source_ips == 0)
+        return uv_tcp_init(g->loop, &c->tcp) == 0 ? (*initialised = 1, 0) : UV_EMFILE;
+    if ((rc = uv_tcp_init_ex(g->loop, &c->tcp, AF_INET)) != 0)
+        return rc;
+    *initialised = 1;
+    if ((rc = uv_fileno((uv_handle_t *)&c->tcp, &fd)) != 0)
+        return rc;
+    if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) != 0)
+        return uv_translate_sys_error(errno);
+    memset(&src, 0, sizeof(src));
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr =
+        htonl(0x7F000002u + (uint32_t)((c->slot + g->o.id * 7) % g->o.source_ips));
+    return uv_tcp_bind(&c->tcp, (const struct sockaddr *)&src, 0);
+}
+
 static void start_connect(lg *g, conn *c)
 {
-    int rc;
+    int rc, initialised;
     memset(&c->tcp, 0, sizeof(c->tcp));
-    uv_tcp_init(g->loop, &c->tcp);
+    rc = open_socket(g, c, &initialised);
+    if (!initialised) {
+        g->st.connects++;
+        g->st.connect_failed++;
+        note_error(g, "socket: ", uv_strerror(rc));
+        if (g->phase == P_RUN && g->o.churn)
+            c->retry_at = now_ns() + RECONNECT_PAUSE_NS;
+        return;
+    }
     c->tcp.data = c;
     c->creq.data = c;
     c->lg = g;
@@ -718,8 +778,10 @@ static void start_connect(lg *g, conn *c)
     g->connecting++;
     g->open++;
     g->st.connects++;
-    uv_tcp_nodelay(&c->tcp, 1);
-    rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&g->addr, on_connect);
+    if (rc == 0)
+        uv_tcp_nodelay(&c->tcp, 1);
+    if (rc == 0)
+        rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&g->addr, on_connect);
     if (rc != 0) {
         g->st.connect_failed++;
         note_error(g, "connect: ", uv_strerror(rc));

@@ -159,6 +159,8 @@ typedef struct lg_opts {
     int connect_concurrency;
     double connect_timeout_s, greeting_timeout_s, turn_timeout_s, wait_timeout_s, max_runtime_s;
     int churn, wait_go, id;
+    int trace;      /* --trace: slot 0's frames on stderr */
+    int source_ips; /* bind to 127.0.0.2 .. 127.0.0.(1 + n); 0: the kernel picks */
     const char *ready_file, *out;
     size_t max_frame;
 } lg_opts_t;

@@ -161,6 +161,9 @@ static void usage(FILE *f)
             "  --wait-go                after connecting, wait for SIGUSR1 before the run\n"
             "  --wait-timeout S         longest wait for SIGUSR1 (600)\n"
             "  --max-runtime S          stop whatever the phase after this long (3600)\n"
+            "  --trace                  print the frames of the first conversation on stderr\n"
+            "  --source-ips N           spread sockets over source addresses 127.0.0.2 ..\n"
+            "                           127.0.0.(N+1), so ephemeral ports last (16; 0 = one)\n"
             "  --ready-file PATH        written when the connect phase is over\n"
             "  --out PATH               the JSON report (default stdout)\n"
             "  --id K                   process number, part of customer ids (0)\n"
@@ -220,6 +223,8 @@ int lg_opts_parse(lg_opts_t *o, int argc, char **argv)
         {"id", 1, 0, 'i'},
         {"max-frame", 1, 0, 'F'},
         {"max-runtime", 1, 0, 'X'},
+        {"source-ips", 1, 0, 's'},
+        {"trace", 0, 0, 'x'},
         {"help", 0, 0, 'Z'},
         {0, 0, 0, 0},
     };
@@ -241,6 +246,7 @@ int lg_opts_parse(lg_opts_t *o, int argc, char **argv)
                      .turn_timeout_s = 30,
                      .wait_timeout_s = 600,
                      .max_runtime_s = 3600,
+                     .source_ips = 16,
                      .max_frame = 1u << 20};
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         int rc = 0;
@@ -309,6 +315,12 @@ int lg_opts_parse(lg_opts_t *o, int argc, char **argv)
             break;
         case 'X':
             rc = parse_double("max-runtime", optarg, 1, 86400, &o->max_runtime_s);
+            break;
+        case 'x':
+            o->trace = 1;
+            break;
+        case 's':
+            rc = parse_int("source-ips", optarg, 0, 250, &o->source_ips);
             break;
         case 'W':
             rc = parse_double("wait-timeout", optarg, 0.1, 86400, &o->wait_timeout_s);

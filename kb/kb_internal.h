@@ -117,7 +117,12 @@ typedef struct kb_search_opts {
     int tables;        /* bit 0 templates, bit 1 cases */
     int budget;        /* postings allowed in the MATCH (sum of df); 0 = unlimited */
     int match_unigrams; /* 1: characters covered by a query bigram are in the MATCH too */
+    int fts_bm25;       /* 1: candidates by FTS5's bm25() instead of kb_rank() */
 } kb_search_opts_t;
+
+/* The kb_rank() FTS5 auxiliary function (kb_search.c), registered by kb_register. */
+void kb_rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx, int nval,
+                sqlite3_value **val);
 
 void kb_search_defaults(kb_search_opts_t *o);
 int kb_search_ex(sqlite3 *db, const char *text, const char *category, int limit,
@@ -160,6 +165,16 @@ typedef enum kb_save_mode {
 } kb_save_mode_t;
 
 typedef enum kb_save_action { KB_CREATED = 1, KB_UPDATED = 2, KB_UNCHANGED = 3 } kb_save_action_t;
+
+/* kb_*_save_in flag: the caller holds a transaction it rolls back whole on any error and has
+ * run kb_sync_synonyms; no savepoint is taken (FTS5 writes a segment at every savepoint). */
+#define KB_IN_TX 1
+
+int kb_template_save_in(sqlite3 *db, const kb_template_t *t, int mode, int expect_version,
+                        const char *who, int flags, long long *id_out, int *version_out,
+                        char *err, size_t errlen);
+int kb_case_save_in(sqlite3 *db, const kb_case_t *c, int mode, int flags, long long *id_out,
+                    char *err, size_t errlen);
 
 /* Lists current templates / cases, newest first (category NULL = all), offset/limit paging.
  * *out is a malloc'ed array of *n records (kb_templates_free / kb_cases_free) and *total the

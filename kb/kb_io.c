@@ -145,9 +145,10 @@ static int import_stream(sqlite3 *db, FILE *f, const char *name, const char *who
             }
         }
         int r = rec.kind == KB_TEMPLATE
-                    ? kb_template_save(db, &rec.tpl, KB_SAVE_UPSERT, 0, who, NULL, NULL, msg,
-                                       sizeof(msg))
-                    : kb_case_save(db, &rec.kcase, KB_SAVE_UPSERT, NULL, msg, sizeof(msg));
+                    ? kb_template_save_in(db, &rec.tpl, KB_SAVE_UPSERT, 0, who, KB_IN_TX, NULL,
+                                          NULL, msg, sizeof(msg))
+                    : kb_case_save_in(db, &rec.kcase, KB_SAVE_UPSERT, KB_IN_TX, NULL, msg,
+                                      sizeof(msg));
         if (r < 0) {
             kb_err(err, errlen, "%s:%d: %s", name, lineno, msg);
             goto out;

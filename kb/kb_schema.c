@@ -17,9 +17,10 @@
  *                        triggers on insert/update and by kb_template_delete for deletions
  *   kb_cases             past cases
  *   kb_templates_fts, kb_cases_fts
- *                        FTS5 external-content indexes over those tables, kept in step by
- *                        triggers, tokenized by "redress" (kb_token.c), detail=column: the
- *                        search never runs phrase queries and the index is half the size
+ *                        FTS5 external-content indexes over those tables, tokenized by
+ *                        "redress" (kb_token.c), kept in step by kb_store.c rather than by
+ *                        triggers (a trigger makes FTS5 write one segment per row; see
+ *                        fts_row there)
  *
  * Index/synonym consistency.  Documents carry synonym-group tokens, and an external-content
  * index must be deleted from with the very tokens it was built with.  kb_meta.synonyms_hash
@@ -224,45 +225,16 @@ static const char *const migrations[] = {
     "CREATE VIRTUAL TABLE kb_cases_fts USING fts5(summary, category, tried, resolution,\n"
     "  content='kb_cases', content_rowid='id', tokenize='redress', detail=column);\n"
     "CREATE TRIGGER kb_templates_ai AFTER INSERT ON kb_templates BEGIN\n"
-    "  INSERT INTO kb_templates_fts(rowid, title, category, tags, conditions, text, steps)\n"
-    "    VALUES (new.id, new.title, new.category, new.tags, new.conditions, new.text, "
-    "new.steps);\n"
     "  INSERT INTO kb_template_history VALUES (new.key, new.version, new.id, 'create',\n"
     "    new.title, new.category, new.severity, new.conditions, new.text, new.steps,\n"
     "    new.compensation, new.deadline, new.deadline_hours, new.tags, new.updated_by,\n"
     "    new.updated_at);\n"
     "END;\n"
-    "CREATE TRIGGER kb_templates_ad AFTER DELETE ON kb_templates BEGIN\n"
-    "  INSERT INTO kb_templates_fts(kb_templates_fts, rowid, title, category, tags, conditions,\n"
-    "    text, steps) VALUES ('delete', old.id, old.title, old.category, old.tags,\n"
-    "    old.conditions, old.text, old.steps);\n"
-    "END;\n"
     "CREATE TRIGGER kb_templates_au AFTER UPDATE ON kb_templates BEGIN\n"
-    "  INSERT INTO kb_templates_fts(kb_templates_fts, rowid, title, category, tags, conditions,\n"
-    "    text, steps) VALUES ('delete', old.id, old.title, old.category, old.tags,\n"
-    "    old.conditions, old.text, old.steps);\n"
-    "  INSERT INTO kb_templates_fts(rowid, title, category, tags, conditions, text, steps)\n"
-    "    VALUES (new.id, new.title, new.category, new.tags, new.conditions, new.text, "
-    "new.steps);\n"
     "  INSERT INTO kb_template_history VALUES (new.key, new.version, new.id, 'update',\n"
     "    new.title, new.category, new.severity, new.conditions, new.text, new.steps,\n"
     "    new.compensation, new.deadline, new.deadline_hours, new.tags, new.updated_by,\n"
     "    new.updated_at);\n"
-    "END;\n"
-    "CREATE TRIGGER kb_cases_ai AFTER INSERT ON kb_cases BEGIN\n"
-    "  INSERT INTO kb_cases_fts(rowid, summary, category, tried, resolution)\n"
-    "    VALUES (new.id, new.summary, new.category, new.tried, new.resolution);\n"
-    "END;\n"
-    "CREATE TRIGGER kb_cases_ad AFTER DELETE ON kb_cases BEGIN\n"
-    "  INSERT INTO kb_cases_fts(kb_cases_fts, rowid, summary, category, tried, resolution)\n"
-    "    VALUES ('delete', old.id, old.summary, old.category, old.tried, old.resolution);\n"
-    "END;\n"
-    "CREATE TRIGGER kb_cases_au AFTER UPDATE OF summary, category, tried, resolution\n"
-    "  ON kb_cases BEGIN\n"
-    "  INSERT INTO kb_cases_fts(kb_cases_fts, rowid, summary, category, tried, resolution)\n"
-    "    VALUES ('delete', old.id, old.summary, old.category, old.tried, old.resolution);\n"
-    "  INSERT INTO kb_cases_fts(rowid, summary, category, tried, resolution)\n"
-    "    VALUES (new.id, new.summary, new.category, new.tried, new.resolution);\n"
     "END;\n",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

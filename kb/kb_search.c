@@ -8,9 +8,9 @@
  *                 (kb_token.c): CJK characters, bigrams, words, synonym-group tokens.  At most
  *                 Q_MAX_TERMS distinct terms.  Customer text is never parsed as FTS5 syntax:
  *                 every term is a token this analyzer produced, quoted.
- *   2. df         estimate each term's document frequency cheaply (est_df): count matches in
- *                 the newest DF_WINDOW rows and extrapolate; count exactly only rare terms,
- *                 within a work allowance.
+ *   2. df         estimate each term's document frequency cheaply (est_df): step through at
+ *                 most DF_SAMPLE of its matches, newest first, and extrapolate from the span of
+ *                 ids they cover; a rarer term is counted exactly on the way.
  *   3. prune      take terms rarest first while the sum of their df stays within
  *                 POSTING_BUDGET and at most MATCH_MAX terms; very common terms (的, 怎么,
  *                 and anything the corpus is full of) drop out of the MATCH but still count
@@ -22,8 +22,8 @@
  *                 terms (column weights, per-column length normalization from kb_fts_stats);
  *                 coverage (below) and the snippet come from the same pass.
  *
- * Work is bounded by the constants: at most Q_MAX_TERMS window counts of <= DF_WINDOW rows,
- * DF_WORK rows of exact counting, POSTING_BUDGET postings for the MATCH, CANDIDATES re-ranked.
+ * Work is bounded by the constants: at most Q_MAX_TERMS samples of <= 2 * DF_SAMPLE rows,
+ * POSTING_BUDGET postings for the MATCH, CANDIDATES re-ranked.
  *
  * Coverage (0..1) says how much of the query a hit explains: each query character (or word)
  * weighs its idf; it counts fully when a matched bigram, word or synonym group covers it,
@@ -41,8 +41,8 @@
 #define Q_MAX_TOKS 768
 #define MATCH_MAX 32
 #define POSTING_BUDGET 20000
-#define DF_WINDOW 8192
-#define DF_WORK 40000
+#define DF_WINDOW 65536
+#define DF_SAMPLE 48
 #define FALLBACK_ROWS 2000
 #define CANDIDATES 40
 #define SNIP_CHARS 60
@@ -86,10 +86,12 @@ typedef struct table_def {
     int category_col;
     const double *weights;
     const int *snippet_order; /* columns to take a snippet from, best first, -1 ends */
-    const char *sql_ranked;   /* ?1 match, ?2 candidates, ?3 category or NULL */
+    const char *sql_ranked;   /* ?1 match, ?2 candidates, ?3 category or NULL, ?4 kb_rank
+                                 arguments; %s the rank expression */
+    const char *bm25;         /* builtin bm25() with the column weights, negated */
     const char *sql_recent;
     const char *sql_stats;
-    const char *sql_df; /* ?1 match, ?2 lowest rowid, ?3 cap */
+    const char *sql_df; /* ?1 match, ?2 lowest rowid: matching rowids ascending */
 } table_def;
 
 static const double tpl_weights[] = {8.0, 0.0, 5.0, 2.0, 2.0, 1.0};
@@ -106,27 +108,27 @@ static const int case_snip[] = {0, 3, 2, -1};
 static const table_def tables[] = {
     {KB_TEMPLATE, "kb_templates_fts", "{title tags conditions text steps}", 6, 1, tpl_weights,
      tpl_snip,
-     TPL_SELECT "(SELECT rowid AS rid, bm25(kb_templates_fts, 8.0, 0.0, 5.0, 2.0, 2.0, 1.0) AS s "
-                "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY s LIMIT ?2) AS m "
+     TPL_SELECT "(SELECT rowid AS rid, %s AS s "
+                "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY s DESC LIMIT ?2) AS m "
                 "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
      TPL_SELECT "(SELECT rowid AS rid, 0.0 AS s FROM kb_templates_fts "
                 "WHERE kb_templates_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?2) AS m "
                 "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
+     "-bm25(kb_templates_fts, 8.0, 0.0, 5.0, 2.0, 2.0, 1.0)",
      "SELECT (SELECT max(id) FROM kb_templates), kb_fts_stats(kb_templates_fts) "
      "FROM kb_templates_fts LIMIT 1",
-     "SELECT count(*) FROM (SELECT 1 FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 "
-     "AND rowid >= ?2 LIMIT ?3)"},
+     "SELECT rowid FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 AND rowid >= ?2"},
     {KB_CASE, "kb_cases_fts", "{summary tried resolution}", 4, 1, case_weights, case_snip,
-     CASE_SELECT "(SELECT rowid AS rid, bm25(kb_cases_fts, 4.0, 0.0, 1.0, 2.0) AS s "
-                 "FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 ORDER BY s LIMIT ?2) AS m "
+     CASE_SELECT "(SELECT rowid AS rid, %s AS s "
+                 "FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 ORDER BY s DESC LIMIT ?2) AS m "
                  "JOIN kb_cases c ON c.id = m.rid WHERE ?3 IS NULL OR c.category = ?3",
      CASE_SELECT "(SELECT rowid AS rid, 0.0 AS s FROM kb_cases_fts "
                  "WHERE kb_cases_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?2) AS m "
                  "JOIN kb_cases c ON c.id = m.rid WHERE ?3 IS NULL OR c.category = ?3",
+     "-bm25(kb_cases_fts, 4.0, 0.0, 1.0, 2.0)",
      "SELECT (SELECT max(id) FROM kb_cases), kb_fts_stats(kb_cases_fts) "
      "FROM kb_cases_fts LIMIT 1",
-     "SELECT count(*) FROM (SELECT 1 FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 "
-     "AND rowid >= ?2 LIMIT ?3)"},
+     "SELECT rowid FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 AND rowid >= ?2"},
 };
 
 /* ---- step 1: query terms ---- */
@@ -318,59 +320,77 @@ static int quote_term(char *buf, size_t cap, const char *cols, const char *term,
     return (int)n;
 }
 
-/* Matches of term among rows with rowid >= from, up to cap.  Returns the count or KB_ERR_DB. */
-static long long count_matches(sqlite3_stmt *st, const char *match, long long from, int cap)
+/* Steps through the matches of one term from rowid from upward, stopping at the K-th, at
+ * rowid stop (exclusive, 0 = no limit) or at the end.  Returns the number seen (<= K) and the
+ * rowid of the last in *last, or KB_ERR_DB. */
+static int sample(sqlite3_stmt *st, const char *match, long long from, long long stop,
+                  long long *last)
 {
-    long long n = KB_ERR_DB;
+    int n = 0, s;
     sqlite3_reset(st);
     sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, from);
-    sqlite3_bind_int(st, 3, cap);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int64(st, 0);
+    while (n < DF_SAMPLE && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        long long id = sqlite3_column_int64(st, 0);
+        if (stop > 0 && id >= stop) {
+            s = SQLITE_DONE;
+            break;
+        }
+        *last = id;
+        n++;
+    }
+    if (n < DF_SAMPLE && s != SQLITE_DONE) {
+        sqlite3_reset(st);
+        return KB_ERR_DB;
+    }
     sqlite3_reset(st);
     return n;
 }
 
-/* Fills df and idf of every term.  Returns 0 or KB_ERR_DB. */
+/*
+ * Fills df and idf of every term.  A term's matches are sampled newest-first in rowid order:
+ * from the last DF_WINDOW ids, then (if fewer than DF_SAMPLE were there) from the oldest ids.
+ * When DF_SAMPLE matches turn up within a span of ids, df ~ DF_SAMPLE * maxid / span (ids are
+ * assumed evenly spread; deletions make every span equally sparse); otherwise the count is
+ * exact.  Cost: at most 2 * DF_SAMPLE rows per term, whatever the table size.
+ * Returns 0 or KB_ERR_DB.
+ */
 static int est_df(sqlite3 *db, const table_def *td, const tstats *ts, query *q)
 {
     sqlite3_stmt *st = NULL;
     char match[512];
-    long long work = DF_WORK;
     int rc = KB_ERR_DB;
-    double n = ts->rows;
+    double n = ts->rows, maxid = (double)ts->maxid;
     long long from = ts->maxid - DF_WINDOW + 1;
-    /* rows in the window, from the density of ids (deletions leave gaps) */
-    double wrows = ts->maxid > 0 ? DF_WINDOW * n / (double)ts->maxid : n;
-    int whole = from <= 1 || wrows >= n;
 
+    if (from < 1)
+        from = 1;
     if (sqlite3_prepare_v2(db, td->sql_df, -1, &st, NULL) != SQLITE_OK)
         goto out;
     for (int i = 0; i < q->nt; i++) {
         qterm *t = &q->t[i];
-        if (quote_term(match, sizeof(match), td->colfilter, t->text, t->len) < 0) {
-            t->df = 0;
+        long long last = 0, last2 = 0;
+        t->df = 0;
+        if (quote_term(match, sizeof(match), td->colfilter, t->text, t->len) < 0)
             continue;
-        }
-        long long c = count_matches(st, match, whole ? 0 : from, DF_WINDOW + 1);
+        int c = sample(st, match, from, 0, &last);
         if (c < 0)
             goto out;
-        if (whole) {
-            t->df = (double)c;
-        } else if (c >= 16) {
-            t->df = (double)c * n / wrows;
-        } else {
-            int cap = (int)work + 1;
-            long long e = cap > 1 ? count_matches(st, match, 0, cap) : -2;
-            if (e == KB_ERR_DB)
+        if (c == DF_SAMPLE) {
+            t->df = DF_SAMPLE * maxid / (double)(last - from + 1);
+        } else if (from > 1) {
+            int c2 = sample(st, match, 1, from, &last2);
+            if (c2 < 0)
                 goto out;
-            if (e >= 0)
-                work -= e;
-            t->df = e >= 0 ? (double)e : (double)c * n / wrows;
-            if (e >= cap) /* cut short: extrapolate from the window */
-                t->df = fmax((double)e, (double)c * n / wrows);
+            if (c + c2 >= DF_SAMPLE)
+                t->df = (c + c2) * maxid / (double)(last2 + (ts->maxid - from + 1));
+            else
+                t->df = c + c2;
+        } else {
+            t->df = c;
         }
+        if (t->df > n)
+            t->df = n;
         double df = t->df < 1 ? 1 : t->df;
         t->idf = log(1.0 + (n - df + 0.5) / (df + 0.5));
     }
@@ -378,6 +398,74 @@ static int est_df(sqlite3 *db, const table_def *td, const tstats *ts, query *q)
 out:
     sqlite3_finalize(st);
     return rc;
+}
+
+/* ---- the candidate ranking function ---- */
+
+typedef struct rank_args {
+    int ncol, nphrase;
+    double w[8];
+    double idf[MATCH_MAX + 16];
+} rank_args;
+
+/*
+ * kb_rank(fts, 'w0 w1 ..;idf0 idf1 ..'): the FTS5 auxiliary function that orders candidates.
+ * A cut-down bm25: each phrase of the MATCH scores its idf (given, from est_df) times the
+ * saturated sum of the weights of the columns it occurs in.  It reads only the per-column
+ * occurrence lists FTS5 already has (xPhraseFirstColumn), never the document sizes or the
+ * text, so a row costs a fraction of bm25()'s on a detail=column index; length
+ * normalization and term frequencies are left to the BM25F re-rank of the survivors.
+ * Higher is better.
+ */
+void kb_rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx, int nval,
+                sqlite3_value **val)
+{
+    rank_args *a = api->xGetAuxdata(fts, 0);
+    double score = 0;
+
+    if (a == NULL) {
+        const char *p = nval > 0 ? (const char *)sqlite3_value_text(val[0]) : NULL;
+        char *end;
+        a = calloc(1, sizeof(*a));
+        if (a == NULL || p == NULL) {
+            free(a);
+            sqlite3_result_error(ctx, "kb_rank: bad arguments", -1);
+            return;
+        }
+        while (*p && *p != ';' && a->ncol < 8) {
+            a->w[a->ncol++] = strtod(p, &end);
+            if (end == p)
+                break;
+            p = end;
+        }
+        if (*p == ';')
+            p++;
+        while (*p && a->nphrase < (int)(sizeof(a->idf) / sizeof(a->idf[0]))) {
+            a->idf[a->nphrase++] = strtod(p, &end);
+            if (end == p)
+                break;
+            p = end;
+        }
+        if (api->xSetAuxdata(fts, a, free) != SQLITE_OK) {
+            free(a);
+            sqlite3_result_error_nomem(ctx);
+            return;
+        }
+    }
+    int nphrase = api->xPhraseCount(fts);
+    for (int i = 0; i < nphrase && i < a->nphrase; i++) {
+        Fts5PhraseIter it;
+        int col = -1;
+        double w = 0;
+        if (a->idf[i] <= 0 || api->xPhraseFirstColumn(fts, i, &it, &col) != SQLITE_OK)
+            continue;
+        for (; col >= 0; api->xPhraseNextColumn(fts, &it, &col))
+            if (col < a->ncol)
+                w += a->w[col];
+        if (w > 0)
+            score += a->idf[i] * w * (BM25_K1 + 1) / (w + BM25_K1);
+    }
+    sqlite3_result_double(ctx, score);
 }
 
 /* ---- step 3: pruning and the MATCH expression ---- */
@@ -392,8 +480,13 @@ static int by_df(const void *a, const void *b, void *ctx)
 /* Chooses terms and writes the MATCH expression.  Returns the number of terms chosen (0: no
  * term occurs) and sets *fallback when only an over-budget term is left. */
 static int build_match(query *q, const table_def *td, const char *category,
-                       const kb_search_opts_t *o, char *buf, size_t cap, int *fallback)
+                       const kb_search_opts_t *o, char *buf, size_t cap, char *args,
+                       size_t acap, int *fallback)
 {
+    size_t al = 0;
+    for (int c = 0; c < td->ncols; c++)
+        al += (size_t)snprintf(args + al, acap - al, "%s%g", c ? " " : "", td->weights[c]);
+    al += (size_t)snprintf(args + al, acap - al, ";");
     int order[Q_MAX_TERMS], n = 0, chosen = 0;
     double sum = 0;
     size_t len = 0;
@@ -437,6 +530,7 @@ static int build_match(query *q, const table_def *td, const char *category,
             l = snprintf(buf + len, cap - len, "%s\"%.*s\"", first ? "" : " AND ", (int)(p - s),
                          s);
             len += (size_t)l;
+            al += (size_t)snprintf(args + al, acap - al, "0 ");
             first = 0;
         }
         l = snprintf(buf + len, cap - len, ") AND ");
@@ -454,9 +548,10 @@ static int build_match(query *q, const table_def *td, const char *category,
         }
         first = 0;
         int w = quote_term(buf + len, cap - len - 2, NULL, q->t[i].text, q->t[i].len);
-        if (w < 0)
+        if (w < 0 || al + 32 > acap)
             return 0;
         len += (size_t)w;
+        al += (size_t)snprintf(args + al, acap - al, "%.4f ", q->t[i].idf);
     }
     buf[len++] = ')';
     buf[len] = 0;
@@ -742,6 +837,25 @@ static int add_hit(hitvec *hv, sqlite3_stmt *st, const table_def *td, const tsta
     return 0;
 }
 
+#ifdef KB_PROF
+#include <time.h>
+double kb_prof[6];
+static double prof_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+#define PROF(i, t0)                                                                              \
+    do {                                                                                         \
+        double t1_ = prof_now();                                                                 \
+        kb_prof[i] += t1_ - t0;                                                                  \
+        t0 = t1_;                                                                                \
+    } while (0)
+#else
+#define PROF(i, t0) (void)0
+#endif
+
 /* Searches one table and appends its hits.  Returns 0 or a negative code. */
 static int search_table(sqlite3 *db, const table_def *td, const char *text,
                         const char *category, const kb_search_opts_t *o, hitvec *hv)
@@ -749,11 +863,15 @@ static int search_table(sqlite3 *db, const table_def *td, const char *text,
     query *qp = NULL; /* large: on the heap */
     tstats ts;
     sqlite3_stmt *st = NULL;
-    char match[8192];
+    char match[8192], args[2048], sql[1024];
     doc *d = NULL;
     int rc, fallback, s;
+#ifdef KB_PROF
+    double t0 = prof_now();
+#endif
 
     rc = table_stats(db, td, &ts);
+    PROF(0, t0);
     if (rc <= 0)
         return rc;
     qp = calloc(1, sizeof(*qp));
@@ -770,17 +888,24 @@ static int search_table(sqlite3 *db, const table_def *td, const char *text,
         rc = 0;
         goto out;
     }
+    PROF(1, t0);
     if ((rc = est_df(db, td, &ts, qp)) != 0)
         goto out;
-    if (build_match(qp, td, category, o, match, sizeof(match), &fallback) == 0) {
+    PROF(2, t0);
+    if (build_match(qp, td, category, o, match, sizeof(match), args, sizeof(args), &fallback) ==
+        0) {
         rc = 0;
         goto out;
     }
     rc = KB_ERR_DB;
-    if (sqlite3_prepare_v2(db, fallback ? td->sql_recent : td->sql_ranked, -1, &st, NULL) !=
-        SQLITE_OK)
+    snprintf(sql, sizeof(sql), td->sql_ranked,
+             o->fts_bm25 ? td->bm25 : (td->kind == KB_TEMPLATE ? "kb_rank(kb_templates_fts, ?4)"
+                                                               : "kb_rank(kb_cases_fts, ?4)"));
+    if (sqlite3_prepare_v2(db, fallback ? td->sql_recent : sql, -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
+    if (!fallback && !o->fts_bm25)
+        sqlite3_bind_text(st, 4, args, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, fallback ? FALLBACK_ROWS : o->candidates);
     if (category)
         sqlite3_bind_text(st, 3, category, -1, SQLITE_STATIC);
@@ -788,15 +913,28 @@ static int search_table(sqlite3 *db, const table_def *td, const char *text,
         sqlite3_bind_null(st, 3);
     d->q = qp;
     int first = hv->n;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+#ifdef KB_PROF
+    if (getenv("KB_PROF_MATCH")) {
+        double sum = 0;
+        for (int i = 0; i < qp->nt; i++)
+            if (qp->t[i].selected)
+                sum += qp->t[i].df;
+        fprintf(stderr, "MATCH %s  (est %.0f)\n", match, sum);
+    }
+#endif
+    PROF(3, t0);
+    s = sqlite3_step(st);
+    PROF(4, t0);
+    for (; s == SQLITE_ROW; s = sqlite3_step(st)) {
         if ((rc = add_hit(hv, st, td, &ts, qp, d)) != 0)
             goto out;
-        if (!o->rerank) /* FTS5 order: bm25() is negative, lower is better */
-            hv->v[hv->n - 1].score = -sqlite3_column_double(st, 1);
+        if (!o->rerank) /* keep the candidate order */
+            hv->v[hv->n - 1].score = sqlite3_column_double(st, 1);
         if (fallback && hv->n - first > FALLBACK_ROWS)
             break;
     }
     rc = (s == SQLITE_DONE || s == SQLITE_ROW) ? 0 : KB_ERR_DB;
+    PROF(5, t0);
 out:
     sqlite3_finalize(st);
     free(qp);
@@ -845,6 +983,7 @@ void kb_search_defaults(kb_search_opts_t *o)
     o->tables = 3;
     o->budget = POSTING_BUDGET;
     o->match_unigrams = 0;
+    o->fts_bm25 = 0;
 }
 
 int kb_search_ex(sqlite3 *db, const char *text, const char *category, int limit,

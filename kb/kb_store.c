@@ -17,6 +17,12 @@
  *
  * History rows for create/update are written by triggers (kb_schema.c), so no write path can
  * skip them; kb_template_delete adds the "delete" row itself because it carries who deleted.
+ * The FTS indexes are kept in step here, not by triggers (fts_row explains why): every write
+ * of a content row goes through tpl_write / case_write / the deletes below.
+ *
+ * Flag KB_IN_TX (kb_*_save_in) is for bulk writers that hold their own transaction and roll
+ * it back whole on any error (import, seed): no savepoint per record, because FTS5 flushes a
+ * segment at every savepoint.
  */
 #include "kb_internal.h"
 
@@ -414,6 +420,52 @@ static int check_who(const char *who, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * Adds (del == 0) or removes (del == 1) row id of kind to/from its FTS index, with the values
+ * the content table holds now.  Plain single-row statements on purpose: a trigger, or an
+ * INSERT ... SELECT, makes a statement savepoint, and FTS5 flushes its pending terms to a new
+ * segment at every savepoint - one segment per row on a bulk import.
+ */
+static int fts_row(sqlite3 *db, kb_kind_t kind, long long id, int del)
+{
+    static const char *sel_t = "SELECT title, category, tags, conditions, text, steps "
+                               "FROM kb_templates WHERE id = ?1";
+    static const char *sel_c = "SELECT summary, category, tried, resolution FROM kb_cases "
+                               "WHERE id = ?1";
+    static const char *ins_t =
+        "INSERT INTO kb_templates_fts(kb_templates_fts, rowid, title, category, tags, "
+        "conditions, text, steps) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    static const char *ins_c =
+        "INSERT INTO kb_cases_fts(kb_cases_fts, rowid, summary, category, tried, resolution) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    sqlite3_stmt *sel = NULL, *ins = NULL;
+    int rc = KB_ERR_DB, ncol = kind == KB_TEMPLATE ? 6 : 4;
+
+    if (sqlite3_prepare_v2(db, kind == KB_TEMPLATE ? sel_t : sel_c, -1, &sel, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(db, kind == KB_TEMPLATE ? ins_t : ins_c, -1, &ins, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_int64(sel, 1, id);
+    int s = sqlite3_step(sel);
+    if (s != SQLITE_ROW) {
+        rc = s == SQLITE_DONE ? KB_ERR_NOTFOUND : KB_ERR_DB;
+        goto out;
+    }
+    if (del)
+        sqlite3_bind_text(ins, 1, "delete", -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(ins, 1);
+    sqlite3_bind_int64(ins, 2, id);
+    for (int i = 0; i < ncol; i++)
+        sqlite3_bind_value(ins, 3 + i, sqlite3_column_value(sel, i));
+    if (sqlite3_step(ins) == SQLITE_DONE)
+        rc = 0;
+out:
+    sqlite3_finalize(ins);
+    sqlite3_finalize(sel);
+    return rc;
+}
+
 /* Writes t as a new row (id 0) or over row id with the given version. */
 static int tpl_write(sqlite3 *db, const kb_template_t *t, long long id, int version,
                      const char *who, long long *id_out)
@@ -436,6 +488,8 @@ static int tpl_write(sqlite3 *db, const kb_template_t *t, long long id, int vers
         goto out;
     rc = KB_ERR_DB;
     kb_now_iso(now);
+    if (id && fts_row(db, KB_TEMPLATE, id, 1) != 0)
+        goto out;
     if (sqlite3_prepare_v2(db, id ? upd : ins, -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, t->key, -1, SQLITE_STATIC);
@@ -459,8 +513,12 @@ static int tpl_write(sqlite3 *db, const kb_template_t *t, long long id, int vers
         sqlite3_bind_int64(st, 15, id);
     if (sqlite3_step(st) != SQLITE_DONE)
         goto out;
+    if (!id)
+        id = sqlite3_last_insert_rowid(db);
+    if (fts_row(db, KB_TEMPLATE, id, 0) != 0)
+        goto out;
     if (id_out)
-        *id_out = id ? id : sqlite3_last_insert_rowid(db);
+        *id_out = id;
     rc = 0;
 out:
     sqlite3_finalize(st);
@@ -485,23 +543,23 @@ static int history_max(sqlite3 *db, const char *key)
     return rc;
 }
 
-int kb_template_save(sqlite3 *db, const kb_template_t *t, int mode, int expect_version,
-                     const char *who, long long *id_out, int *version_out, char *err,
-                     size_t errlen)
+int kb_template_save_in(sqlite3 *db, const kb_template_t *t, int mode, int expect_version,
+                        const char *who, int flags, long long *id_out, int *version_out,
+                        char *err, size_t errlen)
 {
     kb_template_t cur;
-    int nested, rc, found, version = 0;
+    int nested = 0, rc, found, version = 0, own = !(flags & KB_IN_TX);
     long long id = 0;
 
     memset(&cur, 0, sizeof(cur));
     if ((rc = kb_template_validate(t, err, errlen)) != 0 ||
         (rc = check_who(who, err, errlen)) != 0)
         return rc;
-    if (kb_tx_begin(db, &nested) != 0) {
+    if (own && kb_tx_begin(db, &nested) != 0) {
         kb_err(err, errlen, "begin: %s", sqlite3_errmsg(db));
         return KB_ERR_DB;
     }
-    if ((rc = kb_sync_synonyms(db, err, errlen)) != 0)
+    if (own && (rc = kb_sync_synonyms(db, err, errlen)) != 0)
         goto out;
     if (mode == KB_SAVE_UPDATE)
         rc = kb_template_get(db, t->id, NULL, &cur);
@@ -552,7 +610,7 @@ int kb_template_save(sqlite3 *db, const kb_template_t *t, int mode, int expect_v
     rc = found ? KB_UPDATED : KB_CREATED;
 out:
     kb_template_clear(&cur);
-    if (kb_tx_end(db, nested, rc > 0) != 0 && rc > 0) {
+    if (own && kb_tx_end(db, nested, rc > 0) != 0 && rc > 0) {
         kb_err(err, errlen, "commit: %s", sqlite3_errmsg(db));
         rc = KB_ERR_DB;
     }
@@ -563,6 +621,14 @@ out:
             *version_out = version;
     }
     return rc;
+}
+
+int kb_template_save(sqlite3 *db, const kb_template_t *t, int mode, int expect_version,
+                     const char *who, long long *id_out, int *version_out, char *err,
+                     size_t errlen)
+{
+    return kb_template_save_in(db, t, mode, expect_version, who, 0, id_out, version_out, err,
+                               errlen);
 }
 
 int kb_template_delete(sqlite3 *db, long long id, const char *who, char *err, size_t errlen)
@@ -599,8 +665,9 @@ int kb_template_delete(sqlite3 *db, long long id, const char *who, char *err, si
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (sqlite3_prepare_v2(db, "DELETE FROM kb_templates WHERE id = ?1", -1, &st, NULL) !=
-        SQLITE_OK)
+    if (fts_row(db, KB_TEMPLATE, id, 1) != 0 ||
+        sqlite3_prepare_v2(db, "DELETE FROM kb_templates WHERE id = ?1", -1, &st, NULL) !=
+            SQLITE_OK)
         goto dberr;
     sqlite3_bind_int64(st, 1, id);
     if (sqlite3_step(st) != SQLITE_DONE)
@@ -847,6 +914,8 @@ static int case_write(sqlite3 *db, const kb_case_t *c, long long id, long long *
     sqlite3_stmt *st = NULL;
     int rc = KB_ERR_DB;
 
+    if (id && fts_row(db, KB_CASE, id, 1) != 0)
+        goto out;
     if (sqlite3_prepare_v2(db, id ? upd : ins, -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, c->key, -1, SQLITE_STATIC);
@@ -864,29 +933,33 @@ static int case_write(sqlite3 *db, const kb_case_t *c, long long id, long long *
         sqlite3_bind_int64(st, 9, id);
     if (sqlite3_step(st) != SQLITE_DONE)
         goto out;
+    if (!id)
+        id = sqlite3_last_insert_rowid(db);
+    if (fts_row(db, KB_CASE, id, 0) != 0)
+        goto out;
     if (id_out)
-        *id_out = id ? id : sqlite3_last_insert_rowid(db);
+        *id_out = id;
     rc = 0;
 out:
     sqlite3_finalize(st);
     return rc;
 }
 
-int kb_case_save(sqlite3 *db, const kb_case_t *c, int mode, long long *id_out, char *err,
-                 size_t errlen)
+int kb_case_save_in(sqlite3 *db, const kb_case_t *c, int mode, int flags, long long *id_out,
+                    char *err, size_t errlen)
 {
     kb_case_t cur;
-    int nested, rc, found;
+    int nested = 0, rc, found, own = !(flags & KB_IN_TX);
     long long id = 0;
 
     memset(&cur, 0, sizeof(cur));
     if ((rc = kb_case_validate(c, err, errlen)) != 0)
         return rc;
-    if (kb_tx_begin(db, &nested) != 0) {
+    if (own && kb_tx_begin(db, &nested) != 0) {
         kb_err(err, errlen, "begin: %s", sqlite3_errmsg(db));
         return KB_ERR_DB;
     }
-    if ((rc = kb_sync_synonyms(db, err, errlen)) != 0)
+    if (own && (rc = kb_sync_synonyms(db, err, errlen)) != 0)
         goto out;
     rc = mode == KB_SAVE_UPDATE ? kb_case_get(db, c->id, NULL, &cur)
                                 : kb_case_get(db, 0, c->key, &cur);
@@ -921,13 +994,19 @@ int kb_case_save(sqlite3 *db, const kb_case_t *c, int mode, long long *id_out, c
     rc = found ? KB_UPDATED : KB_CREATED;
 out:
     kb_case_clear(&cur);
-    if (kb_tx_end(db, nested, rc > 0) != 0 && rc > 0) {
+    if (own && kb_tx_end(db, nested, rc > 0) != 0 && rc > 0) {
         kb_err(err, errlen, "commit: %s", sqlite3_errmsg(db));
         rc = KB_ERR_DB;
     }
     if (rc > 0 && id_out)
         *id_out = id;
     return rc;
+}
+
+int kb_case_save(sqlite3 *db, const kb_case_t *c, int mode, long long *id_out, char *err,
+                 size_t errlen)
+{
+    return kb_case_save_in(db, c, mode, 0, id_out, err, errlen);
 }
 
 int kb_case_delete(sqlite3 *db, long long id, char *err, size_t errlen)
@@ -941,6 +1020,15 @@ int kb_case_delete(sqlite3 *db, long long id, char *err, size_t errlen)
     }
     if ((rc = kb_sync_synonyms(db, err, errlen)) != 0)
         goto out;
+    rc = fts_row(db, KB_CASE, id, 1);
+    if (rc == KB_ERR_NOTFOUND) {
+        kb_err(err, errlen, "no case with id %lld", id);
+        goto out;
+    }
+    if (rc != 0) {
+        kb_err(err, errlen, "deleting case: %s", sqlite3_errmsg(db));
+        goto out;
+    }
     rc = KB_ERR_DB;
     if (sqlite3_prepare_v2(db, "DELETE FROM kb_cases WHERE id = ?1", -1, &st, NULL) !=
             SQLITE_OK ||

@@ -587,7 +587,8 @@ int kb_register(sqlite3 *db)
         return KB_ERR_DB;
     if (api->xCreateTokenizer(api, "redress", NULL, &tok, NULL) != SQLITE_OK)
         return KB_ERR_DB;
-    if (api->xCreateFunction(api, "kb_fts_stats", NULL, fts_stats, NULL) != SQLITE_OK)
+    if (api->xCreateFunction(api, "kb_fts_stats", NULL, fts_stats, NULL) != SQLITE_OK ||
+        api->xCreateFunction(api, "kb_rank", NULL, kb_rank_fn, NULL) != SQLITE_OK)
         return KB_ERR_DB;
     return 0;
 }

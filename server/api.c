@@ -12,6 +12,8 @@
  */
 #include "api.h"
 
+#include "auth.h"
+
 #include "flow.h"
 #include "kb.h"
 #include "log.h"
@@ -120,20 +122,60 @@ static void flows_reload(server_t *srv, const http_call_t *call, http_reply_t *h
     http_reply_json(h, status, s);
 }
 
+/*
+ * Who may call: a logged-in account whose role has cap (docs/auth.md), or - without a session
+ * cookie - the machine's operator on the loopback interface (the CLI tools, scripts).
+ * Answers 401/403 itself and returns 0 when the request may not go on.
+ */
+static int authorized(server_t *srv, const http_call_t *call, http_reply_t *h, auth_cap_t cap)
+{
+    auth_user_t user;
+    int rc;
+
+    if (!call->cookie) {
+        http_reply_error(h, 400, "bad_request", "Cookie header too large");
+        return 0;
+    }
+    rc = call->cookie[0] ? auth_session_lookup(srv->auth, call->cookie, &user) : AUTH_ENOENT;
+    if (rc == 0) {
+        if (auth_allows(user.role, cap))
+            return 1;
+        http_reply_error(h, 403, "forbidden", "your role may not do this");
+        return 0;
+    }
+    if (rc != AUTH_ENOENT && rc != AUTH_EINVAL) {
+        http_reply_error(h, 500, "internal", "could not check the session");
+        return 0;
+    }
+    if (call->loopback && !call->cookie[0])
+        return 1;
+    http_reply_error(h, 401, "unauthorized", "log in first");
+    return 0;
+}
+
 void api_handle(server_t *srv, const http_call_t *call, http_reply_t *h)
 {
-    if (!call->loopback) {
-        http_reply_error(h, 403, "forbidden", "the API answers loopback clients only");
+    if (strncmp(call->path, "/api/auth/", 10) == 0) { /* logins come from anywhere */
+        auth_api_handle(srv, call, h);
         return;
     }
-    if (strcmp(call->path, "/api/kb") == 0 || strncmp(call->path, "/api/kb/", 8) == 0) {
-        kb_route(srv, call, h);
-    } else if (strcmp(call->path, "/api/flows/reload") == 0) {
-        if (strcmp(call->method, "POST") == 0)
-            flows_reload(srv, call, h);
-        else
-            http_reply_error(h, 405, "method_not_allowed", "use POST");
-    } else {
+    int is_kb = strcmp(call->path, "/api/kb") == 0 || strncmp(call->path, "/api/kb/", 8) == 0;
+    int is_reload = strcmp(call->path, "/api/flows/reload") == 0;
+    if (!is_kb && !is_reload) {
         http_reply_error(h, 404, "not_found", "no such endpoint");
+        return;
     }
+    if (is_reload && strcmp(call->method, "POST") != 0) {
+        http_reply_error(h, 405, "method_not_allowed", "use POST");
+        return;
+    }
+    auth_cap_t cap = is_reload                          ? AUTH_CAP_FLOWS_RELOAD
+                     : strcmp(call->method, "GET") == 0 ? AUTH_CAP_KB_READ
+                                                        : AUTH_CAP_KB_WRITE;
+    if (!authorized(srv, call, h, cap))
+        return;
+    if (is_kb)
+        kb_route(srv, call, h);
+    else
+        flows_reload(srv, call, h);
 }

@@ -2,8 +2,9 @@
  * api.h - the JSON APIs under /api: the knowledge-base editor API (/api/kb/...) and flow
  * reload (/api/flows/reload).  Reached through http.c; answers through http_reply().
  *
- * Until accounts and roles exist, every /api endpoint answers only clients on the loopback
- * interface (403 otherwise), and only when api.enabled is on (the default).
+ * Access: /api/auth/... is open (logins); every other endpoint needs a session whose role has
+ * the endpoint's capability (docs/auth.md), or a request from the loopback interface that
+ * carries no session cookie (the machine's operator: CLI tools and scripts).
  */
 #ifndef REDRESS_API_H
 #define REDRESS_API_H

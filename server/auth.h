@@ -46,15 +46,15 @@ enum {
 
 /* ---- limits and names ---- */
 
-#define AUTH_USERNAME_MAX 64        /* bytes (usernames are ASCII) */
-#define AUTH_DISPLAY_MAX_CHARS 64   /* display name, in characters */
-#define AUTH_DISPLAY_MAX_BYTES 256  /* ... and in bytes of UTF-8 */
-#define AUTH_PASSWORD_MIN_CHARS 10  /* password policy: at least this many characters */
+#define AUTH_USERNAME_MAX 64         /* bytes (usernames are ASCII) */
+#define AUTH_DISPLAY_MAX_CHARS 64    /* display name, in characters */
+#define AUTH_DISPLAY_MAX_BYTES 256   /* ... and in bytes of UTF-8 */
+#define AUTH_PASSWORD_MIN_CHARS 10   /* password policy: at least this many characters */
 #define AUTH_PASSWORD_MAX_BYTES 1024 /* longer passwords are refused, not truncated */
-#define AUTH_HASH_MAX 128           /* crypto_pwhash_STRBYTES, with its NUL */
-#define AUTH_TOKEN_BYTES 16         /* a session id: 128 random bits ... */
-#define AUTH_TOKEN_HEX 32           /* ... sent as 32 lowercase hex digits */
-#define AUTH_TOKEN_HASH_BYTES 32    /* stored: BLAKE2b-256 of the 16 bytes */
+#define AUTH_HASH_MAX 128            /* crypto_pwhash_STRBYTES, with its NUL */
+#define AUTH_TOKEN_BYTES 16          /* a session id: 128 random bits ... */
+#define AUTH_TOKEN_HEX 32            /* ... sent as 32 lowercase hex digits */
+#define AUTH_TOKEN_HASH_BYTES 32     /* stored: BLAKE2b-256 of the 16 bytes */
 #define AUTH_COOKIE_NAME "redress_session"
 #define AUTH_COOKIE_HEADER_MAX 4096 /* a longer Cookie header is refused */
 #define AUTH_TOUCH_INTERVAL_S 60    /* last_seen is written at most this often */
@@ -174,14 +174,19 @@ int auth_migrate(sqlite3 *db, char *err, size_t errlen);
 /* Adds an account (username already normalised, hash from auth_password_hash).  Returns 0 and
  * *id (may be NULL), AUTH_EEXIST when the username is taken, AUTH_EINVAL for an unknown role,
  * AUTH_ERR. */
-int auth_db_user_add(sqlite3 *db, const char *username, const char *display_name,
-                     auth_role_t role, const char *hash, int64_t now, long long *id);
+int auth_db_user_add(sqlite3 *db, const char *username, const char *display_name, auth_role_t role,
+                     const char *hash, int64_t now, long long *id);
 /* The account with this username into *out, and its hash into hash (AUTH_HASH_MAX bytes,
  * may be NULL).  Returns 0, AUTH_ENOENT, AUTH_ERR. */
 int auth_db_user_get(sqlite3 *db, const char *username, auth_account_t *out, char *hash);
 /* Replaces the password hash and revokes every session of the account.  Returns 0,
  * AUTH_ENOENT, AUTH_ERR. */
 int auth_db_user_set_password(sqlite3 *db, const char *username, const char *hash, int64_t now);
+/* Replaces the hash of account id with a stronger one for the same password (after a login
+ * found outdated limits), if it still is old_hash; sessions stay.  Returns 1 when replaced,
+ * 0 when the hash had changed meanwhile, AUTH_ERR. */
+int auth_db_user_upgrade_hash(sqlite3 *db, long long id, const char *old_hash, const char *new_hash,
+                              int64_t now);
 /* Disables (revoking every session) or enables an account.  Returns 0, AUTH_ENOENT,
  * AUTH_ERR; *revoked (may be NULL) gets the number of sessions revoked. */
 int auth_db_user_set_disabled(sqlite3 *db, const char *username, int disabled, int64_t now,
@@ -193,8 +198,8 @@ int auth_db_user_list(sqlite3 *db, int64_t now, int (*fn)(const auth_account_t *
 
 /* Starts a session for user_id lasting ttl_s: a new id into token (AUTH_TOKEN_HEX + 1 bytes;
  * only its hash is stored), the row id into *session_id.  Returns 0 or AUTH_ERR. */
-int auth_db_session_create(sqlite3 *db, long long user_id, const char *ip, int64_t now,
-                           int ttl_s, char *token, long long *session_id);
+int auth_db_session_create(sqlite3 *db, long long user_id, const char *ip, int64_t now, int ttl_s,
+                           char *token, long long *session_id);
 /* Marks a session revoked.  Returns 0, AUTH_ENOENT (no such live session), AUTH_ERR. */
 int auth_db_session_revoke(sqlite3 *db, long long session_id);
 /* Deletes sessions that ended before now.  Returns the number deleted or AUTH_ERR. */
@@ -202,9 +207,9 @@ int auth_db_session_prune(sqlite3 *db, int64_t now);
 
 /* The rate limiter's settings. */
 typedef struct auth_limits {
-    int max_user;  /* failures per username in the window */
-    int max_ip;    /* failures per client address in the window */
-    int window_s;  /* the window, seconds */
+    int max_user; /* failures per username in the window */
+    int max_ip;   /* failures per client address in the window (0: not limited) */
+    int window_s; /* the window, seconds */
 } auth_limits_t;
 
 /* Records one failed login (and forgets failures older than the window).  0 or AUTH_ERR. */
@@ -217,9 +222,8 @@ int auth_db_failures_reset(sqlite3 *db, const char *username);
  * plus pending_user / pending_ip attempts still in progress.  Returns 0 (yes), AUTH_ELIMITED
  * with *retry_after (seconds until one more attempt is allowed, >= 1), or AUTH_ERR.
  */
-int auth_db_limit_check(sqlite3 *db, const auth_limits_t *lim, const char *username,
-                        const char *ip, int pending_user, int pending_ip, int64_t now,
-                        int *retry_after);
+int auth_db_limit_check(sqlite3 *db, const auth_limits_t *lim, const char *username, const char *ip,
+                        int pending_user, int pending_ip, int64_t now, int *retry_after);
 
 /* ---- the running server (auth_session.c): loop thread only ---- */
 

@@ -153,7 +153,8 @@ int auth_migrate(sqlite3 *db, char *err, size_t errlen)
             exec(db, "ROLLBACK", NULL, 0);
             continue;
         }
-        snprintf(sql, sizeof(sql), "INSERT INTO auth_schema VALUES (%d, CAST(strftime('%%s', 'now') AS INTEGER))",
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO auth_schema VALUES (%d, CAST(strftime('%%s', 'now') AS INTEGER))",
                  migrations[i].version);
         if (exec(db, migrations[i].sql, e2, sizeof(e2)) != 0 ||
             exec(db, sql, e2, sizeof(e2)) != 0 || exec(db, "COMMIT", e2, sizeof(e2)) != 0) {
@@ -168,8 +169,8 @@ int auth_migrate(sqlite3 *db, char *err, size_t errlen)
 
 /* ---- accounts ---- */
 
-int auth_db_user_add(sqlite3 *db, const char *username, const char *display_name,
-                     auth_role_t role, const char *hash, int64_t now, long long *id)
+int auth_db_user_add(sqlite3 *db, const char *username, const char *display_name, auth_role_t role,
+                     const char *hash, int64_t now, long long *id)
 {
     const char *rname = auth_role_name(role);
     sqlite3_stmt *st;
@@ -282,6 +283,23 @@ int auth_db_user_set_password(sqlite3 *db, const char *username, const char *has
     return end(db, rc);
 }
 
+int auth_db_user_upgrade_hash(sqlite3 *db, long long id, const char *old_hash, const char *new_hash,
+                              int64_t now)
+{
+    sqlite3_stmt *st;
+
+    if (prep(db,
+             "UPDATE users SET password_hash = ?3, updated_at = ?4"
+             " WHERE id = ?1 AND password_hash = ?2",
+             &st) != 0)
+        return AUTH_ERR;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, old_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, new_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now);
+    return run(db, st) == 0 ? sqlite3_changes(db) : AUTH_ERR;
+}
+
 int auth_db_user_set_disabled(sqlite3 *db, const char *username, int disabled, int64_t now,
                               int *revoked)
 {
@@ -336,8 +354,8 @@ int auth_db_user_list(sqlite3 *db, int64_t now, int (*fn)(const auth_account_t *
 
 /* ---- sessions ---- */
 
-int auth_db_session_create(sqlite3 *db, long long user_id, const char *ip, int64_t now,
-                           int ttl_s, char *token, long long *session_id)
+int auth_db_session_create(sqlite3 *db, long long user_id, const char *ip, int64_t now, int ttl_s,
+                           char *token, long long *session_id)
 {
     unsigned char hash[AUTH_TOKEN_HASH_BYTES];
     sqlite3_stmt *st;
@@ -428,6 +446,8 @@ static int limit_key(sqlite3 *db, const char *sql_count, const char *sql_nth, co
     sqlite3_stmt *st;
     int rc, count = 0, k = max - pending;
 
+    if (max <= 0) /* this key is not limited */
+        return 0;
     if (prep(db, sql_count, &st) != 0)
         return AUTH_ERR;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -463,9 +483,8 @@ static int limit_key(sqlite3 *db, const char *sql_count, const char *sql_nth, co
     return AUTH_ELIMITED;
 }
 
-int auth_db_limit_check(sqlite3 *db, const auth_limits_t *lim, const char *username,
-                        const char *ip, int pending_user, int pending_ip, int64_t now,
-                        int *retry_after)
+int auth_db_limit_check(sqlite3 *db, const auth_limits_t *lim, const char *username, const char *ip,
+                        int pending_user, int pending_ip, int64_t now, int *retry_after)
 {
     int wu = 0, wi = 0, ru, ri;
 

@@ -78,6 +78,18 @@ static const setting settings[] = {
      "Lua instructions a flow may run per customer turn"},
     {"flow.max_memory_mb", T_INT, "256", F(lua_max_memory_mb), 8, 65536, NULL,
      "memory cap of the Lua VM"},
+    {"auth.cookie_secure", T_INT, "0", F(auth_cookie_secure), 0, 1, NULL,
+     "1 when the site is served over https: session cookies get the Secure flag"},
+    {"auth.session_ttl_s", T_INT, "43200", F(auth_session_ttl_s), 300, 2592000, NULL,
+     "a staff login lasts at most this long"},
+    {"auth.session_idle_s", T_INT, "7200", F(auth_session_idle_s), 120, 2592000, NULL,
+     "a staff login unused for this long ends"},
+    {"auth.max_failures", T_INT, "5", F(auth_max_failures), 1, 1000, NULL,
+     "failed logins per username in auth.failure_window_s before 429"},
+    {"auth.max_failures_ip", T_INT, "20", F(auth_max_failures_ip), 0, 100000, NULL,
+     "failed logins per client address in auth.failure_window_s before 429 (0 = no limit)"},
+    {"auth.failure_window_s", T_INT, "900", F(auth_failure_window_s), 10, 86400, NULL,
+     "window of the failed-login limiter"},
     {"log.level", T_STR, "notice", F(log_level), 1, 16, "error|warn|notice|info|debug",
      "log verbosity"},
 };
@@ -240,6 +252,13 @@ int config_parse_args(config_t *c, int argc, char **argv, int *rest, char *err, 
     for (int i = 0; i < argc; i++) {
         char *a = argv[i];
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+            argv[nrest++] = a;
+            continue;
+        }
+        /* settings have a dot in their names; other flags (--role, --json, ...) belong to the
+         * command and stay in the rest, in order, with their values */
+        size_t klen0 = strcspn(a + 2, "=");
+        if (!(klen0 == 6 && strncmp(a + 2, "config", 6) == 0) && !memchr(a + 2, '.', klen0)) {
             argv[nrest++] = a;
             continue;
         }

@@ -39,6 +39,13 @@ typedef struct config {
     /* Lua */
     int lua_max_instructions; /* flow.max_instructions: per resume of a flow */
     int lua_max_memory_mb;    /* flow.max_memory_mb: whole VM */
+    /* staff accounts and logins (auth.c) */
+    int auth_cookie_secure;    /* auth.cookie_secure: 1 = served over https, cookies get Secure */
+    int auth_session_ttl_s;    /* auth.session_ttl_s: a login lasts at most this long */
+    int auth_session_idle_s;   /* auth.session_idle_s: ... and ends after this long unused */
+    int auth_max_failures;     /* auth.max_failures: failed logins per username in the window */
+    int auth_max_failures_ip;  /* auth.max_failures_ip: ... per client address (0 = off) */
+    int auth_failure_window_s; /* auth.failure_window_s: the limiter's window */
     /* logging */
     char *log_level;   /* log.level: error, warn, notice, info, debug */
     char *config_file; /* the file loaded, if any (not a setting) */

@@ -12,9 +12,10 @@
  *     api_cancel, api_now) validate arguments and call the run (flow_run.c), which talks to
  *     the host.  They live in a private table that only the prelude sees.
  *   - The prelude, a Lua chunk compiled once per VM from PRELUDE below, builds the public
- *     methods on top: say, ask, choose (quick replies with forgiving matching: label, number,
- *     synonyms, negation), confirm (yes/no), escalate, record, status, after, cancel, now,
- *     failed.  Its table is frozen (read-only view) and shared by all runs; it keeps no state.
+ *     methods on top: say, ask, wait, choose (quick replies with forgiving matching: label,
+ *     number, synonyms, negation), confirm (yes/no), match (the same matching for any text),
+ *     escalate, record, status, after, cancel, now, failed.  Its table is frozen (read-only view)
+ * and shared by all runs; it keeps no state.
  *
  * chat:ask is the only thing that yields a step's coroutine: api_ask says the question, marks
  * the run waiting and calls lua_yield; flow_run.c resumes the coroutine with the customer's
@@ -203,7 +204,8 @@ static int api_ask(lua_State *L)
 {
     flow_run_t *r = check_chat(L, 1);
     const char *opts[FLOW_MAX_OPTIONS];
-    const char *text = check_text(L, 2, "chat:ask");
+    /* text nil: chat:wait - wait without saying anything (the pending question stays) */
+    const char *text = lua_isnil(L, 2) ? NULL : check_text(L, 2, "chat:ask");
     int n = check_options(L, 3, "chat:ask", opts);
     double timeout = 0;
     if (!lua_isnoneornil(L, 4)) {
@@ -215,11 +217,13 @@ static int api_ask(lua_State *L)
     if (flow_run_thread(L, r) != L || !lua_isyieldable(L))
         api_error(L, "chat:ask can only wait inside a step (not in on_message, timers, the "
                      "escalation hook, or a sort/gsub callback)");
-    flow_run_say(r, text, opts, n);
-    free(r->pending_text);
-    r->pending_text = strdup(text);
-    cJSON_Delete(r->pending_options);
-    r->pending_options = n ? cJSON_CreateStringArray(opts, n) : NULL;
+    if (text) {
+        flow_run_say(r, text, opts, n);
+        free(r->pending_text);
+        r->pending_text = strdup(text);
+        cJSON_Delete(r->pending_options);
+        r->pending_options = n ? cJSON_CreateStringArray(opts, n) : NULL;
+    }
     r->ask_due = timeout > 0 ? r->now + timeout : 0;
     r->waiting = 1;
     return lua_yield(L, 0);
@@ -575,7 +579,13 @@ static const char PRELUDE[] =
     "function M.say(chat, text, options) return P.say(chat, text, options) end\n"
     "function M.ask(chat, text, opts)\n"
     "  opts = opts_of(opts, 'chat:ask')\n"
+    "  if text == nil then error('chat:ask: the question is missing (use chat:wait to wait "
+    "silently)', 2) end\n"
     "  return P.ask(chat, text, opts.options, opts.timeout)\n"
+    "end\n"
+    "function M.wait(chat, opts)\n"
+    "  opts = opts_of(opts, 'chat:wait')\n"
+    "  return P.ask(chat, nil, nil, opts.timeout)\n"
     "end\n"
     "function M.escalate(chat, reason, priority, message)\n"
     "  return P.escalate(chat, reason, priority, message)\n"
@@ -638,10 +648,13 @@ static const char PRELUDE[] =
     "  end\n"
     "  return labels, words\n"
     "end\n"
+    "local FILLERS = { '我要', '我想', '想要', '希望', '帮我', '给我', '麻烦', '能不能', "
+    "'可不可以',\n"
+    "  '请', '吧', '啊', '呢', '呀', '了' }\n"
     "local NEG = { ['不']=true, ['没']=true, ['别']=true, ['非']=true, ['未']=true }\n"
     "local function negated(a, at) return at > 3 and NEG[sub(a, at - 3, at - 1)] or false end\n"
     /* 1 exact label/word; 2 ordinal; 3 longest contained word, not negated, unique;
-     * 4 the answer is part of exactly one label */
+     * 4 the answer is part of exactly one label; 5 character overlap with one label */
     "local function pick(answer, words)\n"
     "  local a = norm(answer)\n"
     "  if a == '' then return nil end\n"
@@ -662,16 +675,29 @@ static const char PRELUDE[] =
     "    end\n"
     "  end\n"
     "  if best and not tie then return best end\n"
-    "  if (U.len(a) or 0) >= 2 then\n"
-    "    local hit\n"
-    "    for i = 1, #words do\n"
-    "      if find(words[i][1], a, 1, true) then\n"
-    "        if hit then return nil end\n"
-    "        hit = i\n"
-    "      end\n"
+    "  for _, f in ipairs(FILLERS) do a = gsub(a, f, '') end\n"
+    "  if (U.len(a) or 0) < 2 then return nil end\n"
+    "  local hit\n"
+    "  for i = 1, #words do\n"
+    "    if find(words[i][1], a, 1, true) then\n"
+    "      if hit then return nil end\n"
+    "      hit = i\n"
     "    end\n"
-    "    return hit\n"
     "  end\n"
+    "  if hit then return hit end\n"
+    /* 5: most of the answer's characters appear in one label, clearly more than in any other */
+    "  local chars, n = {}, 0\n"
+    "  for _, c in U.codes(a) do\n"
+    "    local ch = U.char(c)\n"
+    "    if not chars[ch] then chars[ch] = true; n = n + 1 end\n"
+    "  end\n"
+    "  local top, topv, second = nil, 0, 0\n"
+    "  for i = 1, #words do\n"
+    "    local k = 0\n"
+    "    for ch in pairs(chars) do if find(words[i][1], ch, 1, true) then k = k + 1 end end\n"
+    "    if k > topv then top, second, topv = i, topv, k elseif k > second then second = k end\n"
+    "  end\n"
+    "  if top and topv / n >= 0.6 and topv > second then return top end\n"
     "  return nil\n"
     "end\n"
     "local function numbered(labels)\n"
@@ -706,8 +732,9 @@ static const char PRELUDE[] =
     "  if not label then return nil, i end\n"
     "  return i == 1\n"
     "end\n"
-    "M.pick = function(answer, options)\n"
-    "  local labels, words = prepare(options, 'chat.pick')\n"
+    "function M.match(chat, answer, options)\n"
+    "  if type(answer) ~= 'string' then return nil end\n"
+    "  local labels, words = prepare(options, 'chat:match')\n"
     "  local i = pick(answer, words)\n"
     "  if i then return labels[i], i end\n"
     "  return nil\n"

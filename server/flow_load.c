@@ -339,8 +339,8 @@ static void skip_long(lexer *x, int level, const char **s, size_t *len)
 
 static int is_name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || (unsigned char)c >= 0x80;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           (unsigned char)c >= 0x80;
 }
 
 static token next_token(lexer *x)
@@ -349,8 +349,8 @@ static token next_token(lexer *x)
     const char *dummy;
     size_t dlen;
     for (;;) {
-        while (x->p < x->end && (*x->p == ' ' || *x->p == '\t' || *x->p == '\r' ||
-                                 *x->p == '\n' || *x->p == '\f' || *x->p == '\v')) {
+        while (x->p < x->end && (*x->p == ' ' || *x->p == '\t' || *x->p == '\r' || *x->p == '\n' ||
+                                 *x->p == '\f' || *x->p == '\v')) {
             if (*x->p == '\n')
                 x->line++;
             x->p++;
@@ -399,10 +399,10 @@ static token next_token(lexer *x)
         t.kind = TK_OTHER;
         t.s = x->p++;
         if (c >= '0' && c <= '9') /* a number: digits, letters, dots, exponent signs */
-            while (x->p < x->end && (is_name_char(*x->p) || *x->p == '.' ||
-                                     ((*x->p == '+' || *x->p == '-') &&
-                                      (x->p[-1] == 'e' || x->p[-1] == 'E' ||
-                                       x->p[-1] == 'p' || x->p[-1] == 'P'))))
+            while (x->p < x->end &&
+                   (is_name_char(*x->p) || *x->p == '.' ||
+                    ((*x->p == '+' || *x->p == '-') &&
+                     (x->p[-1] == 'e' || x->p[-1] == 'E' || x->p[-1] == 'p' || x->p[-1] == 'P'))))
                 x->p++;
         else if (c == '.' && x->p < x->end && *x->p == '.')
             while (x->p < x->end && *x->p == '.')
@@ -473,8 +473,8 @@ static void scan_step(lua_State *L, const char *path, const char *text, size_t l
                   tok_is(&after, "until") || after.kind == TK_EOF))
                 continue; /* `return "x" .. y` and the like: not a plain step name */
             if (!step_exists(L, steps, v.s, v.len))
-                luaL_error(L, "%s:%d: step returns \"%s\", which is not a step of this flow",
-                           path, v.line, lua_pushlstring(L, v.s, v.len));
+                luaL_error(L, "%s:%d: step returns \"%s\", which is not a step of this flow", path,
+                           v.line, lua_pushlstring(L, v.s, v.len));
         }
     }
 }

@@ -1012,6 +1012,8 @@ static const char *status_name(flow_run_status_t s)
     return s == FLOW_RUN_DONE ? "done" : s == FLOW_RUN_FAILED ? "failed" : "waiting";
 }
 
+/* The saved document.  The run's trees are added as references (not copied) and the document
+ * is printed and deleted here, so they are neither changed nor freed. */
 static char *build_doc(flow_run_t *r, int with_state)
 {
     cJSON *o = cJSON_CreateObject();
@@ -1026,14 +1028,19 @@ static char *build_doc(flow_run_t *r, int with_state)
     cJSON_AddBoolToObject(o, "escalated", r->escalated);
     cJSON_AddNumberToObject(o, "turn", (double)r->turn);
     cJSON_AddNumberToObject(o, "next_timer", (double)r->next_timer);
-    cJSON_AddItemToObject(o, "timers", r->timers ? dup(r->timers) : cJSON_CreateArray());
-    cJSON_AddItemToObject(o, "state",
-                          with_state && r->cur_state ? dup(r->cur_state) : cJSON_CreateObject());
+    if (r->timers)
+        cJSON_AddItemReferenceToObject(o, "timers", r->timers);
+    else
+        cJSON_AddItemToObject(o, "timers", cJSON_CreateArray());
+    if (with_state && r->cur_state)
+        cJSON_AddItemReferenceToObject(o, "state", r->cur_state);
+    else
+        cJSON_AddItemToObject(o, "state", cJSON_CreateObject());
     if (r->last_text)
         cJSON_AddStringToObject(o, "last", r->last_text);
     if (r->status == FLOW_RUN_WAITING && r->step && r->base && r->log) {
-        cJSON_AddItemToObject(o, "base", dup(r->base));
-        cJSON_AddItemToObject(o, "log", dup(r->log));
+        cJSON_AddItemReferenceToObject(o, "base", r->base);
+        cJSON_AddItemReferenceToObject(o, "log", r->log);
     }
     if (r->status == FLOW_RUN_FAILED && r->error)
         cJSON_AddStringToObject(o, "error", r->error);

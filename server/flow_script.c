@@ -341,8 +341,10 @@ static void expect_bot(tcase *c, int line, const char *want, int negative)
             }
         return;
     }
-    for (size_t i = h->mark; i < h->n; i++) {
-        if (h->ev[i].kind != EV_SAY || h->ev[i].consumed)
+    /* Search from the last matched message (so several "<" lines may check one message). */
+    size_t from = c->last_say ? (size_t)(c->last_say - h->ev) : h->mark;
+    for (size_t i = from; i < h->n; i++) {
+        if (h->ev[i].kind != EV_SAY || (h->ev[i].consumed && &h->ev[i] != c->last_say))
             continue;
         if (strstr(h->ev[i].a, want)) {
             for (size_t k = h->mark; k <= i; k++)
@@ -357,6 +359,17 @@ static void expect_bot(tcase *c, int line, const char *want, int negative)
 
 static void expect_options(tcase *c, int line, const char *want)
 {
+    if (want[0] == '~') { /* "options ~ TEXT": one of the options contains TEXT */
+        want++;
+        while (isspace((unsigned char)*want))
+            want++;
+        if (!c->last_say)
+            fail(c, line, "options: no bot message matched yet (put a \"<\" line first)");
+        else if (!strstr(c->last_say->b, want))
+            fail(c, line, "expected an option containing \"%s\" on \"%s\", got [%s]", want,
+                 c->last_say->a, c->last_say->b);
+        return;
+    }
     /* Normalise "a|b" and "a | b" alike. */
     char norm[1024];
     size_t o = 0;

@@ -19,6 +19,7 @@
 #include "http.h"
 
 #include "api.h"
+#include "auth.h"
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
@@ -41,7 +42,10 @@ typedef struct http_req {
     char *body;
     size_t body_len;
     int body_too_big;
+    int dispatched; /* the handler has been called for this request */
     http_reply_t *reply; /* while a handler owes an answer */
+    char peer[64];       /* the client's address */
+    char *cookie;        /* the Cookie header, or NULL */
     /* the response */ int status;
     char ctype[64];
     char *headers; /* extra "Name: value\r\n" lines, or NULL */
@@ -136,11 +140,29 @@ static void get_metrics(server_t *srv, const http_call_t *call, http_reply_t *h)
     http_reply(h, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
+/* The Cookie header into r->cookie.  Returns it, "" when there is none, NULL when it is over
+ * AUTH_COOKIE_HEADER_MAX (or cannot be read). */
+static const char *read_cookie(struct lws *wsi, http_req *r)
+{
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COOKIE);
+
+    free(r->cookie);
+    r->cookie = NULL;
+    if (n <= 0)
+        return "";
+    if (n > AUTH_COOKIE_HEADER_MAX || !(r->cookie = malloc((size_t)n + 1)))
+        return NULL;
+    if (lws_hdr_copy(wsi, r->cookie, n + 1, WSI_TOKEN_HTTP_COOKIE) < 0) {
+        free(r->cookie);
+        r->cookie = NULL;
+    }
+    return r->cookie;
+}
+
 static void dispatch(struct lws *wsi, http_req *r)
 {
     server_t *srv = server_of(wsi);
     http_reply_t *h = malloc(sizeof(*h));
-    char peer[64] = "";
     http_call_t call;
 
     if (!h) {
@@ -150,14 +172,17 @@ static void dispatch(struct lws *wsi, http_req *r)
     h->wsi = wsi;
     h->req = r;
     r->reply = h;
-    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    r->dispatched = 1;
+    lws_get_peer_simple(wsi, r->peer, sizeof(r->peer));
     call.method = r->method;
     call.path = r->path;
     call.query = r->query;
     call.body = r->body ? r->body : "";
     call.body_len = r->body_len;
-    call.loopback = strncmp(peer, "127.", 4) == 0 || strcmp(peer, "::1") == 0 ||
-                    strncmp(peer, "::ffff:127.", 11) == 0;
+    call.loopback = strncmp(r->peer, "127.", 4) == 0 || strcmp(r->peer, "::1") == 0 ||
+                    strncmp(r->peer, "::ffff:127.", 11) == 0;
+    call.peer = r->peer;
+    call.cookie = read_cookie(wsi, r);
 
     if (r->body_too_big) {
         http_reply_error(h, 413, "too_large", "request body over 1 MiB");
@@ -288,6 +313,7 @@ static void clear(http_req *r)
     free(r->body);
     free(r->out);
     free(r->headers);
+    free(r->cookie);
     memset(r, 0, sizeof(*r));
 }
 
@@ -312,7 +338,7 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         dispatch(wsi, r);
         return 0;
     case LWS_CALLBACK_HTTP_BODY:
-        if (!r || r->body_too_big)
+        if (!r || r->body_too_big || r->dispatched || len == 0)
             return 0;
         if (r->body_len + len > BODY_MAX) {
             r->body_too_big = 1;
@@ -329,7 +355,7 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         }
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        if (r)
+        if (r && !r->dispatched)
             dispatch(wsi, r);
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:

@@ -22,6 +22,8 @@ typedef struct http_call {
     const char *body;   /* NUL-terminated; "" when none */
     size_t body_len;
     int loopback; /* the peer is 127.0.0.0/8 or ::1 */
+    const char *peer;   /* the client's address, e.g. "203.0.113.7" */
+    const char *cookie; /* the Cookie header: "" when none, NULL when over 4 KiB */
 } http_call_t;
 
 /*

@@ -7,6 +7,7 @@
  *
  * Flags are settings (config.c); `redress --help` lists them.
  */
+#include "auth.h"
 #include "config.h"
 #include "flow.h"
 #include "kb.h"
@@ -35,6 +36,7 @@ static const struct {
     {"serve", serve_main, "run the chat server"},
     {"kb", kb_cli_main, "knowledge-base tools"},
     {"flow", flow_cli_main, "flow tools: test, check, reload"},
+    {"user", user_cli_main, "accounts: add, passwd, list, disable"},
 };
 
 static void usage(FILE *f)

@@ -14,6 +14,7 @@
  */
 #include "server.h"
 
+#include "auth.h"
 #include "flow.h"
 #include "http.h"
 #include "kb.h"
@@ -57,6 +58,8 @@ static void finish_shutdown(server_t *srv)
     flow_engine_destroy(srv->flow);
     srv->flow = NULL;
     lws_context_destroy(srv->lws); /* first phase: sockets close, uv handles start closing */
+    auth_close(srv->auth); /* before the store: it holds statements on the reader */
+    srv->auth = NULL;
     store_close(srv->store);
     srv->store = NULL;
     uv_timer_stop(&srv->tick);
@@ -111,7 +114,7 @@ static int store_init(sqlite3 *db, int is_writer, void *arg, char *err, size_t e
     }
     if (!is_writer)
         return 0;
-    if (kb_migrate(db, err, errlen) != 0)
+    if (kb_migrate(db, err, errlen) != 0 || auth_migrate(db, err, errlen) != 0)
         return -1;
     n = kb_seed_dir(db, srv->cfg->kb_seed, err, errlen);
     if (n < 0)
@@ -207,6 +210,10 @@ int server_run(const config_t *cfg)
         log_error("server", "store: %s", err);
         goto out;
     }
+    if (auth_new(&srv->auth, cfg, &srv->loop, srv->store, err, sizeof(err)) != 0) {
+        log_error("server", "%s", err);
+        goto out;
+    }
     if (!(srv->sessions = session_mgr_new(cfg, srv->store))) {
         log_error("server", "out of memory");
         goto out;
@@ -241,6 +248,8 @@ out:
         srv->flow = NULL;
         if (srv->lws)
             lws_context_destroy(srv->lws);
+        auth_close(srv->auth);
+        srv->auth = NULL;
         if (srv->store)
             store_close(srv->store);
         uv_run(&srv->loop, UV_RUN_DEFAULT);

@@ -21,6 +21,7 @@ typedef struct server {
     store_t *store;
     session_mgr_t *sessions;
     struct flow_engine *flow; /* the Lua dialogue engine (flow.h) */
+    struct auth *auth;        /* staff accounts and logins (auth.h) */
     uv_signal_t sigint, sigterm;
     uv_timer_t tick;
     uint64_t started_ms;

@@ -1,6 +1,11 @@
 # Server sources (everything but main.c goes into redress_core).
 set(REDRESS_SERVER_SOURCES
   server/config.c  server/log.c
+  server/auth.c
+  server/auth_db.c
+  server/auth_session.c
+  server/auth_api.c
+  server/user_cli.c
   server/privacy.c
 server/flow.c
   server/flow_sandbox.c

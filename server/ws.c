@@ -213,7 +213,6 @@ static void on_frame(ws_conn_t *c)
 static int on_receive(ws_conn_t *c, const void *data, size_t len)
 {
     size_t max = (size_t)c->srv->cfg->max_message_bytes;
-    c->heard_ms = util_now_ms();
     if (lws_is_first_fragment(c->wsi)) {
         c->rx_len = 0;
         c->rx_binary = lws_frame_is_binary(c->wsi);
@@ -239,6 +238,8 @@ static int on_receive(ws_conn_t *c, const void *data, size_t len)
     c->rx_len += len;
     c->rx[c->rx_len] = '\0';
     if (lws_is_final_fragment(c->wsi) && !lws_remaining_packet_payload(c->wsi)) {
+        /* only a whole message is a sign of life: a frame trickled in forever is not */
+        c->heard_ms = util_now_ms();
         on_frame(c);
         c->rx_len = 0;
         if (c->rx_cap > 16384) { /* don't keep a large buffer for an idle chat */

@@ -89,9 +89,11 @@ static void check_ok(const proto_in_t *in, int max_text)
         FZ_CHECK(!util_blank(in->text), "blank text accepted");
 
         /* the answers: an ack, and the stored message event echoed to the client */
-        cJSON *o = check_frame(proto_ack(in->id, 7), "ack");
+        char *ack = proto_ack(in->id, 7);
+        cJSON *o = check_frame(ack, "ack");
         check_string_field(o, "id", in->id);
         cJSON_Delete(o);
+        free(ack);
         store_event_t ev = {.conversation = 1,
                             .seq = 7,
                             .kind = "message",

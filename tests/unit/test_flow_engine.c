@@ -9,6 +9,7 @@
  * the escalation hook and hand-back, on_done, saved-state validation, rules checks.
  */
 #include "flow.h"
+#include "kb.h"
 #include "test_flow_host.h"
 
 #include <stdio.h>
@@ -47,7 +48,8 @@ static const char *FLOW_V1 =
     "    three = function(chat, s)\n"
     "      local e = chat:ask('Q5 请评分')\n"
     "      s.e = e\n"
-    "      chat:say('BYE ' .. s.a .. '/' .. s.b .. '/' .. s.c .. '/' .. tostring(s.d) .. '/' .. e)\n"
+    "      chat:say('BYE ' .. s.a .. '/' .. s.b .. '/' .. s.c .. '/' .. tostring(s.d) .. '/' .. "
+    "e)\n"
     "    end,\n"
     "  },\n"
     "  timers = { remind = function(chat, arg) chat:say('REMIND ' .. arg.text) end },\n"
@@ -321,12 +323,15 @@ static void test_reload_rejected(void)
     CHECK(flow_run_start(e, &th_ops, &h, &c, NULL, &r) == FLOW_OK);
     CHECK(flow_run_input(r, "a") == FLOW_OK);
 
-    CHECK(th_put(dir, "flows/main.lua", "return {\n  start = 'x',\n  steps = { x = function( end }\n}\n") == 0);
+    CHECK(th_put(dir, "flows/main.lua",
+                 "return {\n  start = 'x',\n  steps = { x = function( end }\n}\n") == 0);
     CHECK(flow_engine_reload(e, err, sizeof(err)) == FLOW_ERULES);
     CHECK(strstr(err, "flows/main.lua:3:") != NULL);
     CHECK(flow_engine_generation(e) == 1);
 
-    CHECK(th_put(dir, "flows/main.lua", "return {\n  start = 'x',\n  steps = {\n    x = function(chat)\n      return 'y'\n    end,\n  },\n}\n") == 0);
+    CHECK(th_put(dir, "flows/main.lua",
+                 "return {\n  start = 'x',\n  steps = {\n    x = function(chat)\n      return "
+                 "'y'\n    end,\n  },\n}\n") == 0);
     CHECK(flow_engine_reload(e, err, sizeof(err)) == FLOW_ERULES);
     CHECK(strstr(err, "flows/main.lua:5: step returns \"y\"") != NULL);
 
@@ -570,8 +575,8 @@ static void test_bad_saved_state(void)
     flow_run_t *r = NULL;
     CHECK(flow_run_start(e, &th_ops, &h, &c, "not json", &r) == FLOW_ESTATE && r == NULL);
     CHECK(flow_run_start(e, &th_ops, &h, &c, "{\"v\":2}", &r) == FLOW_ESTATE);
-    CHECK(flow_run_start(e, &th_ops, &h, &c,
-                         "{\"v\":1,\"flow\":\"main\",\"status\":\"waiting\"}", &r) == FLOW_ESTATE);
+    CHECK(flow_run_start(e, &th_ops, &h, &c, "{\"v\":1,\"flow\":\"main\",\"status\":\"waiting\"}",
+                         &r) == FLOW_ESTATE);
     CHECK(h.n == 0);
     /* a saved run of a flow that no longer exists fails politely */
     CHECK(flow_run_start(e, &th_ops, &h, &c,
@@ -601,13 +606,16 @@ static void test_check_errors(void)
         {"flows/main.lua", "return 42\n", "must return a table"},
         {"flows/main.lua", "return { steps = { a = function() end } }\n", "start must name"},
         {"flows/main.lua", "return { start = 'a', stepz = {} }\n", "unknown field 'stepz'"},
-        {"flows/main.lua", "return { start = 'a', steps = { a = 1 } }\n", "step 'a' is not a function"},
+        {"flows/main.lua", "return { start = 'a', steps = { a = 1 } }\n",
+         "step 'a' is not a function"},
         {"flows/main.lua", "\x1bLuaT\x00\x19\x93\r\n", "binary chunks are not allowed"},
-        {"flows/main.lua", "return {\n start = 'a',\n steps = { a = function() return 'b' end } }\n",
+        {"flows/main.lua",
+         "return {\n start = 'a',\n steps = { a = function() return 'b' end } }\n",
          "main.lua:3: step returns \"b\""},
         {"flows/main.lua", "while true do end\n", "instructions"},
         {"flows/main.lua", "local x = load\nreturn x('return 1')\n", "main.lua:2:"},
-        {"flows/main.lua", "return { start = 'a', on_done = 'zz', steps = { a = function() end } }\n",
+        {"flows/main.lua",
+         "return { start = 'a', on_done = 'zz', steps = { a = function() end } }\n",
          "on_done must name"},
         {"flows/Main.lua", "return {}\n", "file names must be lowercase"},
         {"escalation.lua", "return 1\n", "must return a function"},
@@ -617,11 +625,14 @@ static void test_check_errors(void)
         char dir[64], err[1024] = "";
         config_t cfg;
         CHECK(th_tmpdir(dir, sizeof(dir)) != NULL);
-        if (strncmp(cases[i].file, "flows/", 6) != 0 || strcmp(cases[i].file, "flows/main.lua") != 0)
+        if (strncmp(cases[i].file, "flows/", 6) != 0 ||
+            strcmp(cases[i].file, "flows/main.lua") != 0)
             th_put(dir, "flows/ok.lua", "return { start = 'a', steps = { a = function() end } }\n");
         if (strcmp(cases[i].file, "lib/a.lua") == 0)
             th_put(dir, "lib/b.lua", "return lib.a\n");
-        size_t len = strcmp(cases[i].want, "binary chunks are not allowed") == 0 ? 10 : strlen(cases[i].text);
+        size_t len = strcmp(cases[i].want, "binary chunks are not allowed") == 0
+                         ? 10
+                         : strlen(cases[i].text);
         th_write(dir, cases[i].file, cases[i].text, len);
         th_config(&cfg, dir);
         int rc = flow_check_dir(&cfg, dir, err, sizeof(err));
@@ -664,14 +675,15 @@ static void test_file_locals_per_run(void)
 static void test_misuse(void)
 {
     char dir[64];
-    CHECK(make_rules(dir, sizeof(dir),
-                     "return { start = 's',\n"
-                     "  on_message = function(chat, text) if text == 'ask' then chat:ask('x') end end,\n"
-                     "  steps = {\n"
-                     "    s = function(chat, st) chat:ask('Q') return 'p' end,\n"
-                     "    p = function(chat, st) return 's2' end,\n"
-                     "    s2 = function(chat, st) return 'p' end,\n"
-                     "  } }\n") == 0);
+    CHECK(make_rules(
+              dir, sizeof(dir),
+              "return { start = 's',\n"
+              "  on_message = function(chat, text) if text == 'ask' then chat:ask('x') end end,\n"
+              "  steps = {\n"
+              "    s = function(chat, st) chat:ask('Q') return 'p' end,\n"
+              "    p = function(chat, st) return 's2' end,\n"
+              "    s2 = function(chat, st) return 'p' end,\n"
+              "  } }\n") == 0);
     flow_engine_t *e = engine(dir);
     flow_customer_t c = customer(NULL);
     th_host h = {.now = 1000};
@@ -695,6 +707,66 @@ static void test_misuse(void)
     th_rmtree(dir);
 }
 
+/* kb.search through the engine, against the fixture knowledge base in tests/data/flow. */
+static void test_kb_search(void)
+{
+    char dir[64], err[1024] = "";
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(":memory:", &db) == SQLITE_OK);
+    CHECK(kb_register(db) == 0);
+    CHECK(kb_migrate(db, err, sizeof(err)) == 0);
+    CHECK(kb_seed_dir(db, REDRESS_SOURCE_DIR "/tests/data/flow", err, sizeof(err)) == 5);
+    CHECK(
+        make_rules(
+            dir, sizeof(dir),
+            "return { start = 's', steps = { s = function(chat, st)\n"
+            "  local r = kb.search('工资卡短信费扣了两次', { category = 'bank.fee' })\n"
+            "  local t = r.hits[1]\n"
+            "  chat:say('CONF ' .. r.confidence .. ' N ' .. #r.hits)\n"
+            "  chat:say('HIT ' .. t.kind .. ' ' .. t.key .. ' ' .. t.title .. ' ' .. t.deadline)\n"
+            "  assert(type(t.score) == 'number' and math.type(t.id) == 'integer')\n"
+            "  local offers, case = lib.solutions.build(r, { amount = 4, account = '1234' }, "
+            "'bank.fee')\n"
+            "  chat:say('OFFER ' .. offers[1].title .. ' ' .. offers[1].text .. ' ' .. "
+            "offers[1].hours)\n"
+            "  chat:say('CASE ' .. (case and case.text or '-'))\n"
+            "  local none = kb.search('完全无关的内容', { category = 'travel.hotel' })\n"
+            "  chat:say('NONE ' .. none.confidence .. ' ' .. #none.hits)\n"
+            "  local std = lib.solutions.build(none, {}, 'travel.hotel')\n"
+            "  chat:say('STD ' .. std[1].source .. ' ' .. std[1].title)\n"
+            "end } }\n") == 0);
+    /* the real libs and lexicons of rules/, so lib.solutions is what the complaint flow uses */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "cp -r %s/rules/lib %s/rules/lexicon %s/", REDRESS_SOURCE_DIR,
+             REDRESS_SOURCE_DIR, dir);
+    CHECK(system(cmd) == 0);
+    config_t cfg;
+    th_config(&cfg, dir);
+    flow_engine_t *e = NULL;
+    CHECK(flow_engine_create(&e, &cfg, db, err, sizeof(err)) == FLOW_OK);
+    if (!e)
+        fprintf(stderr, "engine: %s\n", err);
+    flow_customer_t c = customer(NULL);
+    th_host h = {.now = 1000};
+    flow_run_t *r = NULL;
+    CHECK(e && flow_run_start(e, &th_ops, &h, &c, NULL, &r) == FLOW_OK);
+    CHECK(th_find(&h, "say CONF answer N ") >= 0 || th_find(&h, "say CONF suggest N ") >= 0);
+    CHECK(th_find(&h, "say HIT template fixture-fee-001 短信费重复扣收退还 3个工作日内") >= 0);
+    CHECK(th_find(&h, "say OFFER 短信费重复扣收退还 "
+                      "经核实，您尾号1234的账户多扣的4元短信费将退回原账户。 101") >= 0);
+    CHECK(th_find(&h, "say CASE 退还重复扣收的短信费并致歉。") >= 0);
+    CHECK(th_find(&h, "say NONE none 0") >= 0);
+    CHECK(th_find(&h, "say STD standard 酒店问题处理") >= 0);
+    if (th_failures)
+        th_dump(&h);
+    flow_run_free(r);
+    th_free(&h);
+    flow_engine_destroy(e);
+    config_free(&cfg);
+    sqlite3_close(db);
+    th_rmtree(dir);
+}
+
 int main(void)
 {
     test_conversation();
@@ -710,6 +782,7 @@ int main(void)
     test_check_errors();
     test_file_locals_per_run();
     test_misuse();
+    test_kb_search();
     printf("test_flow_engine: %d checks, %d failed\n", th_checks, th_failures);
     return th_failures ? 1 : 0;
 }

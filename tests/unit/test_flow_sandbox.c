@@ -134,11 +134,13 @@ static int run_script(flow_engine_t *e, const char *rules, const char *path, scr
     }
     char *flow = NULL;
     if (sc->load_mode) {
-        if (asprintf(&flow, "%s\nreturn { start = 's', steps = { s = function(chat) "
-                            "chat:say('ok') end } }\n",
+        if (asprintf(&flow,
+                     "%s\nreturn { start = 's', steps = { s = function(chat) "
+                     "chat:say('ok') end } }\n",
                      text) < 0)
             flow = NULL;
-    } else if (asprintf(&flow, "return { start = 's', steps = { s = function(chat, state) %s\nend } }\n",
+    } else if (asprintf(&flow,
+                        "return { start = 's', steps = { s = function(chat, state) %s\nend } }\n",
                         text) < 0) {
         flow = NULL;
     }
@@ -191,8 +193,7 @@ static int run_script(flow_engine_t *e, const char *rules, const char *path, scr
                 ok = 0;
             } else if (th_find(&ha, "say 抱歉，系统处理您的消息时出现了问题") < 0 ||
                        th_find(&ha, "escalate flow_error 2") < 0) {
-                fprintf(stderr, "%s: the customer was not told or not offered a human\n",
-                        sc->name);
+                fprintf(stderr, "%s: the customer was not told or not offered a human\n", sc->name);
                 th_dump(&ha);
                 ok = 0;
             }

@@ -1,0 +1,371 @@
+-- 投诉处理流程 / The complaint flow: the seven standard steps of complaint handling.
+--
+--   receive      1 接收投诉：问候，了解是谁、发生了什么，判断是否属于受理范围，登记
+--   soothe       2 情绪安抚：按严重程度和情绪分级致歉
+--   confirm      3 确认问题：补全缺少的信息，询问客户期望，复述并确认
+--   investigate  4 查找原因：在知识库中查找解决方案模板和相似的历史案例
+--   propose      5 提供解决方案：给出一个或多个方案供选择，说明时限
+--   agree        6 达成一致：确认客户接受方案，说明接下来的步骤，安排跟进
+--   follow_up    7 跟踪落实：满意度评价，承诺回访；到期由 timers.follow_up 主动回访
+--   after        流程结束后客户又发来消息（回访的答复、新的问题）
+--
+-- chat.state 中保存的内容（会被持久化，见 rules/README.md）：
+--   slots        收集到的信息（订单号、金额、时间……）
+--   category     类别 slug；severity 严重程度 1..3；mood 情绪（lib.mood）
+--   complaint    客户对问题的描述；expectation 客户期望的处理方式
+--   solutions    提供过的方案；solution 客户选择的方案；agreed 是否同意
+--   satisfaction 满意度 1..5；follow_up_due 承诺回访的时间（秒）
+
+local T, X, CL, MOOD, SOL, D = lib.text, lib.extract, lib.classify, lib.mood, lib.solutions, lib.dialog
+local CAT, P = lexicon.categories, lexicon.phrases
+
+-- 文件顶部的内容每个对话各执行一次：这里只放函数，话术和数据在 lexicon/phrases.lua。
+-- This file runs once per conversation: keep it to functions; wording lives in lexicon/phrases.lua.
+
+local function category(s)
+  return CAT[s.category or "general"] or CAT.general
+end
+
+local function restate(s)
+  local parts = {}
+  for _, name in ipairs(SOL.ORDER) do
+    if s.slots[name] ~= nil then parts[#parts + 1] = SOL.show(name, s.slots[name]) end
+  end
+  local text = "我跟您确认一下：您反映的是【" .. category(s).label .. "】问题——“"
+    .. T.cut(s.complaint or "", 40) .. "”"
+  if #parts > 0 then text = text .. "；" .. table.concat(parts, "，") end
+  if s.expectation then text = text .. "；您希望：" .. s.expectation end
+  return text .. "。"
+end
+
+-- 开始处理一个新问题前清空上一个问题的信息（保留情绪和客户资料）
+local function reset(s)
+  s.slots, s.skipped = {}, {}
+  s.category, s.category_score, s.text_all, s.severity = nil, nil, nil, nil
+  s.complaint, s.expectation, s.confirmed, s.confirm_rounds = nil, nil, nil, nil
+  s.solutions, s.solution, s.agreed, s.rejections = nil, nil, nil, nil
+  s.idle_end, s.satisfaction = nil, nil
+end
+
+local function classify_now(chat, s, text)
+  s.text_all = T.cut(text, 500)
+  s.category, s.category_score = CL.category(s.text_all)
+  s.severity = CL.severity(text, s.category, s.slots, s.mood, chat.customer)
+end
+
+return {
+  default = true,
+  start = "receive",
+  on_done = "after",
+  error_message = "抱歉，系统处理您的消息时出了点问题。我已为您转接人工客服，请稍候，您反映的内容不会丢失。",
+
+  -- 每条客户消息：更新情绪，顺手提取信息，接收阶段判断类别；随时更新严重程度
+  on_message = function(chat, text)
+    local s = chat.state
+    s.skipped = s.skipped or {}
+    s.mood = MOOD.update(s.mood, text)
+    D.merge(s, X.all(text, chat:now()), false)
+    if chat.step == "receive" then
+      s.text_all = T.cut(((s.text_all and (s.text_all .. "\n")) or "") .. text, 500)
+      s.category, s.category_score = CL.category(s.text_all)
+    end
+    local sev = CL.severity(text, s.category or "general", s.slots, s.mood, chat.customer)
+    s.severity = math.max(s.severity or 1, sev)
+  end,
+
+  steps = {
+    -- 1 接收投诉
+    receive = function(chat, s)
+      s.skipped = s.skipped or {}
+      s.round = (s.round or 0) + 1
+      local text
+      if s.first_text then
+        text, s.first_text = s.first_text, nil
+      else
+        local hello
+        if s.round > 1 then
+          hello = "好的，请描述一下您要反映的新问题。"
+        else
+          local name = chat.customer.name
+          hello = (name ~= "" and (name .. "，您好！") or "您好！") .. "我是智能客服小安，很高兴为您服务。"
+          if chat.customer.history_count > 0 then hello = hello .. "感谢您再次联系我们。" end
+          hello = hello .. "请问遇到了什么问题？您可以直接描述经过，有订单号、金额或时间的话也请一起告诉我。"
+        end
+        text = D.ask(chat, hello)
+        if not text then return nil end
+      end
+      -- 只是打招呼：请客户描述问题
+      local tries = 0
+      while CL.is_greeting(text) and tries < 3 do
+        tries = tries + 1
+        text = D.ask(chat, "您好，请问遇到了什么问题呢？简单描述一下就可以。")
+        if not text then return nil end
+      end
+      -- 看不出是投诉：确认是否在受理范围内
+      if s.category == "general" and not CL.has_cue(text) then
+        local label, idx = D.choose(chat, "请问您是要反映问题或投诉吗？", {
+          { "是，我要反映问题", match = { "是", "对", "投诉", "反映", "问题", "嗯" } },
+          { "不是，咨询其他事情", match = { "不是", "咨询", "其他", "问一下", "不" } },
+        })
+        if not label then return D.stop(chat, idx) end
+        if idx == 2 then
+          chat:say("抱歉，我这里主要负责投诉和售后问题的处理。其他业务可以在“帮助中心”查询，或者拨打客服热线咨询。以后遇到问题，随时来找我。")
+          chat:record("status", "out_of_scope")
+          s.out_of_scope = true
+          return nil
+        end
+        local more = D.ask(chat, "好的，请具体描述一下遇到的问题：")
+        if not more then return nil end
+        text = more
+        classify_now(chat, s, text)
+      end
+      -- 描述太简单：请客户说具体一些
+      if T.len(text) < 8 and s.category == "general" then
+        local more = D.ask(chat, "好的，请具体说说发生了什么，比如哪笔订单或业务、遇到了什么情况？")
+        if not more then return nil end
+        text = text .. "；" .. more
+      end
+      s.complaint = T.cut(T.trim(text), 300)
+      s.out_of_scope = nil
+      chat:record("customer", {
+        id = chat.customer.id, name = chat.customer.name, channel = chat.customer.channel,
+        vip = chat.customer.vip, history_count = chat.customer.history_count,
+      })
+      chat:record("description", s.complaint)
+      chat:record("category", { slug = s.category, label = category(s).label })
+      chat:record("severity", s.severity or 1)
+      chat:record("status", "received")
+      return "soothe"
+    end,
+
+    -- 2 情绪安抚
+    soothe = function(chat, s)
+      local mood = s.mood or {}
+      local tier = s.severity or 1
+      if (mood.score or 0) >= 25 then tier = tier + 1 end
+      if (mood.score or 0) >= 50 then tier = tier + 1 end
+      tier = math.min(tier, #P.apology)
+      s.apology_tier = tier
+      local msg = P.apology[tier]
+      if chat.customer.vip then msg = msg .. P.vip end
+      if chat.customer.history_count >= 2 then msg = msg .. P.repeat_customer end
+      chat:say(msg .. "您反映的【" .. category(s).label .. "】问题我已经记录下来了。")
+      return "confirm"
+    end,
+
+    -- 3 确认问题
+    confirm = function(chat, s)
+      s.confirm_rounds = (s.confirm_rounds or 0) + 1
+      local c = category(s)
+      for _, name in ipairs(c.slots) do
+        if s.slots[name] == nil and not s.skipped[name] then
+          if not D.collect(chat, s, name) then return nil end
+        end
+      end
+      if not s.expectation then
+        local options = {}
+        for i, e in ipairs(c.expect) do options[i] = e end
+        options[#options + 1] = "其他要求"
+        local label, why = D.choose(chat, "请问您希望我们怎么处理？", options)
+        if not label then return D.stop(chat, why) end
+        if label == "其他要求" then
+          local t = D.ask(chat, "好的，请说说您的具体要求：")
+          if not t then return nil end
+          label = T.cut(T.trim(t), 100)
+        end
+        s.expectation = label
+      end
+      local right, why = D.confirm(chat, restate(s) .. "\n以上信息对吗？", "对，没错", "需要修改")
+      if right == nil then return D.stop(chat, why) end
+      if right then
+        s.confirmed = true
+        chat:record("summary", restate(s))
+        chat:record("slots", s.slots)
+        chat:record("expectation", s.expectation)
+        chat:record("category", { slug = s.category, label = c.label })
+        return "investigate"
+      end
+      if s.confirm_rounds >= 3 then
+        chat:escalate("cannot_confirm", 2, "抱歉一直没能准确记录您的问题，我为您转接人工客服，请稍候。")
+        return nil
+      end
+      local what, why2 = D.choose(chat, "请问哪里需要修改？", { "问题类型不对", "补充或修改细节", "处理要求不对" })
+      if not what then return D.stop(chat, why2) end
+      if what == "问题类型不对" then
+        local t = D.ask(chat, "好的，请再简单描述一下您遇到的问题：")
+        if not t then return nil end
+        classify_now(chat, s, t)
+        s.complaint = T.cut(T.trim(t), 300)
+      elseif what == "处理要求不对" then
+        s.expectation = nil
+      else
+        local t = D.ask(chat, "请直接告诉我需要补充或修改的内容，例如“订单号是 2024030512345”“金额是 58 元”：")
+        if not t then return nil end
+        local found = X.all(t, chat:now())
+        if next(found) then
+          D.merge(s, found, true)
+        else
+          s.complaint = T.cut(s.complaint .. "；" .. T.trim(t), 300)
+        end
+      end
+      return "confirm"
+    end,
+
+    -- 4 查找原因
+    investigate = function(chat, s)
+      chat:say("好的，我正在为您查询处理方案，请稍等……")
+      local query = (s.complaint or "") .. " " .. (s.expectation or "")
+      local cat = s.category ~= "general" and s.category or nil
+      local result = kb.search(query, { category = cat, limit = 5 })
+      if result and result.confidence == "none" and cat then
+        local wider = kb.search(query, { limit = 5 })
+        if wider and wider.confidence == "answer" then result = wider end
+      end
+      local offers, case = SOL.build(result, s.slots, s.category)
+      s.solutions = offers
+      s.kb_confidence = result and result.confidence or "error"
+      if case then
+        s.similar_case = case.id
+        chat:say("我查到了以往类似的情况，当时是这样处理的：" .. T.cut(case.text, 80))
+      end
+      local keys = {}
+      for i, o in ipairs(offers) do keys[i] = o.key or o.title end
+      chat:record("kb", { confidence = s.kb_confidence, solutions = keys, case = case and case.id or nil })
+      return "propose"
+    end,
+
+    -- 5 提供解决方案
+    propose = function(chat, s)
+      local offers = s.solutions or {}
+      if #offers == 0 then
+        chat:escalate("no_solution", 2, "抱歉，我暂时没有找到合适的方案，这就为您转接人工客服，请稍候。")
+        return nil
+      end
+      local lines, options = {}, {}
+      for i, o in ipairs(offers) do
+        local line = string.format("%d. %s（%s）", i, o.title, o.deadline or "尽快处理")
+        if o.compensation and o.compensation ~= "" then line = line .. "，" .. o.compensation end
+        lines[i] = line
+        options[i] = o.title
+      end
+      options[#options + 1] = { P.human_option, match = P.human_option_match }
+      local intro = #offers == 1 and "针对您的问题，我们可以这样为您处理：\n"
+        or "针对您的问题，我们可以为您提供以下方案：\n"
+      local label, i = D.choose(chat, intro .. table.concat(lines, "\n") .. "\n请选择您希望的方案：", options)
+      if not label then return D.stop(chat, i) end
+      if label == P.human_option then
+        chat:record("status", "escalated")
+        chat:escalate("solution_rejected", 2, "好的，我马上为您转接人工客服，由专人为您制定方案，请稍候。")
+        return nil
+      end
+      s.solution = offers[i]
+      chat:record("solution", { title = s.solution.title, deadline = s.solution.deadline, key = s.solution.key, source = s.solution.source })
+      return "agree"
+    end,
+
+    -- 6 达成一致
+    agree = function(chat, s)
+      local o = s.solution
+      local detail = o.text or ("我们将按照“" .. o.title .. "”为您处理。")
+      chat:say("您选择的方案是【" .. o.title .. "】。" .. detail)
+      local steps = "接下来：\n1. " .. (o.deadline or "尽快") .. "完成处理"
+        .. ((o.compensation and o.compensation ~= "") and ("，" .. o.compensation) or "") .. "；\n"
+        .. "2. 处理进度会通过" .. (P.channel[chat.customer.channel] or "消息") .. "通知您；\n"
+        .. "3. 到期后我们会主动回访，确认问题已经解决。"
+      local yes, why = D.confirm(chat, steps .. "\n请问您同意按这个方案处理吗？", "同意", "不同意")
+      if yes == nil then return D.stop(chat, why) end
+      if yes then
+        s.agreed = true
+        local hours = o.hours or SOL.hours(o.deadline)
+        s.follow_up_due = chat:now() + hours * 3600
+        chat:after(hours * 3600, "follow_up", { title = o.title, label = category(s).label })
+        chat:record("resolution", { title = o.title, deadline = o.deadline, due = D.stamp(s.follow_up_due) })
+        chat:record("follow_up", { due = D.stamp(s.follow_up_due), note = "到期回访：" .. o.title })
+        chat:record("status", "agreed")
+        return "follow_up"
+      end
+      s.rejections = (s.rejections or 0) + 1
+      local left = {}
+      for _, x in ipairs(s.solutions) do
+        if x.title ~= o.title then left[#left + 1] = x end
+      end
+      s.solutions, s.solution = left, nil
+      if s.rejections >= 2 or #left == 0 then
+        chat:record("status", "escalated")
+        chat:escalate("no_agreement", 2, "抱歉目前的方案没能让您满意，我为您转接人工客服，由专人和您进一步沟通，请稍候。")
+        return nil
+      end
+      chat:say("好的，那我们看看其他方案。")
+      return "propose"
+    end,
+
+    -- 7 跟踪落实
+    follow_up = function(chat, s)
+      local label, i = chat:choose("最后，请为本次服务打个分：", P.ratings, { timeout = P.idle_seconds })
+      if label then
+        s.satisfaction = 6 - i
+        chat:record("satisfaction", s.satisfaction)
+        if s.satisfaction <= 2 then
+          chat:say("很抱歉这次没能让您满意，我会把您的意见反馈给主管，由专人尽快回访您。")
+          chat:escalate("dissatisfied", 1)
+        else
+          chat:say("感谢您的评价！")
+        end
+      end
+      chat:say("我们会在" .. D.due_text(s.follow_up_due, chat:now()) .. "前完成处理，届时会主动联系您确认结果。如有新情况，随时在这里留言。祝您生活愉快！")
+      chat:record("status", "in_progress")
+      return nil
+    end,
+
+    -- 流程结束后客户又发来消息
+    after = function(chat, s)
+      local text = chat.last
+      if s.follow_up_asked and not s.follow_up_answered then
+        local label = chat:match(text, P.resolved)
+        if label then
+          s.follow_up_answered = true
+          if label == "已解决" then
+            s.resolved = true
+            chat:record("status", "resolved")
+            chat:say("太好了，问题已经解决，感谢您的耐心和支持！如有其他需要，随时联系我们。")
+          else
+            chat:record("status", "reopened")
+            chat:escalate("follow_up_unresolved", 2, "非常抱歉问题还没有解决，我马上为您转接人工客服跟进处理，请稍候。")
+          end
+          return nil
+        end
+      end
+      if s.confirmed then
+        local yes, why = D.confirm(chat, "您之前反映的【" .. category(s).label .. "】问题正在处理中"
+          .. (s.follow_up_due and ("，预计" .. D.due_text(s.follow_up_due, chat:now()) .. "前完成") or "")
+          .. "。请问您是要反映一个新的问题吗？", "是，新问题", "不是")
+        if yes == nil then return D.stop(chat, why) end
+        if yes then
+          reset(s)
+          return "receive"
+        end
+        chat:say("好的，您之前的问题我们会按承诺跟进，有进展会第一时间通知您。")
+        return nil
+      end
+      -- 上次没有登记完（超时、不在受理范围）：用这条消息重新开始
+      reset(s)
+      s.first_text = text
+      D.merge(s, X.all(text, chat:now()), true)
+      classify_now(chat, s, text)
+      return "receive"
+    end,
+  },
+
+  timers = {
+    -- 承诺的处理时限到了：主动回访
+    follow_up = function(chat, arg)
+      local s = chat.state
+      if s.resolved then return end
+      s.follow_up_asked = true
+      s.follow_up_answered = nil
+      chat:say("您好，关于您之前反映的【" .. (arg.label or "投诉") .. "】问题（" .. arg.title
+        .. "），承诺的处理时限已到。请问问题已经解决了吗？", { "已解决", "还没有解决" })
+      chat:record("follow_up_check", { title = arg.title })
+    end,
+  },
+}

@@ -1,0 +1,126 @@
+-- lib.classify：按关键词规则判断投诉类别和严重程度 / category and severity from keyword rules.
+--
+--   category(text)   -> 类别 slug, 得分：累加 lexicon/categories.lua 中各类别关键词的权重
+--                       （同一个词最多计两次；长词优先，被长词用掉的文字不再匹配短词），
+--                       得分最高者胜出；低于 MIN_SCORE 时为 "general"
+--   label(slug)      -> 中文名称
+--   severity(text, slug, slots, mood, customer) -> 1 一般 / 2 较重 / 3 严重：
+--                       类别基础分 + 严重情形用语 (HIGH +2, MID +1) + 金额 (>=1000 +1, >=10000 +2)
+--                       + 情绪激烈或威胁 (+1) + 多次投诉的老客户 (+1)，最后限制在 1..3
+--   is_greeting(text) 只是打招呼（“你好”“在吗”）
+--   has_cue(text)     话里有“出了问题”的意思（没到、扣了、坏了、投诉……）
+
+local T = lib.text
+local C = lexicon.categories
+local ORDER = T.copy(C.order)
+local BASE = {}
+for slug, c in pairs(C) do
+  if type(c) == "table" and c.base then BASE[slug] = c.base end
+end
+local M = {}
+
+M.MIN_SCORE = 3
+
+M.HIGH = { "盗刷", "诈骗", "被骗", "骗走", "冒用", "泄露", "全部积蓄", "救命", "医院", "住院",
+  "急用", "手术", "老人", "孩子生病" }
+M.MID = { "多次", "好几次", "反复", "第三次", "又一次", "一直", "至今", "半个月", "一个月",
+  "好几天", "几天了", "一周了", "没人管", "没人处理", "损失", "很急", "着急", "丢失", "冻结",
+  "影响工作", "耽误" }
+
+M.CUES = { "投诉", "问题", "不满", "怎么回事", "没有", "没", "不能", "无法", "失败", "错",
+  "坏", "差", "一直", "还没", "退", "扣", "丢", "慢", "骗", "不行", "不了", "不给", "不到",
+  "怎么办", "为什么", "凭什么", "处理", "解决", "赔", "延误", "取消", "故障", "收费", "被",
+  "维权", "反映", "举报" }
+
+M.GREETINGS = { "你好", "您好", "在吗", "在不在", "有人吗", "哈喽", "嗨", "喂", "hello", "hi",
+  "早上好", "晚上好", "下午好" }
+
+M.SEVERITY_LABEL = { "一般", "较重", "严重" }
+
+-- 每个类别的关键词按长度从长到短排好（长词先匹配并“用掉”那段文字，“没到账”就不会再算一次“到账”）
+-- Keywords longest first: a match consumes its text, so 没到账 does not also count as 到账.
+local SORTED = {}
+for _, slug in ipairs(ORDER) do
+  local list = {}
+  for _, kw in ipairs(C[slug].keywords) do list[#list + 1] = { string.lower(kw[1]), kw[2] } end
+  table.sort(list, function(a, b) return #a[1] > #b[1] end)
+  SORTED[slug] = list
+end
+
+local function consume(t, word)
+  local n, out, i = 0, {}, 1
+  while true do
+    local a, b = string.find(t, word, i, true)
+    if not a then break end
+    n = n + 1
+    out[#out + 1] = string.sub(t, i, a - 1)
+    out[#out + 1] = "\0"
+    i = b + 1
+  end
+  if n == 0 then return t, 0 end
+  out[#out + 1] = string.sub(t, i)
+  return table.concat(out), n
+end
+
+function M.scores(text)
+  local base = string.lower(T.halfwidth(text))
+  local out = {}
+  for _, slug in ipairs(ORDER) do
+    local s, t = 0, base
+    for _, kw in ipairs(SORTED[slug]) do
+      local n
+      t, n = consume(t, kw[1])
+      if n > 0 then s = s + kw[2] * math.min(n, 2) end
+    end
+    out[slug] = s
+  end
+  return out
+end
+
+function M.category(text)
+  local scores = M.scores(text)
+  local best, bs = "general", 0
+  for _, slug in ipairs(ORDER) do
+    if scores[slug] > bs then best, bs = slug, scores[slug] end
+  end
+  if bs < M.MIN_SCORE then return "general", bs end
+  return best, bs
+end
+
+function M.label(slug)
+  return (C[slug] or C.general).label
+end
+
+function M.is_greeting(text)
+  local t = string.lower(T.trim(T.halfwidth(text)))
+  t = string.gsub(t, "[%p%s]", "")
+  if t == "" then return true end
+  if T.len(t) > 6 then return false end
+  return T.find_any(t, M.GREETINGS) ~= nil and not M.has_cue(t)
+end
+
+function M.has_cue(text)
+  return T.find_any(text, M.CUES) ~= nil
+end
+
+function M.severity(text, slug, slots, mood, customer)
+  local sev = BASE[slug] or BASE.general
+  if T.find_any(text, M.HIGH) then
+    sev = sev + 2
+  elseif T.find_any(text, M.MID) then
+    sev = sev + 1
+  end
+  local amount = slots and tonumber(slots.amount)
+  if amount then
+    if amount >= 10000 then
+      sev = sev + 2
+    elseif amount >= 1000 then
+      sev = sev + 1
+    end
+  end
+  if mood and (mood.threat or (mood.score or 0) >= 70) then sev = sev + 1 end
+  if customer and (customer.history_count or 0) >= 2 then sev = sev + 1 end
+  return math.max(1, math.min(3, sev))
+end
+
+return M
