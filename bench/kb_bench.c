@@ -4,7 +4,8 @@
  * bench/kb_bench.sh, which writes the figures quoted in BENCHMARKS.md.
  *
  *   kb_bench recall  TSV [--synonyms FILE] [--variants a,b,..]
- *   kb_bench latency TSV N [--db PATH] [--queries Q] [--detail column|full] [--seed S]
+ *   kb_bench latency TSV N [--db PATH [--reuse]] [--queries Q] [--detail column|full]
+ *                    [--synonyms FILE] [--seed S]
  *
  * recall: every distinct sentence of the TSV (s1<TAB>s2<TAB>label) becomes one past case; each
  * label=1 pair with s1 != s2 is a query: s1's text, and the answer is s2's case.  The query's
@@ -12,7 +13,7 @@
  *   unibi      the shipped setup: kb_search (characters + bigrams, synonyms, pruning, re-rank)
  *   unibi-fts  the same index and terms, FTS5 bm25() order kept (no re-rank)
  *   unibi-nosyn  unibi without the synonym list
- *   uni, bi    other CJK tokenizations ("redress cjk=uni" / "cjk=bi"), same pipeline
+ *   uni, bi    other CJK tokenizations ("redress uni" / "redress bi"), same pipeline
  *   trigram    FTS5's own trigram tokenizer; query = OR of every trigram of the text, bm25()
  *   unicode61  FTS5's default tokenizer; query = OR of its tokens, bm25()
  * latency: N synthetic cases, each three random sentences of the TSV (summary, tried,
@@ -407,9 +408,9 @@ static int cmd_recall(int argc, char **argv)
     if (has_variant(variants, "unibi-fts"))
         recall_kb(&c, "unibi-fts", "redress", KB_CJK_UNIBI, 0);
     if (has_variant(variants, "uni"))
-        recall_kb(&c, "uni", "redress cjk=uni", KB_CJK_UNI, 1);
+        recall_kb(&c, "uni", "redress uni", KB_CJK_UNI, 1);
     if (has_variant(variants, "bi"))
-        recall_kb(&c, "bi", "redress cjk=bi", KB_CJK_BI, 1);
+        recall_kb(&c, "bi", "redress bi", KB_CJK_BI, 1);
     if (has_variant(variants, "unibi-nosyn")) {
         kb_set_synonyms_file(NULL, NULL, 0);
         recall_kb(&c, "unibi-nosyn", "redress", KB_CJK_UNIBI, 1);
@@ -431,7 +432,7 @@ static int cmd_latency(int argc, char **argv)
 {
     corpus c;
     const char *path = NULL, *detail = "column";
-    int nq = 2000;
+    int nq = 2000, reuse = 0;
     long n = atol(argv[3]);
     unsigned seed = 42;
     char tmp[256], err[512];
@@ -441,6 +442,8 @@ static int cmd_latency(int argc, char **argv)
             path = argv[++i];
         else if (strcmp(argv[i], "--queries") == 0 && i + 1 < argc)
             nq = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--reuse") == 0)
+            reuse = 1;
         else if (strcmp(argv[i], "--detail") == 0 && i + 1 < argc)
             detail = argv[++i];
         else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc)
@@ -449,7 +452,8 @@ static int cmd_latency(int argc, char **argv)
             if (kb_set_synonyms_file(argv[++i], err, sizeof(err)) != 0)
                 die("synonyms", err);
         } else
-            die("usage", "kb_bench latency TSV N [--db PATH] [--queries Q] [--detail column|full]");
+            die("usage", "kb_bench latency TSV N [--db PATH [--reuse]] [--queries Q] "
+                         "[--detail column|full] [--synonyms FILE] [--seed S]");
     }
     if (n < 1 || nq < 1)
         die("usage", "N and Q must be positive");
@@ -458,17 +462,20 @@ static int cmd_latency(int argc, char **argv)
         snprintf(tmp, sizeof(tmp), "/tmp/kb_bench_%ld_%d.db", n, (int)getpid());
         path = tmp;
     }
-    unlink(path);
     char wal[300];
-    snprintf(wal, sizeof(wal), "%s-wal", path);
-    unlink(wal);
-    snprintf(wal, sizeof(wal), "%s-shm", path);
-    unlink(wal);
+    if (!reuse || access(path, R_OK) != 0) {
+        reuse = 0;
+        unlink(path);
+        snprintf(wal, sizeof(wal), "%s-wal", path);
+        unlink(wal);
+        snprintf(wal, sizeof(wal), "%s-shm", path);
+        unlink(wal);
+    }
     srand(seed);
     sqlite3 *db = open_kb(path, "redress", detail);
     double t0 = now_ms();
     exec_or_die(db, "BEGIN");
-    for (long i = 0; i < n; i++) {
+    for (long i = 0; i < n && !reuse; i++) {
         const char *sum = c.sent[rand() % c.n], *cat = cats[rand() % 16];
         const char *tried = c.sent[rand() % c.n], *res = c.sent[rand() % c.n];
         add_case(db, i + 1, sum, cat, tried, res);

@@ -14,8 +14,9 @@
 #   saturate   closed loop (one turn in flight per conversation) at each of --conns: turns/s;
 #              the best becomes the saturation rate
 #   open       open loop at --open-fraction of that rate: p50 / p99 turn latency; meanwhile
-#              POST /api/flows/reload --reloads times (reported "not available" on a 404) and
-#              count turns lost
+#              POST /api/flows/reload --reloads times (reported "not available" on a 404; on a
+#              server with accounts, as a bench-reload editor created in the run's database)
+#              and count turns lost
 #   echo       the saturate run at the best concurrency against echo_server: ratio
 #              (phases after saturate use its best concurrency, or the last of --conns)
 #   mixed      the saturate run at the best concurrency while --mixed-idle more conversations
@@ -395,10 +396,37 @@ best() { # FIELD
     jq ".$1" "$OUT/saturate/best.json"
 }
 
+RELOAD_JAR=
 reload_once() { # PORT -> prints "code seconds"
-    curl -s -o /dev/null -w '%{http_code} %{time_total}' -X POST --max-time 30 \
+    local auth=()
+    [ -z "$RELOAD_JAR" ] || auth=(-b "$RELOAD_JAR")
+    curl -s -o /dev/null -w '%{http_code} %{time_total}' -X POST --max-time 30 "${auth[@]}" \
         -H 'Content-Type: application/json' --data '{}' \
         "http://127.0.0.1:$1/api/flows/reload" || echo "000 0"
+}
+
+# A server with accounts (`redress user`, docs/auth.md) wants an editor's session for the
+# reload: create one with a random password in this run's database and log in.
+reload_login() { # DIR
+    local dir=$1 pw code
+    RELOAD_JAR=
+    "$REDRESS" --help 2>/dev/null | grep -q '^  user ' || return 0
+    pw=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    if ! printf '%s\n' "$pw" | "$REDRESS" user add bench-reload --role=editor \
+        --data.dir "$dir/data" >>"$dir/server.err" 2>&1; then
+        log "could not create the bench-reload account (see $dir/server.err)"
+        return 0
+    fi
+    (umask 077 && printf '{"username":"bench-reload","password":"%s"}' "$pw" >"$dir/login.json")
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 -c "$dir/cookies" \
+        -H 'Content-Type: application/json' --data "@$dir/login.json" \
+        "http://127.0.0.1:$SERVER_PORT/api/auth/login" || echo 000)
+    rm -f "$dir/login.json"
+    if [ "$code" = 200 ]; then
+        RELOAD_JAR=$dir/cookies
+    else
+        log "login as bench-reload: HTTP $code; reloading without a session"
+    fi
 }
 
 phase_open() {
@@ -412,6 +440,7 @@ phase_open() {
     fi
     log "open loop: $rate turns/s over $conns conversations, $RELOADS reloads"
     start_server redress "$dir"
+    reload_login "$dir"
     probe=$(reload_once "$SERVER_PORT")
     code=${probe%% *}
     case "$code" in
@@ -442,6 +471,7 @@ phase_open() {
     lg_finish "$dir" "$RUN_LIMIT"
     [ -z "$reloader" ] || wait_pid "$reloader" 60
     stop_server "$dir"
+    rm -f "$dir/cookies"
     jq --arg reload "$reload_state" --argjson probe_code "$code" \
         --argjson rate "$rate" --argjson conns "$conns" \
         --rawfile reloads "$dir/reloads.txt" --argjson loadavg "$LOADAVG" \

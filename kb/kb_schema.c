@@ -12,7 +12,8 @@
  *   kb_meta              name -> value: schema_version, synonyms_hash
  *   kb_categories        slug -> Chinese name (the list in categories[])
  *   kb_templates         the current version of each solution template; steps and tags are
- *                        stored one per line
+ *                        stored one per line; ids are never reused (AUTOINCREMENT), so an
+ *                        editor's link to a deleted template cannot land on another one
  *   kb_template_history  every version of every template by (key, version), written by
  *                        triggers on insert/update and by kb_template_delete for deletions
  *   kb_cases             past cases
@@ -179,7 +180,7 @@ static const char *const migrations[] = {
     "  name TEXT NOT NULL\n"
     ") WITHOUT ROWID;\n"
     "CREATE TABLE kb_templates(\n"
-    "  id INTEGER PRIMARY KEY,\n"
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
     "  key TEXT NOT NULL UNIQUE,\n"
     "  title TEXT NOT NULL,\n"
     "  category TEXT NOT NULL REFERENCES kb_categories(slug),\n"
@@ -208,7 +209,7 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (key, version)\n"
     ") WITHOUT ROWID;\n"
     "CREATE TABLE kb_cases(\n"
-    "  id INTEGER PRIMARY KEY,\n"
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
     "  key TEXT NOT NULL UNIQUE,\n"
     "  summary TEXT NOT NULL,\n"
     "  category TEXT NOT NULL REFERENCES kb_categories(slug),\n"

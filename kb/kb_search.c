@@ -14,10 +14,11 @@
  *   3. prune      take terms rarest first while the sum of their df stays within
  *                 POSTING_BUDGET and at most MATCH_MAX terms; very common terms (的, 怎么,
  *                 and anything the corpus is full of) drop out of the MATCH but still count
- *                 in re-ranking and coverage.  If even the rarest term is over budget, the
- *                 newest FALLBACK_ROWS rows containing it are taken unranked.
+ *                 in re-ranking and coverage.  If even the rarest term is over budget, only
+ *                 the newest FALLBACK_ROWS rows containing it are ranked.
  *   4. candidates FTS5 MATCH '{columns} : ("t1" OR "t2" ...)' [AND '{category} : ...'],
- *                 ordered by bm25() with column weights, CANDIDATES rows.
+ *                 ordered by kb_rank() (a bm25 without length normalization, see there) with
+ *                 column weights, CANDIDATES rows.
  *   5. re-rank    each candidate is analyzed again and scored with BM25F over *all* query
  *                 terms (column weights, per-column length normalization from kb_fts_stats);
  *                 coverage (below) and the snippet come from the same pass.
@@ -88,8 +89,8 @@ typedef struct table_def {
     const int *snippet_order; /* columns to take a snippet from, best first, -1 ends */
     const char *sql_ranked;   /* ?1 match, ?2 candidates, ?3 category or NULL, ?4 kb_rank
                                  arguments; %s the rank expression */
+    const char *sql_recent;   /* the same over the newest ?5 matches only */
     const char *bm25;         /* builtin bm25() with the column weights, negated */
-    const char *sql_recent;
     const char *sql_stats;
     const char *sql_df; /* ?1 match, ?2 lowest rowid: matching rowids ascending */
 } table_def;
@@ -111,8 +112,9 @@ static const table_def tables[] = {
      TPL_SELECT "(SELECT rowid AS rid, %s AS s "
                 "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY s DESC LIMIT ?2) AS m "
                 "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
-     TPL_SELECT "(SELECT rowid AS rid, 0.0 AS s FROM kb_templates_fts "
-                "WHERE kb_templates_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?2) AS m "
+     TPL_SELECT "(SELECT rid, s FROM (SELECT rowid AS rid, kb_rank(kb_templates_fts, ?4) AS s "
+                "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY rowid DESC "
+                "LIMIT ?5) ORDER BY s DESC LIMIT ?2) AS m "
                 "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
      "-bm25(kb_templates_fts, 8.0, 0.0, 5.0, 2.0, 2.0, 1.0)",
      "SELECT (SELECT max(id) FROM kb_templates), kb_fts_stats(kb_templates_fts) "
@@ -122,8 +124,9 @@ static const table_def tables[] = {
      CASE_SELECT "(SELECT rowid AS rid, %s AS s "
                  "FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 ORDER BY s DESC LIMIT ?2) AS m "
                  "JOIN kb_cases c ON c.id = m.rid WHERE ?3 IS NULL OR c.category = ?3",
-     CASE_SELECT "(SELECT rowid AS rid, 0.0 AS s FROM kb_cases_fts "
-                 "WHERE kb_cases_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?2) AS m "
+     CASE_SELECT "(SELECT rid, s FROM (SELECT rowid AS rid, kb_rank(kb_cases_fts, ?4) AS s "
+                 "FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 ORDER BY rowid DESC "
+                 "LIMIT ?5) ORDER BY s DESC LIMIT ?2) AS m "
                  "JOIN kb_cases c ON c.id = m.rid WHERE ?3 IS NULL OR c.category = ?3",
      "-bm25(kb_cases_fts, 4.0, 0.0, 1.0, 2.0)",
      "SELECT (SELECT max(id) FROM kb_cases), kb_fts_stats(kb_cases_fts) "
@@ -904,15 +907,16 @@ static int search_table(sqlite3 *db, const table_def *td, const char *text,
     if (sqlite3_prepare_v2(db, fallback ? td->sql_recent : sql, -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
-    if (!fallback && !o->fts_bm25)
+    sqlite3_bind_int(st, 2, o->candidates);
+    if (fallback || !o->fts_bm25)
         sqlite3_bind_text(st, 4, args, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, fallback ? FALLBACK_ROWS : o->candidates);
+    if (fallback)
+        sqlite3_bind_int(st, 5, FALLBACK_ROWS);
     if (category)
         sqlite3_bind_text(st, 3, category, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 3);
     d->q = qp;
-    int first = hv->n;
 #ifdef KB_PROF
     if (getenv("KB_PROF_MATCH")) {
         double sum = 0;
@@ -930,8 +934,6 @@ static int search_table(sqlite3 *db, const table_def *td, const char *text,
             goto out;
         if (!o->rerank) /* keep the candidate order */
             hv->v[hv->n - 1].score = sqlite3_column_double(st, 1);
-        if (fallback && hv->n - first > FALLBACK_ROWS)
-            break;
     }
     rc = (s == SQLITE_DONE || s == SQLITE_ROW) ? 0 : KB_ERR_DB;
     PROF(5, t0);
@@ -1014,7 +1016,9 @@ int kb_search_ex(sqlite3 *db, const char *text, const char *category, int limit,
         if (rc != 0)
             goto fail;
     }
-    qsort(hv.v, (size_t)hv.n, sizeof(*hv.v), by_score);
+    if (hv.n > 1) /* qsort must not see the NULL of an empty vector */
+        if (hv.n > 1)
+        qsort(hv.v, (size_t)hv.n, sizeof(*hv.v), by_score);
     for (int i = limit; i < hv.n; i++)
         hit_clear(&hv.v[i]);
     r->hits = hv.v;

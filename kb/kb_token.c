@@ -30,7 +30,8 @@
  * a word run is one token (the whole run); text starting with '~' is a synonym-group token
  * taken verbatim.  Customer text never reaches query mode unanalyzed (kb_search.c).
  *
- * The FTS5 glue: xCreate parses options ("cjk=unibi|uni|bi", "synonyms=on|off"); xTokenize
+ * The FTS5 glue: xCreate parses options (tokenize = 'redress [unibi|uni|bi]
+ * [synonyms|nosynonyms]', defaults unibi and synonyms); xTokenize
  * takes a reference on the process-wide synonym list for the duration of the call
  * (kb_synonyms_current), so a reload never frees a list in use.  kb_register() installs the
  * tokenizer and the kb_fts_stats() auxiliary function on one connection.
@@ -493,15 +494,15 @@ static int tok_create(void *ctx, const char **argv, int argc, Fts5Tokenizer **ou
     t->synonyms = 1;
     for (int i = 0; i < argc; i++) {
         const char *v = argv[i];
-        if (strcmp(v, "cjk=unibi") == 0)
+        if (strcmp(v, "unibi") == 0)
             t->cjk = KB_CJK_UNIBI;
-        else if (strcmp(v, "cjk=uni") == 0)
+        else if (strcmp(v, "uni") == 0)
             t->cjk = KB_CJK_UNI;
-        else if (strcmp(v, "cjk=bi") == 0)
+        else if (strcmp(v, "bi") == 0)
             t->cjk = KB_CJK_BI;
-        else if (strcmp(v, "synonyms=on") == 0)
+        else if (strcmp(v, "synonyms") == 0)
             t->synonyms = 1;
-        else if (strcmp(v, "synonyms=off") == 0)
+        else if (strcmp(v, "nosynonyms") == 0)
             t->synonyms = 0;
         else {
             free(t);

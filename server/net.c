@@ -128,7 +128,6 @@ static int start_lws(server_t *srv)
 {
     const config_t *cfg = srv->cfg;
     static struct lws_http_mount mounts[8];
-    static lws_retry_bo_t retry;
     struct lws_context_creation_info info;
     void *foreign_loops[1] = {&srv->loop};
     int n = 0;
@@ -152,11 +151,10 @@ static int start_lws(server_t *srv)
     protocols[1] = ws_chat_protocol;
     memset(&protocols[2], 0, sizeof(protocols[2]));
 
-    memset(&retry, 0, sizeof(retry));
-    /* ws.c sends the pings and closes idle chats with 1001; lws's own check is only a backstop
-     * for sockets that never finish an upgrade */
-    retry.secs_since_valid_ping = (uint16_t)(cfg->idle_timeout_s + 30);
-    retry.secs_since_valid_hangup = (uint16_t)(cfg->idle_timeout_s + 60);
+    /* No lws retry/idle policy and no fd_limit_per_thread: ws.c pings and times out idle chats
+     * in its sweep, and lws's own versions cost O(n) per event at 15,000 sockets (a sorted timer
+     * list re-inserted on every frame; a linear fd lookup below the process fd limit).
+     * limits.max_connections is enforced in ws.c. */
 
     memset(&info, 0, sizeof(info));
     info.port = cfg->listen_port; /* 0: the kernel picks one; listen_port() reads it back */
@@ -168,8 +166,6 @@ static int start_lws(server_t *srv)
                    LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.foreign_loops = foreign_loops;
     info.user = srv;
-    info.retry_and_idle_policy = &retry;
-    info.fd_limit_per_thread = (unsigned)cfg->max_connections + 64u;
     info.timeout_secs = 20;
     srv->lws = lws_create_context(&info);
     if (!srv->lws) {

@@ -243,6 +243,19 @@ static int tx_exec(sqlite3 *db, const char *sql)
     return rc == SQLITE_OK ? 0 : -1;
 }
 
+/* One cached statement, stepped once (savepoints: prepared once, not parsed per operation). */
+static int tx_step(store_tx_t *tx, const char *sql)
+{
+    sqlite3_stmt *st = store_tx_stmt(tx, sql);
+    if (!st)
+        return -1;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        log_error("store", "%s: %s", sql, sqlite3_errmsg(tx->db));
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 static void run_batch(store_t *s, op *batch)
 {
     sqlite3 *db = s->tx.db;
@@ -257,7 +270,7 @@ static void run_batch(store_t *s, op *batch)
     }
     for (op *o = batch; o; o = o->next) {
         nops++;
-        if (tx_exec(db, "SAVEPOINT op") != 0) {
+        if (tx_step(&s->tx, "SAVEPOINT op") != 0) {
             o->rc = -1;
             nfailed++;
             continue;
@@ -265,9 +278,9 @@ static void run_batch(store_t *s, op *batch)
         o->rc = o->work(&s->tx, o->arg);
         if (o->rc != 0) {
             nfailed++;
-            tx_exec(db, "ROLLBACK TO op");
+            tx_step(&s->tx, "ROLLBACK TO op");
         }
-        tx_exec(db, "RELEASE op");
+        tx_step(&s->tx, "RELEASE op");
     }
     if (tx_exec(db, "COMMIT") != 0) {
         failed = 1;

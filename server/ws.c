@@ -283,10 +283,12 @@ static int on_writeable(ws_conn_t *c)
     }
     if (c->close_code) {
         /* Returning -1 from WRITEABLE would drop the close frame: set the reason and let the
-         * connection's timer (LWS_CALLBACK_TIMER) end it on the next loop turn. */
+         * connection's timer (LWS_CALLBACK_TIMER) end it shortly.  The 20 ms let a client that
+         * is still sending (a flooder) get its data read first: closing on unread data makes
+         * the kernel reset the connection, and the reset can destroy the close frame. */
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
                          (unsigned char *)c->close_reason, strlen(c->close_reason));
-        lws_set_timer_usecs(c->wsi, 1);
+        lws_set_timer_usecs(c->wsi, 20000);
     }
     return 0;
 }

@@ -15,6 +15,9 @@
 -- Each returns the value found or nil; time() needs the current time (chat:now()).
 
 local T = lib.text
+-- 常用函数先取出来（经过只读视图查找比局部变量慢）/ cached: lookups through a view cost more
+local find_any, halfwidth, numerals_before, cn_number, trim, len =
+  T.find_any, T.halfwidth, T.numerals_before, T.cn_number, T.trim, T.len
 local PRODUCTS = T.copy(lexicon.products)
 local M = {}
 
@@ -56,7 +59,7 @@ local function is_phone(s)
 end
 
 function M.order_id(text, loose)
-  local t = T.halfwidth(text)
+  local t = halfwidth(text)
   local v = after(t, { "订单号", "订单编号", "订单" }, "(%w[%w%-]*)")
   if v and #v >= 6 and find(v, "%d") then return upper(v) end
   if loose then
@@ -86,7 +89,7 @@ local function money_after(t, n, rest)
 end
 
 function M.amount(text)
-  local t = T.halfwidth(text)
+  local t = halfwidth(text)
   local v = match(t, "\194\165%s*(%d+%.?%d*)") or match(t, "[Rr][Mm][Bb]%s*(%d+%.?%d*)")
   if v then return tonumber(v) end
   for num, e in gmatch(t, "(%d+%.?%d*)()") do
@@ -100,9 +103,9 @@ function M.amount(text)
   for _, unit in ipairs({ "元", "块" }) do
     local i = find(t, unit, 1, true)
     while i do
-      local s = T.numerals_before(t, i)
+      local s = numerals_before(t, i)
       if s then
-        local n = T.cn_number(s)
+        local n = cn_number(s)
         if n and n > 0 then return n end
       end
       i = find(t, unit, i + 3, true)
@@ -112,7 +115,7 @@ function M.amount(text)
 end
 
 function M.phone(text)
-  local t = T.halfwidth(text)
+  local t = halfwidth(text)
   for p in gmatch(t, "%f[%d](1[3-9]%d%d%d%d%d%d%d%d%d)%f[%D]") do return p end
   local area, num = match(t, "%f[%d](0%d%d%d?)[%-%s]?(%d%d%d%d%d%d%d%d?)%f[%D]")
   if area then return area .. "-" .. num end
@@ -120,7 +123,7 @@ function M.phone(text)
 end
 
 function M.account(text, loose)
-  local t = T.halfwidth(text)
+  local t = halfwidth(text)
   local v = after(t, { "尾号", "卡号后四位", "后四位", "末四位", "尾数", "后4位", "末4位" },
     "(%d%d%d%d)")
   if v then return v end
@@ -135,7 +138,7 @@ function M.account(text, loose)
 end
 
 function M.tracking_no(text, loose)
-  local t = upper(T.halfwidth(text))
+  local t = upper(halfwidth(text))
   local v = after(t, { "运单号", "快递单号", "物流单号", "快递号", "单号" }, "(%w+)")
   if v and #v >= 8 and find(v, "%d") then return v end
   for w in gmatch(t, "%f[%w](%u%u%u?%d%d%d%d%d%d%d%d+)%f[%W]") do return w end
@@ -148,7 +151,7 @@ function M.tracking_no(text, loose)
 end
 
 function M.flight(text)
-  local t = upper(T.halfwidth(text))
+  local t = upper(halfwidth(text))
   for code in gmatch(t, "%f[%w](%w%w%d%d%d%d?)%f[%W]") do
     if find(sub(code, 1, 2), "%u") then return code end
   end
@@ -215,9 +218,9 @@ local function clock_time(t)
       for _, key in ipairs({ "点半", "点" }) do
         local i = find(t, key, 1, true)
         if i then
-          local s = T.numerals_before(t, i)
+          local s = numerals_before(t, i)
           if s then
-            h = tostring(T.cn_number(s))
+            h = tostring(cn_number(s))
             m = key == "点半" and "30" or nil
             break
           end
@@ -228,13 +231,17 @@ local function clock_time(t)
   if not h then return nil end
   h, m = tonumber(h), tonumber(m or 0)
   if not h or h > 24 or (m and m > 59) then return nil end
-  if h < 12 and T.find_any(t, { "下午", "晚上", "傍晚", "今晚", "昨晚" }) then h = h + 12 end
-  if h < 6 and T.find_any(t, { "中午" }) then h = h + 12 end
+  if h < 12 and find_any(t, { "下午", "晚上", "傍晚", "今晚", "昨晚" }) then h = h + 12 end
+  if h < 6 and find_any(t, { "中午" }) then h = h + 12 end
   return format("%02d:%02d", h % 24, m or 0)
 end
 
+-- 没有数字、也没有这些字的话里不会有时间 / no digit and none of these: no time in the text
+local TIME_HINTS = { "天", "日", "周", "星期", "礼拜", "月", "年", "点", "刚", "今", "昨", "晚", "早" }
+
 function M.time(text, now)
-  local t = T.halfwidth(text)
+  local t = halfwidth(text)
+  if not find(t, "%d") and not find_any(t, TIME_HINTS) then return nil end
   local y, mo, d
   -- 2024年3月5日 / 2024-03-05 / 2024/3/5 / 2024.3.5
   local Y, MO, D = match(t, "(%d%d%d%d)年(%d%d?)月(%d%d?)")
@@ -262,7 +269,7 @@ function M.time(text, now)
     local n = match(t, "(%d+)天前") or match(t, "(%d+)天之前")
     if not n then
       local i = find(t, "天前", 1, true) or find(t, "天之前", 1, true)
-      if i then n = T.numerals_before(t, i) and T.cn_number((T.numerals_before(t, i))) end
+      if i then n = numerals_before(t, i) and cn_number((numerals_before(t, i))) end
     end
     n = tonumber(n)
     if n and n < 400 then y, mo, d = ymd(now, -n) end
@@ -322,7 +329,7 @@ end
 
 -- 全部提取 / every slot found in text
 function M.all(text, now)
-  text = T.halfwidth(text) -- 只做一次全角转半角；各函数对已转换的文字再转一次不会变
+  text = halfwidth(text) -- 只做一次全角转半角；各函数对已转换的文字再转一次不会变
   local found = {}
   found.order_id = M.order_id(text)
   found.amount = M.amount(text)
@@ -334,7 +341,7 @@ function M.all(text, now)
   found.product = M.product(text)
   -- 订单号和运单号可能是同一串字符：有“运单/快递单”字样时算运单号
   if found.order_id and found.tracking_no and found.order_id == found.tracking_no then
-    if T.find_any(text, { "运单", "快递单", "物流单" }) then found.order_id = nil
+    if find_any(text, { "运单", "快递单", "物流单" }) then found.order_id = nil
     else found.tracking_no = nil end
   end
   if found.flight and (found.flight == found.order_id or found.flight == found.tracking_no) then
@@ -352,8 +359,8 @@ function M.one(name, text, now)
   if name == "product" then
     local p = M.product(text)
     if p then return p end
-    local s = T.trim(text)
-    if T.len(s) >= 1 and T.len(s) <= 20 then return s end
+    local s = trim(text)
+    if len(s) >= 1 and len(s) <= 20 then return s end
     return nil
   end
   local f = M[name]

@@ -12,8 +12,9 @@
  *
  * What must hold: no crash or leak; 0 or -1; on -1 a non-empty message, and for a file one that
  * starts with "path:line:" or "path:"; on 0 every setting satisfies its row (integers within
- * [min, max], strings present, within their length range and among their choices); the
- * non-flag arguments come back in order at the front of argv; config_free leaves no string.
+ * [min, max], strings present, within their length range and among their choices); every
+ * argument that is not a setting flag or its value comes back, in order, at the front of argv;
+ * config_free leaves no string.
  */
 #include "fuzz_util.h"
 
@@ -52,6 +53,16 @@ static void check_settings(const config_t *c)
         FZ_CHECK(!s->choices || choice_ok(s->choices, v), "%s = \"%s\" not in %s", s->name, v,
                  s->choices);
     }
+}
+
+/* config.c's rule: --config and flags whose name has a dot are settings; any other argument
+ * (including "--" and flags such as --role) belongs to the command and stays in the rest. */
+static int is_setting_flag(const char *a)
+{
+    if (strncmp(a, "--", 2) != 0 || a[2] == '\0')
+        return 0;
+    size_t klen = strcspn(a + 2, "=");
+    return (klen == 6 && strncmp(a + 2, "config", 6) == 0) || memchr(a + 2, '.', klen) != NULL;
 }
 
 static void check_error(int rc, const char *err, size_t errlen)
@@ -109,12 +120,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int k = 0;
         for (int i = 0; i < argc; i++) {
             const char *a = orig[i];
-            if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
-                FZ_CHECK(k < rest && argv[k] == a, "argument %d \"%s\" not kept in order", i, a);
-                k++;
-            } else if (!strchr(a, '=')) {
-                i++; /* the flag's value */
+            if (is_setting_flag(a)) {
+                if (!strchr(a, '='))
+                    i++; /* the flag's value */
+                continue;
             }
+            FZ_CHECK(k < rest && argv[k] == a, "argument %d \"%s\" not kept in order", i, a);
+            k++;
         }
         FZ_CHECK(k == rest, "%d non-flag arguments, rest says %d", k, rest);
     } else {

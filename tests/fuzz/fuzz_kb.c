@@ -58,7 +58,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 typedef struct tok_check {
     const kb_analyzer_t *a;
-    int len;   /* of the analyzed text */
+    int len; /* of the analyzed text */
     int ntok;
     int round; /* 1 while re-analyzing a term in query mode */
     const char *want;
@@ -131,9 +131,8 @@ static void fuzz_analyze(const uint8_t *data, size_t size)
     for (int mode = KB_CJK_UNIBI; mode <= KB_CJK_BI; mode++)
         for (int query = 0; query <= 1; query++)
             for (int use_syn = 0; use_syn <= 1; use_syn++) {
-                kb_analyzer_t a = {.cjk = (kb_cjk_mode_t)mode,
-                                   .query = query,
-                                   .syn = use_syn ? syn : NULL};
+                kb_analyzer_t a = {
+                    .cjk = (kb_cjk_mode_t)mode, .query = query, .syn = use_syn ? syn : NULL};
                 tok_check c = {.a = &a, .len = (int)size};
                 int rc = kb_analyze(&a, buf, (int)size, check_tok, &c);
                 FZ_CHECK(rc == 0, "kb_analyze returned %d", rc);
@@ -160,11 +159,11 @@ static void check_result(const kb_result_t *r, int limit, const char *category, 
         FZ_CHECK(h->title && h->category && h->text && h->key && h->snippet, "missing string");
         const char *strs[] = {h->title, h->category, h->text, h->key, h->snippet};
         for (size_t k = 0; k < sizeof(strs) / sizeof(strs[0]); k++)
-            FZ_CHECK(fz_utf8_ok(strs[k], strlen(strs[k])), "hit string %zu not valid UTF-8: %s",
-                     k, strs[k]);
+            FZ_CHECK(fz_utf8_ok(strs[k], strlen(strs[k])), "hit string %zu not valid UTF-8: %s", k,
+                     strs[k]);
         if (category && kb_category_name(category))
-            FZ_CHECK(strcmp(h->category, category) == 0, "hit in %s for category %s",
-                     h->category, category);
+            FZ_CHECK(strcmp(h->category, category) == 0, "hit in %s for category %s", h->category,
+                     category);
     }
 }
 

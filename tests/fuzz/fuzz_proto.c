@@ -49,8 +49,7 @@ static void check_string_field(const cJSON *o, const char *field, const char *wa
 
 /* A fixed-size field: NUL-terminated inside its buffer, valid UTF-8, 1..maxchars characters
  * (0 allowed when optional). */
-static void check_field(const char *what, const char *s, size_t size, size_t maxchars,
-                        int optional)
+static void check_field(const char *what, const char *s, size_t size, size_t maxchars, int optional)
 {
     size_t n = strnlen(s, size);
     FZ_CHECK(n < size, "%s is not NUL-terminated inside its buffer", what);
@@ -119,8 +118,10 @@ static void check_error(const proto_in_t *in, proto_error_t code, const char *ms
     FZ_CHECK((unsigned)code < PROTO_E_COUNT, "error code %d out of range", (int)code);
     size_t n = strnlen(msg, msglen);
     FZ_CHECK(n > 0 && n < msglen, "empty or unterminated error message");
-    FZ_CHECK(fz_utf8_ok(msg, n), "error message is not valid UTF-8 (sent to the client in an "
-                                 "error frame): \"%s\"", msg);
+    FZ_CHECK(fz_utf8_ok(msg, n),
+             "error message is not valid UTF-8 (sent to the client in an "
+             "error frame): \"%s\"",
+             msg);
     FZ_CHECK(in->text == NULL, "text left allocated after an error");
     size_t idn = strnlen(in->id, sizeof(in->id));
     FZ_CHECK(idn < sizeof(in->id) && fz_utf8_ok(in->id, idn), "bad id kept after an error");
