@@ -416,5 +416,5 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
 }
 
 const struct lws_protocols ws_chat_protocol = {
-    "redress.chat.v1", callback_chat, sizeof(ws_conn_t), 4096, 0, NULL, 0,
+    "redress.chat.v1", callback_chat, sizeof(ws_conn_t), 1024, 0, NULL, 0,
 };
