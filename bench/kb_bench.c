@@ -187,9 +187,12 @@ static void add_case(sqlite3 *db, long long n, const char *summary, const char *
 /* Inserts one case per sentence (id = sentence index + 1). */
 static void insert_sentences(sqlite3 *db, const corpus *c)
 {
+    char err[256];
     exec_or_die(db, "BEGIN");
     for (int i = 0; i < c->n; i++)
         add_case(db, i + 1, c->sent[i], "general", "", "");
+    if (kb_optimize(db, 2, err, sizeof(err)) != 0)
+        die("kb_optimize", err);
     exec_or_die(db, "COMMIT");
 }
 
@@ -483,6 +486,8 @@ static int cmd_latency(int argc, char **argv)
             exec_or_die(db, "COMMIT; BEGIN");
     }
     exec_or_die(db, "COMMIT");
+    if (!reuse && kb_optimize(db, 2, err, sizeof(err)) != 0) /* as an import would */
+        die("kb_optimize", err);
     exec_or_die(db, "PRAGMA wal_checkpoint(TRUNCATE)");
     double build = now_ms() - t0;
     sqlite3_int64 pages = 0, psize = 0;

@@ -55,6 +55,18 @@ int kb_reload_synonyms(sqlite3 *db, char *err, size_t errlen);
 /* Rebuilds every kb FTS index from the tables.  Returns 0, or negative with a message. */
 int kb_reindex(sqlite3 *db, char *err, size_t errlen);
 
+/*
+ * Index upkeep.  Every write adds a small FTS5 segment and searches slow down with the number
+ * of segments (measured 3x at 100k cases, BENCHMARKS.md).  kb_optimize merges each index of
+ * `which` (bit 0 templates, bit 1 cases) into one segment: imports and seeding do it on their
+ * own; cost grows with the index (seconds at 1M cases).  kb_maintain does at most `pages`
+ * pages of incremental merging per index and returns 1 when it merged something (call again
+ * later), 0 when there was nothing to merge, or KB_ERR_DB: call it from the writer now and
+ * then (say every few hundred kb_case_add calls, or on an idle timer).
+ */
+int kb_optimize(sqlite3 *db, int which, char *err, size_t errlen);
+int kb_maintain(sqlite3 *db, int pages);
+
 /* Categories: the fixed list seeded into kb_categories.  kb_category_name returns the Chinese
  * name of a slug ("bank.fee" -> "误扣费") or NULL for an unknown slug; the strings are static. */
 const char *kb_category_name(const char *slug);

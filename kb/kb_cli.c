@@ -6,6 +6,7 @@
  *   redress kb search TEXT [-c CATEGORY] [-n LIMIT] [--json]
  *   redress kb stats                           counts per category, index and synonyms
  *   redress kb reindex                         rebuild the FTS indexes (after editing synonyms)
+ *   redress kb optimize                        merge each FTS index into one segment
  *   redress kb synonyms [FILE]                 check a synonym list (default: kb.synonyms)
  *
  * Design.  Each command opens the database named by the settings (config_db_path; data.dir is
@@ -31,6 +32,7 @@ static int usage(void)
             "       redress kb search TEXT [-c|--category CATEGORY] [-n|--limit N] [--json]\n"
             "       redress kb stats\n"
             "       redress kb reindex\n"
+            "       redress kb optimize\n"
             "       redress kb synonyms [FILE]\n"
             "  (plus any --setting=value; the database is data.dir/data.db)\n");
     return 2;
@@ -362,6 +364,34 @@ static int cmd_reindex(const config_t *cfg, int argc, char **argv)
     return 0;
 }
 
+static int cmd_optimize(const config_t *cfg, int argc, char **argv)
+{
+    char err[512];
+    int nested = 0, rc;
+    (void)argv;
+    if (argc > 1)
+        return usage();
+    sqlite3 *db = open_db(cfg);
+    if (db == NULL)
+        return 1;
+    rc = kb_tx_begin(db, &nested);
+    if (rc == 0)
+        rc = kb_optimize(db, 3, err, sizeof(err));
+    else
+        kb_err(err, sizeof(err), "%s", sqlite3_errmsg(db));
+    if (kb_tx_end(db, nested, rc == 0) != 0 && rc == 0) {
+        kb_err(err, sizeof(err), "commit: %s", sqlite3_errmsg(db));
+        rc = KB_ERR_DB;
+    }
+    sqlite3_close(db);
+    if (rc != 0) {
+        fprintf(stderr, "redress kb optimize: %s\n", err);
+        return 1;
+    }
+    printf("optimized\n");
+    return 0;
+}
+
 static int cmd_synonyms(const config_t *cfg, int argc, char **argv)
 {
     char err[512];
@@ -390,7 +420,8 @@ int kb_cli_main(const struct config *cfg, int argc, char **argv)
         int (*fn)(const config_t *, int, char **);
     } cmds[] = {
         {"import", cmd_import},   {"export", cmd_export},   {"search", cmd_search},
-        {"stats", cmd_stats},     {"reindex", cmd_reindex}, {"synonyms", cmd_synonyms},
+        {"stats", cmd_stats},     {"reindex", cmd_reindex}, {"optimize", cmd_optimize},
+        {"synonyms", cmd_synonyms},
     };
     int rc = 2;
 

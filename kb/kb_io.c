@@ -10,6 +10,9 @@
  *   open file -> begin -> for each non-blank line: parse -> check duplicate key -> save
  *             -> commit (all saved) | rollback (first error, message "path:line: ...")
  *
+ * A successful import ends by merging the touched FTS index into one segment (kb_optimize):
+ * a bulk load leaves many small segments and every search pays for each of them.
+ *
  * Export writes templates then cases, each ordered by key, in the import format, inside one
  * read transaction so the file is a consistent snapshot; importing it into an empty
  * knowledge base reproduces the same content (versions and editors are not exported).
@@ -198,6 +201,9 @@ int kb_import_file_ex(sqlite3 *db, const char *path, const char *who, kb_import_
     }
     rc = kb_sync_synonyms(db, err, errlen) == 0 ? import_stream(db, f, path, who, stats, err, errlen)
                                                 : -1;
+    if (rc > 0 && kb_optimize(db, (stats->templates ? 1 : 0) | (stats->cases ? 2 : 0), err,
+                              errlen) != 0)
+        rc = -1;
     if (kb_tx_end(db, nested, rc >= 0) != 0 && rc >= 0) {
         kb_err(err, errlen, "%s: commit: %s", path, sqlite3_errmsg(db));
         rc = -1;
@@ -336,6 +342,8 @@ int kb_seed_dir(sqlite3 *db, const char *dir, char *err, size_t errlen)
     }
     if (!found) {
         kb_err(err, errlen, "seed: %s: no templates.jsonl or cases.jsonl", dir);
+        rc = -1;
+    } else if (rc > 0 && kb_optimize(db, 3, err, errlen) != 0) {
         rc = -1;
     }
 out:

@@ -298,6 +298,38 @@ int kb_reindex(sqlite3 *db, char *err, size_t errlen)
     return rc;
 }
 
+int kb_optimize(sqlite3 *db, int which, char *err, size_t errlen)
+{
+    if (((which & 1) &&
+         kb_exec(db, "INSERT INTO kb_templates_fts(kb_templates_fts) VALUES ('optimize')") != 0) ||
+        ((which & 2) &&
+         kb_exec(db, "INSERT INTO kb_cases_fts(kb_cases_fts) VALUES ('optimize')") != 0)) {
+        kb_err(err, errlen, "optimizing the kb index: %s", sqlite3_errmsg(db));
+        return KB_ERR_DB;
+    }
+    return 0;
+}
+
+int kb_maintain(sqlite3 *db, int pages)
+{
+    static const char *const tbl[] = {"kb_templates_fts", "kb_cases_fts"};
+    int more = 0;
+    if (pages < 1)
+        pages = 1;
+    for (int i = 0; i < 2; i++) {
+        char sql[160];
+        int before = sqlite3_total_changes(db);
+        /* negative: merge whatever segments there are, not only full levels */
+        snprintf(sql, sizeof(sql), "INSERT INTO %s(%s, rank) VALUES ('merge', %d)", tbl[i], tbl[i],
+                 -pages);
+        if (kb_exec(db, sql) != 0)
+            return KB_ERR_DB;
+        /* FTS5's documented signal: two or more changes mean it merged something */
+        more |= sqlite3_total_changes(db) - before >= 2;
+    }
+    return more;
+}
+
 static int seed_categories(sqlite3 *db)
 {
     sqlite3_stmt *st = NULL;

@@ -9,8 +9,8 @@
  *                 Q_MAX_TERMS distinct terms.  Customer text is never parsed as FTS5 syntax:
  *                 every term is a token this analyzer produced, quoted.
  *   2. df         estimate each term's document frequency cheaply (est_df): step through at
- *                 most DF_SAMPLE of its matches, newest first, and extrapolate from the span of
- *                 ids they cover; a rarer term is counted exactly on the way.
+ *                 most DF_SAMPLE of its matches among the newest DF_WINDOW ids and
+ *                 extrapolate from the span of ids they cover.
  *   3. prune      take terms rarest first while the sum of their df stays within
  *                 POSTING_BUDGET and at most MATCH_MAX terms; very common terms (的, 怎么,
  *                 and anything the corpus is full of) drop out of the MATCH but still count
@@ -23,7 +23,7 @@
  *                 terms (column weights, per-column length normalization from kb_fts_stats);
  *                 coverage (below) and the snippet come from the same pass.
  *
- * Work is bounded by the constants: at most Q_MAX_TERMS samples of <= 2 * DF_SAMPLE rows,
+ * Work is bounded by the constants: at most Q_MAX_TERMS samples of <= DF_SAMPLE rows,
  * POSTING_BUDGET postings for the MATCH, CANDIDATES re-ranked.
  *
  * Coverage (0..1) says how much of the query a hit explains: each query character (or word)
@@ -41,8 +41,8 @@
 #define Q_MAX_TERMS 96
 #define Q_MAX_TOKS 768
 #define MATCH_MAX 32
-#define POSTING_BUDGET 20000
-#define DF_WINDOW 65536
+#define POSTING_BUDGET 4000
+#define DF_WINDOW 262144
 #define DF_SAMPLE 48
 #define FALLBACK_ROWS 2000
 #define CANDIDATES 40
@@ -323,39 +323,29 @@ static int quote_term(char *buf, size_t cap, const char *cols, const char *term,
     return (int)n;
 }
 
-/* Steps through the matches of one term from rowid from upward, stopping at the K-th, at
- * rowid stop (exclusive, 0 = no limit) or at the end.  Returns the number seen (<= K) and the
- * rowid of the last in *last, or KB_ERR_DB. */
-static int sample(sqlite3_stmt *st, const char *match, long long from, long long stop,
-                  long long *last)
+/* Steps through the matches of one term from rowid from upward, stopping at the DF_SAMPLE-th
+ * or at the end.  Returns the number seen and the rowid of the last in *last, or KB_ERR_DB. */
+static int sample(sqlite3_stmt *st, const char *match, long long from, long long *last)
 {
-    int n = 0, s;
+    int n = 0, s = SQLITE_DONE;
     sqlite3_reset(st);
     sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, from);
     while (n < DF_SAMPLE && (s = sqlite3_step(st)) == SQLITE_ROW) {
-        long long id = sqlite3_column_int64(st, 0);
-        if (stop > 0 && id >= stop) {
-            s = SQLITE_DONE;
-            break;
-        }
-        *last = id;
+        *last = sqlite3_column_int64(st, 0);
         n++;
     }
-    if (n < DF_SAMPLE && s != SQLITE_DONE) {
-        sqlite3_reset(st);
-        return KB_ERR_DB;
-    }
     sqlite3_reset(st);
-    return n;
+    return n < DF_SAMPLE && s != SQLITE_DONE ? KB_ERR_DB : n;
 }
 
 /*
- * Fills df and idf of every term.  A term's matches are sampled newest-first in rowid order:
- * from the last DF_WINDOW ids, then (if fewer than DF_SAMPLE were there) from the oldest ids.
- * When DF_SAMPLE matches turn up within a span of ids, df ~ DF_SAMPLE * maxid / span (ids are
- * assumed evenly spread; deletions make every span equally sparse); otherwise the count is
- * exact.  Cost: at most 2 * DF_SAMPLE rows per term, whatever the table size.
+ * Fills df and idf of every term with one bounded query each: the term's matches among the
+ * newest DF_WINDOW ids are stepped through in rowid order up to DF_SAMPLE of them.  If the
+ * sample fills within a span of ids, df ~ DF_SAMPLE * maxid / span; otherwise the count in the
+ * window is scaled to the whole table (exact when the window is the whole table).  A term
+ * seen nowhere in the window still gets a small df, so a rare term found only in old rows
+ * stays in the query.  Ids are assumed evenly spread; deletions thin every span alike.
  * Returns 0 or KB_ERR_DB.
  */
 static int est_df(sqlite3 *db, const table_def *td, const tstats *ts, query *q)
@@ -368,30 +358,24 @@ static int est_df(sqlite3 *db, const table_def *td, const tstats *ts, query *q)
 
     if (from < 1)
         from = 1;
+    double scale = maxid / (double)(ts->maxid - from + 1); /* 1 when the window is everything */
     if (sqlite3_prepare_v2(db, td->sql_df, -1, &st, NULL) != SQLITE_OK)
         goto out;
     for (int i = 0; i < q->nt; i++) {
         qterm *t = &q->t[i];
-        long long last = 0, last2 = 0;
+        long long last = 0;
         t->df = 0;
         if (quote_term(match, sizeof(match), td->colfilter, t->text, t->len) < 0)
             continue;
-        int c = sample(st, match, from, 0, &last);
+        int c = sample(st, match, from, &last);
         if (c < 0)
             goto out;
-        if (c == DF_SAMPLE) {
+        if (c == DF_SAMPLE)
             t->df = DF_SAMPLE * maxid / (double)(last - from + 1);
-        } else if (from > 1) {
-            int c2 = sample(st, match, 1, from, &last2);
-            if (c2 < 0)
-                goto out;
-            if (c + c2 >= DF_SAMPLE)
-                t->df = (c + c2) * maxid / (double)(last2 + (ts->maxid - from + 1));
-            else
-                t->df = c + c2;
-        } else {
+        else if (scale > 1)
+            t->df = (c > 0 ? c : 0.5) * scale;
+        else
             t->df = c;
-        }
         if (t->df > n)
             t->df = n;
         double df = t->df < 1 ? 1 : t->df;

@@ -67,13 +67,17 @@ static const setting settings[] = {
     {"limits.hello_timeout_s", T_INT, "20", F(hello_timeout_s), 1, 3600, NULL,
      "a new socket must say hello within this time"},
     {"limits.session_memory_s", T_INT, "600", F(session_memory_s), 1, 86400, NULL,
-     "keep a detached conversation in memory this long before reloading it from disk"},    {"privacy.mask_transcripts", T_INT, "0", F(mask_transcripts), 0, 1, NULL,
+     "keep a detached conversation in memory this long before reloading it from disk"},
+    {"privacy.mask_transcripts", T_INT, "0", F(mask_transcripts), 0, 1, NULL,
      "1: mask ID card, bank card and phone numbers in customer messages before they are stored "
      "(logs are always masked)"},
     {"store.synchronous", T_STR, "normal", F(synchronous), 1, 16, "normal|full",
      "normal: acknowledged data survives a process crash; full: also a power loss"},
     {"store.batch_max", T_INT, "512", F(batch_max), 1, 100000, NULL,
      "most write operations in one transaction"},
+    {"flow.clock_start", T_STR, "", F(clock_start), 0, 32, NULL,
+     "for tests and demos: \"YYYY-MM-DD HH:MM\" (Beijing time) the flows' clock starts at, "
+     "then runs at normal speed (empty = the real time)"},
     {"flow.max_instructions", T_INT, "1000000", F(lua_max_instructions), 1000, 1000000000, NULL,
      "Lua instructions a flow may run per customer turn"},
     {"flow.max_memory_mb", T_INT, "256", F(lua_max_memory_mb), 8, 65536, NULL,

@@ -36,6 +36,8 @@ typedef struct config {
     /* storage */
     char *synchronous; /* store.synchronous: "normal" (survives process crash) or "full" */
     int batch_max;     /* store.batch_max: most operations in one transaction */
+    char *clock_start; /* flow.clock_start: "YYYY-MM-DD HH:MM" Beijing time the flows' clock
+                          starts at (tests, demos); "" = the real time */
     /* Lua */
     int lua_max_instructions; /* flow.max_instructions: per resume of a flow */
     int lua_max_memory_mb;    /* flow.max_memory_mb: whole VM */

@@ -211,7 +211,7 @@ int server_run(const config_t *cfg)
         goto out;
     }
     if (!(srv->sessions = session_mgr_new(cfg, srv->store))) {
-        log_error("server", "out of memory");
+        log_error("server", "cannot create the session manager");
         goto out;
     }
     if (flow_engine_create(&srv->flow, cfg, store_reader(srv->store), err, sizeof(err)) != 0) {

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct sevent {
     struct sevent *next;
@@ -69,6 +70,7 @@ struct session {
 };
 
 struct session_mgr {
+    double clock_offset; /* added to the real time for the flows' clock (flow.clock_start) */
     const config_t *cfg;
     store_t *store;
     map_t *by_token;
@@ -93,6 +95,18 @@ session_mgr_t *session_mgr_new(const config_t *cfg, store_t *store)
         return NULL;
     }
     m->next_id = store_max_conversation_id(store);
+    if (cfg->clock_start[0]) {
+        struct tm tm = {0};
+        const char *end = strptime(cfg->clock_start, "%Y-%m-%d %H:%M", &tm);
+        if (!end || *end) {
+            log_error("session", "flow.clock_start: \"%s\" is not YYYY-MM-DD HH:MM",
+                      cfg->clock_start);
+            map_free(m->by_token);
+            free(m);
+            return NULL;
+        }
+        m->clock_offset = (double)(timegm(&tm) - 8 * 3600) - util_wall_s();
+    }
     return m;
 }
 
@@ -161,7 +175,7 @@ void session_mgr_sweep(session_mgr_t *m)
         session_t *next = s->next;
         if (s->run && s->run_due > 0 && !m->stopping) {
             if (wall == 0)
-                wall = util_wall_s();
+                wall = util_wall_s() + m->clock_offset;
             if (s->run_due <= wall)
                 after_run_call(s, flow_run_tick(s->run, wall), "timer");
         }
@@ -395,8 +409,14 @@ static int host_record(void *host, const char *field, const char *value_json)
     return rc;
 }
 
+static double host_now(void *host)
+{
+    session_t *s = host;
+    return util_wall_s() + s->m->clock_offset;
+}
+
 static const flow_host_ops host_ops = {
-    host_say, host_status, host_escalate, host_save, host_record, NULL,
+    host_say, host_status, host_escalate, host_save, host_record, host_now,
 };
 
 /* Starts (state NULL) or resumes the session's flow.  Returns 0, or -1 when there is none. */
