@@ -1,13 +1,27 @@
-# Server sources (everything but main.c goes into redress_core).
+# Server sources (everything but main.c goes into redress_core), grouped by subsystem.
 set(REDRESS_SERVER_SOURCES
-  server/config.c  server/log.c
+  # foundation
+  server/config.c
+  server/log.c
+  server/privacy.c
+  server/util.c
+  # network, protocol, conversations, storage
+  server/net.c
+  server/ws.c
+  server/http.c
+  server/api.c
+  server/proto.c
+  server/session.c
+  server/store.c
+  server/metrics.c
+  # accounts
   server/auth.c
   server/auth_db.c
   server/auth_session.c
   server/auth_api.c
   server/user_cli.c
-  server/privacy.c
-server/flow.c
+  # the Lua dialogue engine
+  server/flow.c
   server/flow_sandbox.c
   server/flow_pattern.c
   server/flow_json.c
@@ -16,12 +30,4 @@ server/flow.c
   server/flow_run.c
   server/flow_script.c
   server/flow_cli.c
-  server/util.c
-  server/store.c
-  server/proto.c
-  server/metrics.c
-  server/session.c
-  server/ws.c  server/http.c
-  server/api.c
-  server/net.c
 )
