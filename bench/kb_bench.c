@@ -11,7 +11,8 @@
  * label=1 pair with s1 != s2 is a query: s1's text, and the answer is s2's case.  The query's
  * own case is skipped; recall@k counts answers among the first k remaining hits.  Variants:
  *   unibi      the shipped setup: kb_search (characters + bigrams, synonyms, pruning, re-rank)
- *   unibi-fts  the same index and terms, FTS5 bm25() order kept (no re-rank)
+ *   unibi-fts  the same candidates in kb_rank() order (no BM25F re-rank)
+ *   unibi-bm25 candidates ordered by FTS5's builtin bm25() instead of kb_rank(), then re-ranked
  *   unibi-nosyn  unibi without the synonym list
  *   uni, bi    other CJK tokenizations ("redress uni" / "redress bi"), same pipeline
  *   trigram    FTS5's own trigram tokenizer; query = OR of every trigram of the text, bm25()
@@ -156,12 +157,11 @@ static sqlite3 *open_kb(const char *path, const char *tok, const char *detail)
     return db;
 }
 
-static const char *const cats[] = {"bank.fee",          "bank.transfer",  "bank.card",
-                                   "ecom.refund",       "ecom.not_received", "ecom.quality",
-                                   "ecom.payment",      "logistics.delay", "logistics.lost",
-                                   "logistics.damaged", "telecom.billing", "telecom.signal",
-                                   "travel.flight",     "travel.hotel",   "service.attitude",
-                                   "general"};
+static const char *const cats[] = {
+    "bank.fee",          "bank.transfer",     "bank.card",        "ecom.refund",
+    "ecom.not_received", "ecom.quality",      "ecom.payment",     "logistics.delay",
+    "logistics.lost",    "logistics.damaged", "telecom.billing",  "telecom.signal",
+    "travel.flight",     "travel.hotel",      "service.attitude", "general"};
 
 /* Adds one past case through the kb write path, inside the caller's transaction. */
 static void add_case(sqlite3 *db, long long n, const char *summary, const char *cat,
@@ -222,9 +222,10 @@ static const char *g_detail = "column";
 static int g_budget = -1, g_maxq = 0, g_uni = -1, g_cand = 0;
 
 static int g_bm25 = 0;
+static double g_uniw = -1, g_covw = -1;
 
 static void recall_kb(const corpus *c, const char *name, const char *tok, kb_cjk_mode_t cjk,
-                      int rerank)
+                      int rerank, int bm25)
 {
     sqlite3 *db = open_kb(":memory:", tok, g_detail);
     kb_search_opts_t o;
@@ -243,7 +244,11 @@ static void recall_kb(const corpus *c, const char *name, const char *tok, kb_cjk
         o.match_unigrams = g_uni;
     if (g_cand > 0)
         o.candidates = g_cand;
-    o.fts_bm25 = g_bm25;
+    o.fts_bm25 = g_bm25 || bm25;
+    if (g_uniw >= 0)
+        o.uni_weight = g_uniw;
+    if (g_covw >= 0)
+        o.cov_weight = g_covw;
     t0 = now_ms();
     int nq = g_maxq > 0 && g_maxq < c->npairs ? g_maxq : c->npairs;
     for (int i = 0; i < nq; i++) {
@@ -290,8 +295,8 @@ static void recall_plain(const corpus *c, const char *tokenizer)
     sqlite3_finalize(ins);
     exec_or_die(db, "COMMIT");
     double build = now_ms() - t0;
-    if (sqlite3_prepare_v2(db, "SELECT rowid FROM d WHERE d MATCH ?1 ORDER BY rank LIMIT 11",
-                           -1, &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, "SELECT rowid FROM d WHERE d MATCH ?1 ORDER BY rank LIMIT 11", -1,
+                           &q, NULL) != SQLITE_OK)
         die("prepare", sqlite3_errmsg(db));
     char *expr = malloc(1 << 16);
     t0 = now_ms();
@@ -393,6 +398,10 @@ static int cmd_recall(int argc, char **argv)
             g_uni = atoi(argv[++i]);
         else if (strcmp(argv[i], "--candidates") == 0 && i + 1 < argc)
             g_cand = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--cov-weight") == 0 && i + 1 < argc)
+            g_covw = atof(argv[++i]);
+        else if (strcmp(argv[i], "--uni-weight") == 0 && i + 1 < argc)
+            g_uniw = atof(argv[++i]);
         else if (strcmp(argv[i], "--fts-bm25") == 0)
             g_bm25 = 1;
         else
@@ -407,16 +416,18 @@ static int cmd_recall(int argc, char **argv)
     if (syn && kb_set_synonyms_file(syn, err, sizeof(err)) != 0)
         die("synonyms", err);
     if (has_variant(variants, "unibi"))
-        recall_kb(&c, "unibi", "redress", KB_CJK_UNIBI, 1);
+        recall_kb(&c, "unibi", "redress", KB_CJK_UNIBI, 1, 0);
     if (has_variant(variants, "unibi-fts"))
-        recall_kb(&c, "unibi-fts", "redress", KB_CJK_UNIBI, 0);
+        recall_kb(&c, "unibi-fts", "redress", KB_CJK_UNIBI, 0, 0);
+    if (has_variant(variants, "unibi-bm25"))
+        recall_kb(&c, "unibi-bm25", "redress", KB_CJK_UNIBI, 1, 1);
     if (has_variant(variants, "uni"))
-        recall_kb(&c, "uni", "redress uni", KB_CJK_UNI, 1);
+        recall_kb(&c, "uni", "redress uni", KB_CJK_UNI, 1, 0);
     if (has_variant(variants, "bi"))
-        recall_kb(&c, "bi", "redress bi", KB_CJK_BI, 1);
+        recall_kb(&c, "bi", "redress bi", KB_CJK_BI, 1, 0);
     if (has_variant(variants, "unibi-nosyn")) {
         kb_set_synonyms_file(NULL, NULL, 0);
-        recall_kb(&c, "unibi-nosyn", "redress", KB_CJK_UNIBI, 1);
+        recall_kb(&c, "unibi-nosyn", "redress", KB_CJK_UNIBI, 1, 0);
     }
     if (has_variant(variants, "trigram"))
         recall_plain(&c, "trigram");
@@ -492,8 +503,10 @@ static int cmd_latency(int argc, char **argv)
     double build = now_ms() - t0;
     sqlite3_int64 pages = 0, psize = 0;
     sqlite3_stmt *ps;
-    sqlite3_prepare_v2(db, "SELECT (SELECT page_count FROM pragma_page_count), "
-                           "(SELECT page_size FROM pragma_page_size)", -1, &ps, NULL);
+    sqlite3_prepare_v2(db,
+                       "SELECT (SELECT page_count FROM pragma_page_count), "
+                       "(SELECT page_size FROM pragma_page_size)",
+                       -1, &ps, NULL);
     if (sqlite3_step(ps) == SQLITE_ROW) {
         pages = sqlite3_column_int64(ps, 0);
         psize = sqlite3_column_int64(ps, 1);
@@ -516,8 +529,8 @@ static int cmd_latency(int argc, char **argv)
     }
     qsort(ms, (size_t)nq, sizeof(double), cmp_double);
     printf("| %8ld | %7.1f | %7.0f | %6d | %7.2f | %7.2f | %7.2f | %7.2f | %5.1f |\n", n,
-           build / 1000, (double)pages * psize / 1048576.0, nq, ms[nq / 2],
-           ms[(int)(nq * 0.99)], ms[nq - 1], total / nq, (double)hits / nq);
+           build / 1000, (double)pages * psize / 1048576.0, nq, ms[nq / 2], ms[(int)(nq * 0.99)],
+           ms[nq - 1], total / nq, (double)hits / nq);
     fflush(stdout);
     free(ms);
     sqlite3_close(db);

@@ -79,16 +79,16 @@ typedef enum kb_confidence { KB_NO_MATCH = 0, KB_SUGGEST = 1, KB_ANSWER = 2 } kb
 typedef struct kb_hit {
     kb_kind_t kind;
     long long id;
-    char *title;       /* template title, or case summary */
+    char *title; /* template title, or case summary */
     char *category;
-    char *text;        /* customer-facing text (template) or resolution (case) */
-    char *snippet;     /* highlighted excerpt, [..] around matches */
-    char *deadline;    /* template's deadline promise, may be NULL */
-    char *compensation;/* template's compensation, may be NULL */
+    char *text;         /* customer-facing text (template) or resolution (case) */
+    char *snippet;      /* highlighted excerpt, [..] around matches */
+    char *deadline;     /* template's deadline promise, may be NULL */
+    char *compensation; /* template's compensation, may be NULL */
     int severity;
-    double score;      /* higher is better */
-    char *key;         /* stable external id */
-    double coverage;   /* 0..1: share of the query's weight this hit matches (see kb_search) */
+    double score;    /* higher is better */
+    char *key;       /* stable external id */
+    double coverage; /* 0..1: share of the query's weight this hit matches (see kb_search) */
 } kb_hit_t;
 
 typedef struct kb_result {
@@ -120,24 +120,24 @@ void kb_result_free(kb_result_t *r);
 /* ---- templates and cases ---- */
 
 typedef struct kb_template {
-    long long id;        /* 0 before the first save */
-    char *key;           /* stable external id: 1..64 of [A-Za-z0-9._-] */
+    long long id; /* 0 before the first save */
+    char *key;    /* stable external id: 1..64 of [A-Za-z0-9._-] */
     char *title;
-    char *category;      /* a kb_category_name() slug */
-    int severity;        /* 1..4 */
-    char *conditions;    /* when the template applies */
-    char *text;          /* customer-facing answer */
-    char **steps;        /* internal steps, nsteps strings */
+    char *category;   /* a kb_category_name() slug */
+    int severity;     /* 1..4 */
+    char *conditions; /* when the template applies */
+    char *text;       /* customer-facing answer */
+    char **steps;     /* internal steps, nsteps strings */
     int nsteps;
     char *compensation;
-    char *deadline;      /* promise as text, "24小时内" */
-    int deadline_hours;  /* -1 = none */
+    char *deadline;     /* promise as text, "24小时内" */
+    int deadline_hours; /* -1 = none */
     char **tags;
     int ntags;
-    int version;         /* 1.. ; bumped by every change */
+    int version; /* 1.. ; bumped by every change */
     char *updated_by;
-    char *updated_at;    /* "YYYY-MM-DDTHH:MM:SSZ" */
-    char *action;        /* history rows only: "create", "update" or "delete" */
+    char *updated_at; /* "YYYY-MM-DDTHH:MM:SSZ" */
+    char *action;     /* history rows only: "create", "update" or "delete" */
 } kb_template_t;
 
 typedef struct kb_case {
@@ -147,9 +147,9 @@ typedef struct kb_case {
     char *category;
     char *tried;
     char *resolution;
-    char *outcome;       /* "resolved", "partial" or "unresolved" */
-    int satisfaction;    /* 1..5, 0 = unknown */
-    char *date;          /* "YYYY-MM-DD" */
+    char *outcome;    /* "resolved", "partial" or "unresolved" */
+    int satisfaction; /* 1..5, 0 = unknown */
+    char *date;       /* "YYYY-MM-DD" */
 } kb_case_t;
 
 /* Frees the strings a record owns and zeroes it (the struct itself is the caller's). */
@@ -166,11 +166,20 @@ int kb_case_validate(const kb_case_t *c, char *err, size_t errlen);
 int kb_template_get(sqlite3 *db, long long id, const char *key, kb_template_t *out);
 int kb_case_get(sqlite3 *db, long long id, const char *key, kb_case_t *out);
 
+/* How a save treats an existing record, and what it did. */
+typedef enum kb_save_mode {
+    KB_SAVE_UPSERT = 0, /* create, or update the record with this key (import) */
+    KB_SAVE_CREATE = 1, /* KB_ERR_CONFLICT when the key exists (POST) */
+    KB_SAVE_UPDATE = 2, /* update record t->id; KB_ERR_NOTFOUND when absent (PUT) */
+} kb_save_mode_t;
+typedef enum kb_save_action { KB_CREATED = 1, KB_UPDATED = 2, KB_UNCHANGED = 3 } kb_save_action_t;
+
 /*
- * Creates or updates a template (mode: 0 upsert by key, 1 create only, 2 update t->id only).
+ * Creates or updates a template according to mode (kb_save_mode_t).
  * expect_version > 0 makes an update fail with KB_ERR_CONFLICT unless it is the current
  * version.  An update that changes nothing keeps the version.  who is recorded as updated_by.
- * On success returns 1 created, 2 updated or 3 unchanged and sets *id_out / *version_out
+ * On success returns a kb_save_action_t (KB_CREATED, KB_UPDATED or KB_UNCHANGED) and sets
+ * *id_out / *version_out
  * (either may be NULL); else a negative code with a message.  Runs in its own transaction or
  * a savepoint of the caller's.
  */
@@ -187,7 +196,7 @@ int kb_template_delete(sqlite3 *db, long long id, const char *who, char *err, si
 int kb_template_history(sqlite3 *db, const char *key, kb_template_t **out, int *n);
 void kb_templates_free(kb_template_t *v, int n);
 
-/* Cases: save as for templates (no versions; returns 1 created, 2 updated, 3 unchanged). */
+/* Cases: save as for templates (no versions); returns a kb_save_action_t or negative. */
 int kb_case_save(sqlite3 *db, const kb_case_t *c, int mode, long long *id_out, char *err,
                  size_t errlen);
 int kb_case_delete(sqlite3 *db, long long id, char *err, size_t errlen);
@@ -198,8 +207,7 @@ int kb_case_delete(sqlite3 *db, long long id, char *err, size_t errlen);
  * Returns 0 and *id_out (may be NULL), KB_ERR_INVALID for bad fields, or KB_ERR_DB.
  */
 int kb_case_add(sqlite3 *db, const char *summary, const char *category, const char *tried,
-                const char *resolution, const char *outcome, int satisfaction,
-                long long *id_out);
+                const char *resolution, const char *outcome, int satisfaction, long long *id_out);
 
 /* Number of templates in db, or -1 on error. */
 int kb_template_count(sqlite3 *db);
@@ -213,7 +221,7 @@ int kb_case_count(sqlite3 *db);
 int kb_import_file(sqlite3 *db, const char *path, const char *who, char *err, size_t errlen);
 
 typedef struct kb_import_stats {
-    int templates, cases;              /* records read */
+    int templates, cases; /* records read */
     int created, updated, unchanged;
 } kb_import_stats_t;
 

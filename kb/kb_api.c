@@ -51,24 +51,44 @@ typedef struct field {
 } field;
 
 static const field tpl_fields[] = {
-    {"kind", F_STR, 0},     {"key", F_STR, 0},          {"title", F_STR, 0},
-    {"category", F_STR, 0}, {"severity", F_INT, 0},     {"conditions", F_STR, 0},
-    {"text", F_STR, 0},     {"steps", F_STEPS, 0},      {"compensation", F_STR, 0},
-    {"deadline", F_STR, 0}, {"deadline_hours", F_INT, 0}, {"tags", F_STRLIST, 0},
-    {"id", F_INT, 1},       {"version", F_INT, 1},      {"updated_by", F_IGNORED, 1},
-    {"updated_at", F_IGNORED, 1}, {"category_name", F_IGNORED, 1}, {NULL, F_STR, 0},
+    {"kind", F_STR, 0},
+    {"key", F_STR, 0},
+    {"title", F_STR, 0},
+    {"category", F_STR, 0},
+    {"severity", F_INT, 0},
+    {"conditions", F_STR, 0},
+    {"text", F_STR, 0},
+    {"steps", F_STEPS, 0},
+    {"compensation", F_STR, 0},
+    {"deadline", F_STR, 0},
+    {"deadline_hours", F_INT, 0},
+    {"tags", F_STRLIST, 0},
+    {"id", F_INT, 1},
+    {"version", F_INT, 1},
+    {"updated_by", F_IGNORED, 1},
+    {"updated_at", F_IGNORED, 1},
+    {"category_name", F_IGNORED, 1},
+    {NULL, F_STR, 0},
 };
 
 static const field case_fields[] = {
-    {"kind", F_STR, 0},       {"key", F_STR, 0},     {"summary", F_STR, 0},
-    {"category", F_STR, 0},   {"tried", F_STR, 0},   {"resolution", F_STR, 0},
-    {"outcome", F_STR, 0},    {"satisfaction", F_INT, 0}, {"date", F_STR, 0},
-    {"id", F_INT, 1},         {"category_name", F_IGNORED, 1}, {NULL, F_STR, 0},
+    {"kind", F_STR, 0},
+    {"key", F_STR, 0},
+    {"summary", F_STR, 0},
+    {"category", F_STR, 0},
+    {"tried", F_STR, 0},
+    {"resolution", F_STR, 0},
+    {"outcome", F_STR, 0},
+    {"satisfaction", F_INT, 0},
+    {"date", F_STR, 0},
+    {"id", F_INT, 1},
+    {"category_name", F_IGNORED, 1},
+    {NULL, F_STR, 0},
 };
 
 /* Extra integers the API reads from a body. */
 typedef struct api_extra {
-    long long id;    /* 0 = absent */
+    long long id; /* 0 = absent */
     long long version;
 } api_extra;
 
@@ -239,8 +259,8 @@ static int parse_template(const cJSON *o, int api, kb_template_t *t, api_extra *
     if ((rc = int_field(o, "severity", 2, &t->severity, err, errlen)) != 0 ||
         (rc = int_field(o, "deadline_hours", -1, &t->deadline_hours, err, errlen)) != 0)
         return rc;
-    if (t->deadline_hours < 0 && cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o,
-                                                                                "deadline_hours"))) {
+    if (t->deadline_hours < 0 &&
+        cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, "deadline_hours"))) {
         kb_err(err, errlen, "field \"deadline_hours\": must be 0..8760");
         return KB_ERR_INVALID;
     }
@@ -252,8 +272,7 @@ static int parse_template(const cJSON *o, int api, kb_template_t *t, api_extra *
         get_str(o, "category", NULL, &t->category) ||
         get_str(o, "conditions", "", &t->conditions) || get_str(o, "text", NULL, &t->text) ||
         get_str(o, "compensation", "", &t->compensation) ||
-        get_str(o, "deadline", "", &t->deadline) ||
-        get_list(o, "steps", &t->steps, &t->nsteps) ||
+        get_str(o, "deadline", "", &t->deadline) || get_list(o, "steps", &t->steps, &t->nsteps) ||
         get_list(o, "tags", &t->tags, &t->ntags)) {
         kb_err(err, errlen, "out of memory");
         return KB_ERR_NOMEM;
@@ -261,8 +280,7 @@ static int parse_template(const cJSON *o, int api, kb_template_t *t, api_extra *
     return 0;
 }
 
-static int parse_case(const cJSON *o, int api, kb_case_t *c, api_extra *x, char *err,
-                      size_t errlen)
+static int parse_case(const cJSON *o, int api, kb_case_t *c, api_extra *x, char *err, size_t errlen)
 {
     int rc;
     memset(c, 0, sizeof(*c));
@@ -271,8 +289,8 @@ static int parse_case(const cJSON *o, int api, kb_case_t *c, api_extra *x, char 
         return rc;
     if ((rc = int_field(o, "satisfaction", 0, &c->satisfaction, err, errlen)) != 0)
         return rc;
-    if (c->satisfaction == 0 && cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o,
-                                                                               "satisfaction"))) {
+    if (c->satisfaction == 0 &&
+        cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, "satisfaction"))) {
         kb_err(err, errlen, "field \"satisfaction\": must be 1..5");
         return KB_ERR_INVALID;
     }
@@ -284,8 +302,8 @@ static int parse_case(const cJSON *o, int api, kb_case_t *c, api_extra *x, char 
     kb_today(today);
     if (get_str(o, "key", NULL, &c->key) || get_str(o, "summary", NULL, &c->summary) ||
         get_str(o, "category", NULL, &c->category) || get_str(o, "tried", "", &c->tried) ||
-        get_str(o, "resolution", "", &c->resolution) ||
-        get_str(o, "outcome", NULL, &c->outcome) || get_str(o, "date", today, &c->date)) {
+        get_str(o, "resolution", "", &c->resolution) || get_str(o, "outcome", NULL, &c->outcome) ||
+        get_str(o, "date", today, &c->date)) {
         kb_err(err, errlen, "out of memory");
         return KB_ERR_NOMEM;
     }
@@ -310,8 +328,7 @@ static cJSON *parse_object(const char *json, size_t len, char *err, size_t errle
         kb_err(err, errlen, "invalid JSON near byte %zu", at + 1);
         return NULL;
     }
-    while (end && end < json + len &&
-           (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+    while (end && end < json + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
         end++;
     if (end && end < json + len) {
         kb_err(err, errlen, "unexpected text after the JSON object (byte %zu)",
@@ -327,8 +344,7 @@ static cJSON *parse_object(const char *json, size_t len, char *err, size_t errle
     return o;
 }
 
-int kb_json_parse_record(const char *json, size_t len, kb_record_t *rec, char *err,
-                         size_t errlen)
+int kb_json_parse_record(const char *json, size_t len, kb_record_t *rec, char *err, size_t errlen)
 {
     cJSON *o = parse_object(json, len, err, errlen);
     int rc;
@@ -518,7 +534,7 @@ static void set_ok(reply *r, int status, cJSON *body)
 
 static int hexval(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0'
+    return c >= '0' && c <= '9'   ? c - '0'
            : c >= 'a' && c <= 'f' ? c - 'a' + 10
            : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                   : -1;
@@ -533,8 +549,8 @@ static char *url_decode(const char *s, size_t n, int plus)
         return NULL;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%') {
-            int h = i + 2 < n + 0 ? hexval(s[i + 1]) : -1, l = h >= 0 ? hexval(s[i + 2]) : -1;
-            if (i + 2 >= n || h < 0 || l < 0) {
+            int h = i + 2 < n ? hexval(s[i + 1]) : -1, l = h >= 0 ? hexval(s[i + 2]) : -1;
+            if (h < 0 || l < 0) {
                 free(out);
                 return NULL;
             }
@@ -782,21 +798,19 @@ static void list_records(reply *r, sqlite3 *db, const char *qs, kb_kind_t kind)
         }
         kb_result_free(res);
     } else if (kind == KB_TEMPLATE) {
-        kb_template_t *v;
+        kb_template_t *v = NULL;
         rc = kb_template_list(db, cat, (int)offset, (int)limit, &v, &n, &total);
         for (int i = 0; rc == 0 && i < n; i++)
             if (!cJSON_AddItemToArray(items, template_json(&v[i], 1)))
                 rc = KB_ERR_NOMEM;
-        if (n > 0 || rc == 0)
-            kb_templates_free(v, n);
+        kb_templates_free(v, n);
     } else {
-        kb_case_t *v;
+        kb_case_t *v = NULL;
         rc = kb_case_list(db, cat, (int)offset, (int)limit, &v, &n, &total);
         for (int i = 0; rc == 0 && i < n; i++)
             if (!cJSON_AddItemToArray(items, case_json(&v[i], 1)))
                 rc = KB_ERR_NOMEM;
-        if (n > 0 || rc == 0)
-            kb_cases_free(v, n);
+        kb_cases_free(v, n);
     }
     if (rc != 0) {
         set_kb_error(r, db, rc, "listing failed");
@@ -917,8 +931,7 @@ static void save_record(reply *r, sqlite3 *db, kb_kind_t kind, const char *seg, 
     }
     int mode = seg ? KB_SAVE_UPDATE : KB_SAVE_CREATE;
     if (kind == KB_TEMPLATE)
-        rc = kb_template_save(db, &t, mode, (int)x.version, who, &new_id, NULL, err,
-                              sizeof(err));
+        rc = kb_template_save(db, &t, mode, (int)x.version, who, &new_id, NULL, err, sizeof(err));
     else
         rc = kb_case_save(db, &c, mode, &new_id, err, sizeof(err));
     if (rc < 0)
@@ -1048,9 +1061,9 @@ static void stats_json(reply *r, sqlite3 *db)
         return;
     }
     cJSON *o = cJSON_CreateObject();
-    if (o && (!cJSON_AddNumberToObject(o, "templates", nt) ||
-              !cJSON_AddNumberToObject(o, "cases", nc) ||
-              !cJSON_AddNumberToObject(o, "synonym_groups", groups))) {
+    if (o &&
+        (!cJSON_AddNumberToObject(o, "templates", nt) || !cJSON_AddNumberToObject(o, "cases", nc) ||
+         !cJSON_AddNumberToObject(o, "synonym_groups", groups))) {
         cJSON_Delete(o);
         o = NULL;
     }

@@ -76,8 +76,7 @@ static sqlite3 *open_db(const config_t *cfg)
         fprintf(stderr, "redress kb: synonyms: %s\n", err);
         return NULL;
     }
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
         fprintf(stderr, "redress kb: %s: %s\n", path, db ? sqlite3_errmsg(db) : "out of memory");
         goto fail;
     }
@@ -291,6 +290,23 @@ static int cmd_search(const config_t *cfg, int argc, char **argv)
     return 0;
 }
 
+/* Prints s left-aligned in width terminal columns (CJK characters take two). */
+static void print_col(const char *s, int width)
+{
+    int w = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        uint32_t cp;
+        int k = kb_utf8_decode(p, 4, &cp);
+        w += (cp >= 0x1100 &&
+              (cp <= 0x115F || (cp >= 0x2E80 && cp <= 0xA4CF) || (cp >= 0xAC00 && cp <= 0xD7A3) ||
+               (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0xFF00 && cp <= 0xFF60)))
+                 ? 2
+                 : 1;
+        p += k;
+    }
+    printf("%s%*s", s, width > w ? width - w : 0, "");
+}
+
 static int cmd_stats(const config_t *cfg, int argc, char **argv)
 {
     sqlite3_stmt *st = NULL;
@@ -309,11 +325,13 @@ static int cmd_stats(const config_t *cfg, int argc, char **argv)
                            "FROM kb_categories c ORDER BY c.slug",
                            -1, &st, NULL) != SQLITE_OK)
         goto dberr;
-    printf("%-20s %-18s %9s %9s\n", "category", "name", "templates", "cases");
+    printf("%-20s %-20s %9s %9s\n", "category", "name", "templates", "cases");
     int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW)
-        printf("%-20s %-18s %9d %9d\n", sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
-               sqlite3_column_int(st, 2), sqlite3_column_int(st, 3));
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        print_col((const char *)sqlite3_column_text(st, 0), 21);
+        print_col((const char *)sqlite3_column_text(st, 1), 21);
+        printf("%9d %9d\n", sqlite3_column_int(st, 2), sqlite3_column_int(st, 3));
+    }
     if (s != SQLITE_DONE)
         goto dberr;
     sqlite3_finalize(st);
@@ -331,9 +349,8 @@ static int cmd_stats(const config_t *cfg, int argc, char **argv)
     kb_synonyms_hash(syn, hash);
     printf("total: %d templates (%d versions in history), %d cases\n", sqlite3_column_int(st, 0),
            sqlite3_column_int(st, 2), sqlite3_column_int(st, 1));
-    printf("schema version %s; synonyms: %d groups from %s (hash %s)\n",
-           sqlite3_column_text(st, 3), kb_synonyms_groups(syn),
-           cfg->kb_synonyms[0] ? cfg->kb_synonyms : "(none)", hash);
+    printf("schema version %s; synonyms: %d groups from %s (hash %s)\n", sqlite3_column_text(st, 3),
+           kb_synonyms_groups(syn), cfg->kb_synonyms[0] ? cfg->kb_synonyms : "(none)", hash);
     kb_synonyms_unref(syn);
     rc = 0;
     goto out;
@@ -419,8 +436,8 @@ int kb_cli_main(const struct config *cfg, int argc, char **argv)
         const char *name;
         int (*fn)(const config_t *, int, char **);
     } cmds[] = {
-        {"import", cmd_import},   {"export", cmd_export},   {"search", cmd_search},
-        {"stats", cmd_stats},     {"reindex", cmd_reindex}, {"optimize", cmd_optimize},
+        {"import", cmd_import},     {"export", cmd_export},   {"search", cmd_search},
+        {"stats", cmd_stats},       {"reindex", cmd_reindex}, {"optimize", cmd_optimize},
         {"synonyms", cmd_synonyms},
     };
     int rc = 2;

@@ -35,8 +35,9 @@ typedef enum kb_tok_kind {
     KB_TOK_UNI = 1,  /* one CJK character */
     KB_TOK_BI = 2,   /* two adjacent CJK characters */
     KB_TOK_WORD = 3, /* a run of letters or of digits */
-    KB_TOK_JOIN = 4, /* a run mixing letters and digits ("iphone13"), colocated with its first part */
-    KB_TOK_SYN = 5,  /* a synonym group ("~退款"), colocated where a group word starts */
+    KB_TOK_JOIN =
+        4, /* a run mixing letters and digits ("iphone13"), colocated with its first part */
+    KB_TOK_SYN = 5, /* a synonym group ("~退款"), colocated where a group word starts */
 } kb_tok_kind_t;
 
 #define KB_TOKEN_MAX 64   /* longest token in bytes; longer words are cut at a character edge */
@@ -104,20 +105,21 @@ int kb_synonyms_groups(const kb_synonyms_t *s);
 /* Longest synonym match: walks folded code points cps[0..n) and calls fn(ctx, group_token,
  * token_len, word_chars) for every group word that starts at cps[0] and is found whole. */
 typedef void (*kb_syn_fn)(void *ctx, const char *token, int token_len, int nchars);
-void kb_synonyms_match(const kb_synonyms_t *s, const uint32_t *cps, int n, kb_syn_fn fn,
-                       void *ctx);
+void kb_synonyms_match(const kb_synonyms_t *s, const uint32_t *cps, int n, kb_syn_fn fn, void *ctx);
 
 /* ---- search (kb_search.c) ---- */
 
 /* Knobs of kb_search_ex, for benchmarks and tests; kb_search uses kb_search_defaults. */
 typedef struct kb_search_opts {
-    kb_cjk_mode_t cjk; /* analyzer for query terms: must match the tables' tokenizer */
-    int rerank;        /* 1: BM25F re-rank of candidates; 0: keep FTS5 bm25() order */
-    int candidates;    /* rows fetched per table before re-ranking */
-    int tables;        /* bit 0 templates, bit 1 cases */
-    int budget;        /* postings allowed in the MATCH (sum of df); 0 = unlimited */
+    kb_cjk_mode_t cjk;  /* analyzer for query terms: must match the tables' tokenizer */
+    int rerank;         /* 1: BM25F re-rank of candidates; 0: keep FTS5 bm25() order */
+    int candidates;     /* rows fetched per table before re-ranking */
+    int tables;         /* bit 0 templates, bit 1 cases */
+    int budget;         /* postings allowed in the MATCH (sum of df); 0 = unlimited */
     int match_unigrams; /* 1: characters covered by a query bigram are in the MATCH too */
     int fts_bm25;       /* 1: candidates by FTS5's bm25() instead of kb_rank() */
+    double uni_weight;  /* re-rank weight of characters the query has inside bigrams */
+    double cov_weight;  /* re-rank score = BM25F * (1 + cov_weight * coverage) */
 } kb_search_opts_t;
 
 /* The kb_rank() FTS5 auxiliary function (kb_search.c), registered by kb_register. */
@@ -157,32 +159,23 @@ void kb_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((forma
 
 /* ---- records (kb_store.c) ---- */
 
-/* How kb_template_save treats an existing key. */
-typedef enum kb_save_mode {
-    KB_SAVE_UPSERT = 0, /* create, or update when the key exists (import) */
-    KB_SAVE_CREATE = 1, /* KB_ERR_CONFLICT when the key exists (POST) */
-    KB_SAVE_UPDATE = 2, /* KB_ERR_NOTFOUND when the id does not exist (PUT) */
-} kb_save_mode_t;
-
-typedef enum kb_save_action { KB_CREATED = 1, KB_UPDATED = 2, KB_UNCHANGED = 3 } kb_save_action_t;
-
 /* kb_*_save_in flag: the caller holds a transaction it rolls back whole on any error and has
  * run kb_sync_synonyms; no savepoint is taken (FTS5 writes a segment at every savepoint). */
 #define KB_IN_TX 1
 
 int kb_template_save_in(sqlite3 *db, const kb_template_t *t, int mode, int expect_version,
-                        const char *who, int flags, long long *id_out, int *version_out,
-                        char *err, size_t errlen);
+                        const char *who, int flags, long long *id_out, int *version_out, char *err,
+                        size_t errlen);
 int kb_case_save_in(sqlite3 *db, const kb_case_t *c, int mode, int flags, long long *id_out,
                     char *err, size_t errlen);
 
 /* Lists current templates / cases, newest first (category NULL = all), offset/limit paging.
  * *out is a malloc'ed array of *n records (kb_templates_free / kb_cases_free) and *total the
  * number matching.  Returns 0 or KB_ERR_DB / KB_ERR_NOMEM. */
-int kb_template_list(sqlite3 *db, const char *category, int offset, int limit,
-                     kb_template_t **out, int *n, long long *total);
-int kb_case_list(sqlite3 *db, const char *category, int offset, int limit, kb_case_t **out,
-                 int *n, long long *total);
+int kb_template_list(sqlite3 *db, const char *category, int offset, int limit, kb_template_t **out,
+                     int *n, long long *total);
+int kb_case_list(sqlite3 *db, const char *category, int offset, int limit, kb_case_t **out, int *n,
+                 long long *total);
 void kb_cases_free(kb_case_t *v, int n);
 
 /* Key of the template that had this id (also after deletion), malloc'ed in *key.  Returns 0,
@@ -202,8 +195,7 @@ typedef struct kb_record {
 
 /* Parses one JSON Lines record (the import format).  Returns 0 with rec filled (free with
  * kb_record_clear), or KB_ERR_INVALID / KB_ERR_NOMEM with a message naming the field. */
-int kb_json_parse_record(const char *json, size_t len, kb_record_t *rec, char *err,
-                         size_t errlen);
+int kb_json_parse_record(const char *json, size_t len, kb_record_t *rec, char *err, size_t errlen);
 void kb_record_clear(kb_record_t *rec);
 
 /* One record as a JSON Lines line without the newline (export format).  Returns malloc'ed

@@ -114,8 +114,7 @@ static int import_stream(sqlite3 *db, FILE *f, const char *name, const char *who
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = 0;
         if (len > LINE_MAX_BYTES) {
-            kb_err(err, errlen, "%s:%d: line longer than %d bytes", name, lineno,
-                   LINE_MAX_BYTES);
+            kb_err(err, errlen, "%s:%d: line longer than %d bytes", name, lineno, LINE_MAX_BYTES);
             goto out;
         }
         size_t skip = 0;
@@ -147,11 +146,11 @@ static int import_stream(sqlite3 *db, FILE *f, const char *name, const char *who
                 goto out;
             }
         }
-        int r = rec.kind == KB_TEMPLATE
-                    ? kb_template_save_in(db, &rec.tpl, KB_SAVE_UPSERT, 0, who, KB_IN_TX, NULL,
-                                          NULL, msg, sizeof(msg))
-                    : kb_case_save_in(db, &rec.kcase, KB_SAVE_UPSERT, KB_IN_TX, NULL, msg,
-                                      sizeof(msg));
+        int r =
+            rec.kind == KB_TEMPLATE
+                ? kb_template_save_in(db, &rec.tpl, KB_SAVE_UPSERT, 0, who, KB_IN_TX, NULL, NULL,
+                                      msg, sizeof(msg))
+                : kb_case_save_in(db, &rec.kcase, KB_SAVE_UPSERT, KB_IN_TX, NULL, msg, sizeof(msg));
         if (r < 0) {
             kb_err(err, errlen, "%s:%d: %s", name, lineno, msg);
             goto out;
@@ -199,10 +198,11 @@ int kb_import_file_ex(sqlite3 *db, const char *path, const char *who, kb_import_
         fclose(f);
         return -1;
     }
-    rc = kb_sync_synonyms(db, err, errlen) == 0 ? import_stream(db, f, path, who, stats, err, errlen)
-                                                : -1;
-    if (rc > 0 && kb_optimize(db, (stats->templates ? 1 : 0) | (stats->cases ? 2 : 0), err,
-                              errlen) != 0)
+    rc = kb_sync_synonyms(db, err, errlen) == 0
+             ? import_stream(db, f, path, who, stats, err, errlen)
+             : -1;
+    if (rc > 0 &&
+        kb_optimize(db, (stats->templates ? 1 : 0) | (stats->cases ? 2 : 0), err, errlen) != 0)
         rc = -1;
     if (kb_tx_end(db, nested, rc >= 0) != 0 && rc >= 0) {
         kb_err(err, errlen, "%s: commit: %s", path, sqlite3_errmsg(db));

@@ -159,8 +159,9 @@ int kb_meta_set(sqlite3 *db, const char *name, const char *value)
     sqlite3_stmt *st = NULL;
     int rc = KB_ERR_DB;
 
-    if (sqlite3_prepare_v2(db, "INSERT INTO kb_meta(name, value) VALUES (?1, ?2) "
-                               "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO kb_meta(name, value) VALUES (?1, ?2) "
+                           "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
                            -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -335,8 +336,9 @@ static int seed_categories(sqlite3 *db)
     sqlite3_stmt *st = NULL;
     int rc = KB_ERR_DB;
 
-    if (sqlite3_prepare_v2(db, "INSERT INTO kb_categories(slug, name) VALUES (?1, ?2) "
-                               "ON CONFLICT(slug) DO UPDATE SET name = excluded.name",
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO kb_categories(slug, name) VALUES (?1, ?2) "
+                           "ON CONFLICT(slug) DO UPDATE SET name = excluded.name",
                            -1, &st, NULL) != SQLITE_OK)
         goto out;
     for (int i = 0; i < NCATEGORIES; i++) {

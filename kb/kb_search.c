@@ -12,7 +12,8 @@
  *                 most DF_SAMPLE of its matches among the newest DF_WINDOW ids and
  *                 extrapolate from the span of ids they cover.
  *   3. prune      take terms rarest first while the sum of their df stays within
- *                 POSTING_BUDGET and at most MATCH_MAX terms; very common terms (的, 怎么,
+ *                 POSTING_BUDGET and at most MATCH_MAX terms; a character the query also has
+ *                 inside a bigram is left to the bigram; very common terms (的, 怎么,
  *                 and anything the corpus is full of) drop out of the MATCH but still count
  *                 in re-ranking and coverage.  If even the rarest term is over budget, only
  *                 the newest FALLBACK_ROWS rows containing it are ranked.
@@ -57,7 +58,7 @@ typedef struct qterm {
     kb_tok_kind_t kind;
     double df, idf;
     int selected;
-    int func; /* a function character (function_chars) */
+    int func;  /* a function character (function_chars) */
     int mark;  /* highlighted in snippets: not a character that only stands inside a bigram */
     int in_bi; /* a character that the query has only inside bigrams */
 } qterm;
@@ -100,18 +101,18 @@ static const int tpl_snip[] = {4, 3, 5, 2, 0, -1};
 static const double case_weights[] = {4.0, 0.0, 1.0, 2.0};
 static const int case_snip[] = {0, 3, 2, -1};
 
-#define TPL_SELECT                                                                              \
-    "SELECT t.id, m.s, t.title, t.category, t.tags, t.conditions, t.text, t.steps, t.key, "    \
+#define TPL_SELECT                                                                                 \
+    "SELECT t.id, m.s, t.title, t.category, t.tags, t.conditions, t.text, t.steps, t.key, "        \
     "t.deadline, t.compensation, t.severity FROM "
-#define CASE_SELECT                                                                             \
-    "SELECT c.id, m.s, c.summary, c.category, c.tried, c.resolution, c.key FROM "
+#define CASE_SELECT "SELECT c.id, m.s, c.summary, c.category, c.tried, c.resolution, c.key FROM "
 
 static const table_def tables[] = {
     {KB_TEMPLATE, "kb_templates_fts", "{title tags conditions text steps}", 6, 1, tpl_weights,
      tpl_snip,
-     TPL_SELECT "(SELECT rowid AS rid, %s AS s "
-                "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY s DESC LIMIT ?2) AS m "
-                "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
+     TPL_SELECT
+     "(SELECT rowid AS rid, %s AS s "
+     "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY s DESC LIMIT ?2) AS m "
+     "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
      TPL_SELECT "(SELECT rid, s FROM (SELECT rowid AS rid, kb_rank(kb_templates_fts, ?4) AS s "
                 "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY rowid DESC "
                 "LIMIT ?5) ORDER BY s DESC LIMIT ?2) AS m "
@@ -253,7 +254,7 @@ static void query_build(query *q, const char *text, const kb_analyzer_t *a)
 /* ---- step 2: document frequencies ---- */
 
 typedef struct tstats {
-    double rows;    /* documents in the table */
+    double rows; /* documents in the table */
     long long maxid;
     double avglen[8];
 } tstats;
@@ -467,8 +468,8 @@ static int by_df(const void *a, const void *b, void *ctx)
 /* Chooses terms and writes the MATCH expression.  Returns the number of terms chosen (0: no
  * term occurs) and sets *fallback when only an over-budget term is left. */
 static int build_match(query *q, const table_def *td, const char *category,
-                       const kb_search_opts_t *o, char *buf, size_t cap, char *args,
-                       size_t acap, int *fallback)
+                       const kb_search_opts_t *o, char *buf, size_t cap, char *args, size_t acap,
+                       int *fallback)
 {
     size_t al = 0;
     for (int c = 0; c < td->ncols; c++)
@@ -514,8 +515,7 @@ static int build_match(query *q, const table_def *td, const char *category,
                 p++;
             if (p == s)
                 break;
-            l = snprintf(buf + len, cap - len, "%s\"%.*s\"", first ? "" : " AND ", (int)(p - s),
-                         s);
+            l = snprintf(buf + len, cap - len, "%s\"%.*s\"", first ? "" : " AND ", (int)(p - s), s);
             len += (size_t)l;
             al += (size_t)snprintf(args + al, acap - al, "0 ");
             first = 0;
@@ -578,7 +578,7 @@ static int doc_tok(void *ctx, const kb_tok_t *tok)
 
 /* BM25F over all query terms; also fills hit[] (term occurs anywhere in the document). */
 static double bm25f(const doc *d, const table_def *td, const tstats *ts, const query *q,
-                    unsigned char *hit)
+                    double uni_weight, unsigned char *hit)
 {
     double score = 0;
     for (int i = 0; i < q->nt; i++) {
@@ -591,7 +591,8 @@ static double bm25f(const doc *d, const table_def *td, const tstats *ts, const q
         }
         hit[i] = tfw > 0;
         if (tfw > 0)
-            score += q->t[i].idf * tfw * (BM25_K1 + 1) / (tfw + BM25_K1);
+            score += (q->t[i].in_bi ? uni_weight : 1.0) * q->t[i].idf * tfw * (BM25_K1 + 1) /
+                     (tfw + BM25_K1);
     }
     return score;
 }
@@ -755,7 +756,7 @@ void kb_result_free(kb_result_t *r)
 
 /* Turns the current candidate row into a hit.  Returns 0 or KB_ERR_NOMEM. */
 static int add_hit(hitvec *hv, sqlite3_stmt *st, const table_def *td, const tstats *ts,
-                   const query *q, doc *d)
+                   const query *q, const kb_search_opts_t *o, doc *d)
 {
     unsigned char hit[Q_MAX_TERMS];
     const char *cols[8];
@@ -786,8 +787,9 @@ static int add_hit(hitvec *hv, sqlite3_stmt *st, const table_def *td, const tsta
     memset(h, 0, sizeof(*h));
     h->kind = td->kind;
     h->id = sqlite3_column_int64(st, 0);
-    h->score = bm25f(d, td, ts, q, hit);
+    h->score = bm25f(d, td, ts, q, o->uni_weight, hit);
     h->coverage = coverage(q, hit);
+    h->score *= 1 + o->cov_weight * h->coverage;
     h->title = dup_text(st, 2);
     h->category = dup_text(st, 2 + td->category_col);
     if (td->kind == KB_TEMPLATE) {
@@ -824,28 +826,9 @@ static int add_hit(hitvec *hv, sqlite3_stmt *st, const table_def *td, const tsta
     return 0;
 }
 
-#ifdef KB_PROF
-#include <time.h>
-double kb_prof[6];
-static double prof_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-#define PROF(i, t0)                                                                              \
-    do {                                                                                         \
-        double t1_ = prof_now();                                                                 \
-        kb_prof[i] += t1_ - t0;                                                                  \
-        t0 = t1_;                                                                                \
-    } while (0)
-#else
-#define PROF(i, t0) (void)0
-#endif
-
 /* Searches one table and appends its hits.  Returns 0 or a negative code. */
-static int search_table(sqlite3 *db, const table_def *td, const char *text,
-                        const char *category, const kb_search_opts_t *o, hitvec *hv)
+static int search_table(sqlite3 *db, const table_def *td, const char *text, const char *category,
+                        const kb_search_opts_t *o, hitvec *hv)
 {
     query *qp = NULL; /* large: on the heap */
     tstats ts;
@@ -853,12 +836,8 @@ static int search_table(sqlite3 *db, const table_def *td, const char *text,
     char match[8192], args[2048], sql[1024];
     doc *d = NULL;
     int rc, fallback, s;
-#ifdef KB_PROF
-    double t0 = prof_now();
-#endif
 
     rc = table_stats(db, td, &ts);
-    PROF(0, t0);
     if (rc <= 0)
         return rc;
     qp = calloc(1, sizeof(*qp));
@@ -875,10 +854,8 @@ static int search_table(sqlite3 *db, const table_def *td, const char *text,
         rc = 0;
         goto out;
     }
-    PROF(1, t0);
     if ((rc = est_df(db, td, &ts, qp)) != 0)
         goto out;
-    PROF(2, t0);
     if (build_match(qp, td, category, o, match, sizeof(match), args, sizeof(args), &fallback) ==
         0) {
         rc = 0;
@@ -886,8 +863,9 @@ static int search_table(sqlite3 *db, const table_def *td, const char *text,
     }
     rc = KB_ERR_DB;
     snprintf(sql, sizeof(sql), td->sql_ranked,
-             o->fts_bm25 ? td->bm25 : (td->kind == KB_TEMPLATE ? "kb_rank(kb_templates_fts, ?4)"
-                                                               : "kb_rank(kb_cases_fts, ?4)"));
+             o->fts_bm25 ? td->bm25
+                         : (td->kind == KB_TEMPLATE ? "kb_rank(kb_templates_fts, ?4)"
+                                                    : "kb_rank(kb_cases_fts, ?4)"));
     if (sqlite3_prepare_v2(db, fallback ? td->sql_recent : sql, -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
@@ -901,26 +879,13 @@ static int search_table(sqlite3 *db, const table_def *td, const char *text,
     else
         sqlite3_bind_null(st, 3);
     d->q = qp;
-#ifdef KB_PROF
-    if (getenv("KB_PROF_MATCH")) {
-        double sum = 0;
-        for (int i = 0; i < qp->nt; i++)
-            if (qp->t[i].selected)
-                sum += qp->t[i].df;
-        fprintf(stderr, "MATCH %s  (est %.0f)\n", match, sum);
-    }
-#endif
-    PROF(3, t0);
-    s = sqlite3_step(st);
-    PROF(4, t0);
-    for (; s == SQLITE_ROW; s = sqlite3_step(st)) {
-        if ((rc = add_hit(hv, st, td, &ts, qp, d)) != 0)
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = add_hit(hv, st, td, &ts, qp, o, d)) != 0)
             goto out;
         if (!o->rerank) /* keep the candidate order */
             hv->v[hv->n - 1].score = sqlite3_column_double(st, 1);
     }
     rc = (s == SQLITE_DONE || s == SQLITE_ROW) ? 0 : KB_ERR_DB;
-    PROF(5, t0);
 out:
     sqlite3_finalize(st);
     free(qp);
@@ -970,6 +935,8 @@ void kb_search_defaults(kb_search_opts_t *o)
     o->budget = POSTING_BUDGET;
     o->match_unigrams = 0;
     o->fts_bm25 = 0;
+    o->uni_weight = 1.0;
+    o->cov_weight = 0;
 }
 
 int kb_search_ex(sqlite3 *db, const char *text, const char *category, int limit,
@@ -1002,7 +969,7 @@ int kb_search_ex(sqlite3 *db, const char *text, const char *category, int limit,
     }
     if (hv.n > 1) /* qsort must not see the NULL of an empty vector */
         if (hv.n > 1)
-        qsort(hv.v, (size_t)hv.n, sizeof(*hv.v), by_score);
+            qsort(hv.v, (size_t)hv.n, sizeof(*hv.v), by_score);
     for (int i = limit; i < hv.n; i++)
         hit_clear(&hv.v[i]);
     r->hits = hv.v;

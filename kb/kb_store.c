@@ -237,8 +237,7 @@ int kb_template_validate(const kb_template_t *t, char *err, size_t errlen)
         (rc = check_category(t->category, err, errlen)) != 0 ||
         (rc = check_text("conditions", t->conditions, 0, 2000, TEXT_MULTI, err, errlen)) != 0 ||
         (rc = check_text("text", t->text, 1, 4000, TEXT_MULTI, err, errlen)) != 0 ||
-        (rc = check_text("compensation", t->compensation, 0, 500, TEXT_MULTI, err, errlen)) !=
-            0 ||
+        (rc = check_text("compensation", t->compensation, 0, 500, TEXT_MULTI, err, errlen)) != 0 ||
         (rc = check_text("deadline", t->deadline, 0, 64, TEXT_LINE, err, errlen)) != 0)
         return rc;
     if (t->severity < 1 || t->severity > 4) {
@@ -303,9 +302,9 @@ int kb_case_validate(const kb_case_t *c, char *err, size_t errlen)
         (rc = check_text("resolution", c->resolution, 0, 4000, TEXT_MULTI, err, errlen)) != 0 ||
         (rc = check_date(c->date, err, errlen)) != 0)
         return rc;
-    if (c->outcome == NULL || (strcmp(c->outcome, "resolved") != 0 &&
-                               strcmp(c->outcome, "partial") != 0 &&
-                               strcmp(c->outcome, "unresolved") != 0)) {
+    if (c->outcome == NULL ||
+        (strcmp(c->outcome, "resolved") != 0 && strcmp(c->outcome, "partial") != 0 &&
+         strcmp(c->outcome, "unresolved") != 0)) {
         kb_err(err, errlen, "field \"outcome\": must be resolved, partial or unresolved");
         return KB_ERR_INVALID;
     }
@@ -318,8 +317,8 @@ int kb_case_validate(const kb_case_t *c, char *err, size_t errlen)
 
 /* ---- templates ---- */
 
-#define TPL_COLS                                                                                \
-    "id, key, title, category, severity, conditions, text, steps, compensation, deadline, "    \
+#define TPL_COLS                                                                                   \
+    "id, key, title, category, severity, conditions, text, steps, compensation, deadline, "        \
     "deadline_hours, tags, version, updated_by, updated_at"
 
 /* Fills t from a row of TPL_COLS (plus action at column 15 when with_action). */
@@ -406,8 +405,7 @@ static int tpl_same(const kb_template_t *a, const kb_template_t *b)
            a->severity == b->severity && str_eq(a->conditions, b->conditions) &&
            str_eq(a->text, b->text) && lists_eq(a->steps, a->nsteps, b->steps, b->nsteps) &&
            str_eq(a->compensation, b->compensation) && str_eq(a->deadline, b->deadline) &&
-           a->deadline_hours == b->deadline_hours &&
-           lists_eq(a->tags, a->ntags, b->tags, b->ntags);
+           a->deadline_hours == b->deadline_hours && lists_eq(a->tags, a->ntags, b->tags, b->ntags);
 }
 
 static int check_who(const char *who, char *err, size_t errlen)
@@ -441,8 +439,7 @@ static int fts_row(sqlite3 *db, kb_kind_t kind, long long id, int del)
     sqlite3_stmt *sel = NULL, *ins = NULL;
     int rc = KB_ERR_DB, ncol = kind == KB_TEMPLATE ? 6 : 4;
 
-    if (sqlite3_prepare_v2(db, kind == KB_TEMPLATE ? sel_t : sel_c, -1, &sel, NULL) !=
-            SQLITE_OK ||
+    if (sqlite3_prepare_v2(db, kind == KB_TEMPLATE ? sel_t : sel_c, -1, &sel, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db, kind == KB_TEMPLATE ? ins_t : ins_c, -1, &ins, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_int64(sel, 1, id);
@@ -532,8 +529,9 @@ static int history_max(sqlite3 *db, const char *key)
 {
     sqlite3_stmt *st = NULL;
     int rc = KB_ERR_DB;
-    if (sqlite3_prepare_v2(db, "SELECT coalesce(max(version), 0) FROM kb_template_history "
-                               "WHERE key = ?1",
+    if (sqlite3_prepare_v2(db,
+                           "SELECT coalesce(max(version), 0) FROM kb_template_history "
+                           "WHERE key = ?1",
                            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW)
@@ -544,16 +542,15 @@ static int history_max(sqlite3 *db, const char *key)
 }
 
 int kb_template_save_in(sqlite3 *db, const kb_template_t *t, int mode, int expect_version,
-                        const char *who, int flags, long long *id_out, int *version_out,
-                        char *err, size_t errlen)
+                        const char *who, int flags, long long *id_out, int *version_out, char *err,
+                        size_t errlen)
 {
     kb_template_t cur;
     int nested = 0, rc, found, version = 0, own = !(flags & KB_IN_TX);
     long long id = 0;
 
     memset(&cur, 0, sizeof(cur));
-    if ((rc = kb_template_validate(t, err, errlen)) != 0 ||
-        (rc = check_who(who, err, errlen)) != 0)
+    if ((rc = kb_template_validate(t, err, errlen)) != 0 || (rc = check_who(who, err, errlen)) != 0)
         return rc;
     if (own && kb_tx_begin(db, &nested) != 0) {
         kb_err(err, errlen, "begin: %s", sqlite3_errmsg(db));
@@ -575,8 +572,7 @@ int kb_template_save_in(sqlite3 *db, const kb_template_t *t, int mode, int expec
         kb_err(err, errlen, "no template with id %lld", t->id);
         rc = KB_ERR_NOTFOUND;
     } else if (mode == KB_SAVE_CREATE && found) {
-        kb_err(err, errlen, "a template with key \"%s\" already exists (id %lld)", t->key,
-               cur.id);
+        kb_err(err, errlen, "a template with key \"%s\" already exists (id %lld)", t->key, cur.id);
         rc = KB_ERR_CONFLICT;
     } else if (found && strcmp(cur.key, t->key) != 0) {
         kb_err(err, errlen, "field \"key\": cannot change (is \"%s\")", cur.key);
@@ -624,8 +620,7 @@ out:
 }
 
 int kb_template_save(sqlite3 *db, const kb_template_t *t, int mode, int expect_version,
-                     const char *who, long long *id_out, int *version_out, char *err,
-                     size_t errlen)
+                     const char *who, long long *id_out, int *version_out, char *err, size_t errlen)
 {
     return kb_template_save_in(db, t, mode, expect_version, who, 0, id_out, version_out, err,
                                errlen);
@@ -774,8 +769,8 @@ static long long count_of(sqlite3 *db, const char *sql, const char *param)
     return n;
 }
 
-int kb_template_list(sqlite3 *db, const char *category, int offset, int limit,
-                     kb_template_t **out, int *n, long long *total)
+int kb_template_list(sqlite3 *db, const char *category, int offset, int limit, kb_template_t **out,
+                     int *n, long long *total)
 {
     sqlite3_stmt *st = NULL;
     kb_template_t *v = NULL;
@@ -1030,8 +1025,7 @@ int kb_case_delete(sqlite3 *db, long long id, char *err, size_t errlen)
         goto out;
     }
     rc = KB_ERR_DB;
-    if (sqlite3_prepare_v2(db, "DELETE FROM kb_cases WHERE id = ?1", -1, &st, NULL) !=
-            SQLITE_OK ||
+    if (sqlite3_prepare_v2(db, "DELETE FROM kb_cases WHERE id = ?1", -1, &st, NULL) != SQLITE_OK ||
         (sqlite3_bind_int64(st, 1, id), sqlite3_step(st)) != SQLITE_DONE) {
         kb_err(err, errlen, "deleting case: %s", sqlite3_errmsg(db));
         goto out;
@@ -1051,8 +1045,8 @@ out:
     return rc;
 }
 
-int kb_case_list(sqlite3 *db, const char *category, int offset, int limit, kb_case_t **out,
-                 int *n, long long *total)
+int kb_case_list(sqlite3 *db, const char *category, int offset, int limit, kb_case_t **out, int *n,
+                 long long *total)
 {
     sqlite3_stmt *st = NULL;
     kb_case_t *v = NULL;
@@ -1100,8 +1094,7 @@ out:
 }
 
 int kb_case_add(sqlite3 *db, const char *summary, const char *category, const char *tried,
-                const char *resolution, const char *outcome, int satisfaction,
-                long long *id_out)
+                const char *resolution, const char *outcome, int satisfaction, long long *id_out)
 {
     unsigned char rnd[8];
     char key[32], date[16];

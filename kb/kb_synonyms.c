@@ -30,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SYN_MAX_WORD 16       /* characters */
+#define SYN_MAX_WORD 16        /* characters */
 #define SYN_MAX_FILE (1 << 20) /* bytes */
 #define SYN_MAX_GROUPS 20000
 
@@ -180,8 +180,7 @@ static int root_child(const kb_synonyms_t *s, uint32_t cp)
     return -1;
 }
 
-void kb_synonyms_match(const kb_synonyms_t *s, const uint32_t *cps, int n, kb_syn_fn fn,
-                       void *ctx)
+void kb_synonyms_match(const kb_synonyms_t *s, const uint32_t *cps, int n, kb_syn_fn fn, void *ctx)
 {
     int cur;
     if (s == NULL || s->ngroups == 0 || n <= 0 || cps[0] == 0)
@@ -209,8 +208,8 @@ static int is_separator(uint32_t cp)
 }
 
 /* Adds one folded word to group g.  Returns 0, or -1 with a message. */
-static int add_word(kb_synonyms_t *s, const uint32_t *w, int n, int g, int line,
-                    const char *name, char *err, size_t errlen)
+static int add_word(kb_synonyms_t *s, const uint32_t *w, int n, int g, int line, const char *name,
+                    char *err, size_t errlen)
 {
     int cur = 0;
     for (int i = 0; i < n; i++) {
@@ -250,8 +249,8 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 
 /* Parses one line [p, end): words into the trie as group s->ngroups.  Returns 0 (also for an
  * empty line) or -1 with a message. */
-static int parse_line(kb_synonyms_t *s, const char *p, const char *end, int line,
-                      const char *name, uint64_t *h, char *err, size_t errlen)
+static int parse_line(kb_synonyms_t *s, const char *p, const char *end, int line, const char *name,
+                      uint64_t *h, char *err, size_t errlen)
 {
     uint32_t words[64][SYN_MAX_WORD];
     int wlen[64], nw = 0, cur = -1;

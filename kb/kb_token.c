@@ -182,8 +182,8 @@ static int classify(uint32_t c)
         return CL_MARK;
     if (c < 0x2000) /* Greek, Cyrillic, Hebrew, Arabic, Indic, Thai, ... */
         return (c == 0x37E || c == 0x387 || (c >= 0x55A && c <= 0x55F) || c == 0x589 ||
-                c == 0x5BE || c == 0x5C0 || c == 0x5C3 || c == 0x5C6 || c == 0x60C ||
-                c == 0x61B || c == 0x61F || c == 0x964 || c == 0x965 || c == 0x1680)
+                c == 0x5BE || c == 0x5C0 || c == 0x5C3 || c == 0x5C6 || c == 0x60C || c == 0x61B ||
+                c == 0x61F || c == 0x964 || c == 0x965 || c == 0x1680)
                    ? CL_SEP
                    : CL_LETTER;
     if (c < 0x2C00) /* punctuation, symbols, arrows, math, boxes, dingbats */
@@ -421,8 +421,8 @@ static int walk_word(walk *w, int i, int j)
     }
     int start = i;
     for (int k = i + 1; k <= j; k++) {
-        if (k < j && !((w->c->cl[k] == CL_DIGIT) != (w->c->cl[k - 1] == CL_DIGIT) &&
-                       w->c->cl[k] != CL_MARK))
+        if (k < j &&
+            !((w->c->cl[k] == CL_DIGIT) != (w->c->cl[k - 1] == CL_DIGIT) && w->c->cl[k] != CL_MARK))
             continue;
         if (emit_chars(w, start, k, KB_TOK_WORD, 0))
             return w->rc;
@@ -544,8 +544,8 @@ static int tok_tokenize(Fts5Tokenizer *p, void *ctx, int flags, const char *text
 
 /* kb_fts_stats(tbl): "rows total0 total1 ..." - row count and token totals per column, for
  * the re-ranker's length normalization (kb_search.c). */
-static void fts_stats(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx,
-                      int nval, sqlite3_value **val)
+static void fts_stats(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx, int nval,
+                      sqlite3_value **val)
 {
     sqlite3_int64 rows = 0, tot;
     char buf[512];

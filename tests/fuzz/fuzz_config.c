@@ -8,7 +8,7 @@
  * bytes (argv strings cannot hold NUL, so this is every possible argv).  The file part is
  * written to a private file and given to config_load_file; then the arguments go through
  * config_parse_args.  A `--config X` / `--config=X` argument is pointed at that same private
- * file, so the fuzzer never reads other files (/dev/zero would never end; see README.md).
+ * file, so the fuzzer never reads other files (/dev/zero would never end: README.md).
  *
  * What must hold: no crash or leak; 0 or -1; on -1 a non-empty message, and for a file one that
  * starts with "path:line:" or "path:"; on 0 every setting satisfies its row (integers within

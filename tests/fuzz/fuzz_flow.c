@@ -16,8 +16,9 @@
  *   the result is 0 or FLOW_ERULES / FLOW_ENOMEM with a message;
  *   no escape: while the rules load, tripwires replace the libc calls the io/os/package
  *   libraries would need (system, popen, exec*, fork, dlopen, remove, rename, unlink and
- *   fopen for writing) and abort if one is reached; afterwards the rules directory must hold
- *   exactly the files written and the working directory must be unchanged.  os.exit would end
+ *   fopen for writing, except libFuzzer's own crash files) and abort if one is reached;
+ *   afterwards the rules directory must hold exactly the files written and the working
+ *   directory must be unchanged.  os.exit would end
  *   the process, which libFuzzer reports as a crash.
  */
 #include "fuzz_util.h"
@@ -128,9 +129,29 @@ int unlink(const char *path)
     return real(path);
 }
 
+/* libFuzzer itself writes its crash, timeout, leak and oom files with fopen, also from its
+ * signal handlers while rules code runs: those paths (-artifact_prefix / -exact_artifact_path,
+ * read in LLVMFuzzerInitialize) are allowed, nothing else. */
+static char artifact_prefix[1024], artifact_exact[1024];
+
+static int is_artifact(const char *path)
+{
+    static const char *const kinds[] = {"crash-", "timeout-",   "leak-",
+                                        "oom-",   "slow-unit-", "minimized-from-"};
+    if (artifact_exact[0] && strcmp(path, artifact_exact) == 0)
+        return 1;
+    size_t n = strlen(artifact_prefix);
+    if (strncmp(path, artifact_prefix, n) != 0)
+        return 0;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (strncmp(path + n, kinds[i], strlen(kinds[i])) == 0)
+            return 1;
+    return 0;
+}
+
 FILE *fopen(const char *path, const char *mode)
 {
-    if (strpbrk(mode, "wa+"))
+    if (strpbrk(mode, "wa+") && !is_artifact(path))
         TRIP("fopen for writing");
     REAL(FILE *, "fopen", const char *, const char *);
     return real(path, mode);
@@ -140,8 +161,13 @@ FILE *fopen(const char *path, const char *mode)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    (void)argc;
-    (void)argv;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = (*argv)[i];
+        if (strncmp(a, "-artifact_prefix=", 17) == 0)
+            snprintf(artifact_prefix, sizeof(artifact_prefix), "%s", a + 17);
+        else if (strncmp(a, "-exact_artifact_path=", 21) == 0)
+            snprintf(artifact_exact, sizeof(artifact_exact), "%s", a + 21);
+    }
     FZ_CHECK(config_defaults(&cfg) == 0, "config_defaults");
     cfg.lua_max_instructions = 200000;
     cfg.lua_max_memory_mb = 16;

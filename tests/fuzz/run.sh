@@ -44,6 +44,8 @@ esac
 build=${REDRESS_FUZZ_BUILD:-$root/build-fuzz}
 work=${REDRESS_FUZZ_WORK:-$build/work}
 bin=$build/fuzz_$target
+# a build of the whole project (-DREDRESS_FUZZ=ON) keeps the fuzzers in tests/fuzz/
+[ ! -x "$bin" ] && [ -x "$build/tests/fuzz/fuzz_$target" ] && bin=$build/tests/fuzz/fuzz_$target
 
 if [ ! -x "$bin" ] || [ -n "${REDRESS_FUZZ_REBUILD:-}" ]; then
     cc=${REDRESS_FUZZ_CC:-clang}
@@ -56,11 +58,16 @@ if [ ! -x "$bin" ] || [ -n "${REDRESS_FUZZ_REBUILD:-}" ]; then
         { echo "run.sh: cmake configure failed" >&2; exit 2; }
     cmake --build "$build" -j "${FUZZ_BUILD_JOBS:-2}" --target "fuzz_$target" >/dev/null ||
         { echo "run.sh: build failed; run: cmake --build $build --target fuzz_$target" >&2; exit 2; }
+    bin=$build/fuzz_$target
 fi
 
 corpus=$work/$target/corpus
 crashes=$work/$target/crashes
-mkdir -p "$corpus" "$crashes"
+# the harnesses' private directories and libFuzzer's fork-mode files live here: a process that
+# ends by a signal or _Exit (timeouts) cannot remove its own
+export TMPDIR=$work/$target/tmp
+rm -rf "$TMPDIR"
+mkdir -p "$corpus" "$crashes" "$TMPDIR"
 before=$(find "$crashes" -type f | wc -l)
 
 flags=(-max_len="$max_len" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
@@ -78,6 +85,7 @@ set +e
 rc=$?
 set -e
 
+rm -rf "$TMPDIR"
 found=$(find "$crashes" -type f | wc -l)
 if [ "$found" -gt "$before" ] || [ $rc -ne 0 ]; then
     echo "run.sh: fuzz_$target FAILED (exit $rc); files in $crashes:" >&2

@@ -17,41 +17,41 @@
 
 static int t_failed, t_total, t_bad;
 
-#define CHECK(cond)                                                                             \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);            \
-            t_failed = 1;                                                                       \
-            return;                                                                             \
-        }                                                                                       \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            t_failed = 1;                                                                          \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_MSG(cond, ...)                                                                    \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);            \
-            fprintf(stderr, __VA_ARGS__);                                                       \
-            fprintf(stderr, "\n");                                                              \
-            t_failed = 1;                                                                       \
-            return;                                                                             \
-        }                                                                                       \
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            t_failed = 1;                                                                          \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
-#define RUN(fn)                                                                                 \
-    do {                                                                                        \
-        t_failed = 0;                                                                           \
-        fn();                                                                                   \
-        t_total++;                                                                              \
-        if (t_failed)                                                                           \
-            t_bad++;                                                                            \
-        printf("%s %s\n", t_failed ? "FAIL" : "ok  ", #fn);                                    \
+#define RUN(fn)                                                                                    \
+    do {                                                                                           \
+        t_failed = 0;                                                                              \
+        fn();                                                                                      \
+        t_total++;                                                                                 \
+        if (t_failed)                                                                              \
+            t_bad++;                                                                               \
+        printf("%s %s\n", t_failed ? "FAIL" : "ok  ", #fn);                                        \
     } while (0)
 
-#define DONE()                                                                                  \
-    do {                                                                                        \
-        kb_set_synonyms_file(NULL, NULL, 0);                                                    \
-        printf("%d passed, %d failed\n", t_total - t_bad, t_bad);                              \
-        return t_bad ? 1 : 0;                                                                   \
+#define DONE()                                                                                     \
+    do {                                                                                           \
+        kb_set_synonyms_file(NULL, NULL, 0);                                                       \
+        printf("%d passed, %d failed\n", t_total - t_bad, t_bad);                                  \
+        return t_bad ? 1 : 0;                                                                      \
     } while (0)
 
 /* Path of a fixture in tests/data/kb. */
@@ -102,7 +102,10 @@ typedef struct tok_buf {
 static inline int tok_collect(void *ctx, const kb_tok_t *t)
 {
     tok_buf *b = ctx;
-    int w = snprintf(b->s + b->n, sizeof(b->s) - b->n, "%s%.*s", b->n == 0 ? "" : t->colocated ? "|" : " ",
+    int w = snprintf(b->s + b->n, sizeof(b->s) - b->n, "%s%.*s",
+                     b->n == 0      ? ""
+                     : t->colocated ? "|"
+                                    : " ",
                      t->len, t->text);
     if (w > 0 && (size_t)w < sizeof(b->s) - b->n)
         b->n += (size_t)w;

@@ -48,7 +48,7 @@ static const char *err_msg(const cJSON *o)
     return str(cJSON_GetObjectItemCaseSensitive(o, "error"), "message");
 }
 
-#define BODY                                                                                    \
+#define BODY                                                                                       \
     "{\"key\":\"api-1\",\"title\":\"申请退款\",\"category\":\"ecom.refund\",\"text\":"         \
     "\"三个工作日内退回\",\"steps\":[\"核实\"],\"tags\":[\"退款\"],\"deadline_hours\":72}"
 
@@ -94,7 +94,8 @@ static void template_crud(void)
 
     snprintf(path, sizeof(path), "/templates/%d", id);
     j = call("DELETE", path, NULL, NULL);
-    CHECK(j && g_status == 200 && strcmp(str(cJSON_GetObjectItem(j, "deleted"), "key"), "api-1") == 0);
+    CHECK(j && g_status == 200 &&
+          strcmp(str(cJSON_GetObjectItem(j, "deleted"), "key"), "api-1") == 0);
     cJSON_Delete(j);
     j = call("GET", path, NULL, NULL);
     CHECK(j && g_status == 404 && strcmp(err_code(j), "not_found") == 0);
@@ -207,8 +208,8 @@ static void listing_and_search(void)
     CHECK(strlen(str(j, "confidence")) > 0);
     cJSON_Delete(j);
     j = call("GET", "/search", "q=%22%20OR%20*", NULL); /* hostile: " OR * */
-    CHECK(j && g_status == 200 && num(j, "count") == 0 && strcmp(str(j, "confidence"),
-                                                                   "no_match") == 0);
+    CHECK(j && g_status == 200 && num(j, "count") == 0 &&
+          strcmp(str(j, "confidence"), "no_match") == 0);
     cJSON_Delete(j);
     j = call("POST", "/search", NULL, "{}");
     CHECK(j && g_status == 405);
@@ -241,8 +242,9 @@ static void case_crud(void)
     j = call("GET", "/cases", "category=travel.flight", NULL);
     CHECK(j && g_status == 200 && num(j, "total") == 1);
     cJSON_Delete(j);
-    j = call("POST", "/cases", NULL, "{\"key\":\"k-10\",\"summary\":\"x\",\"category\":"
-                                     "\"general\",\"outcome\":\"maybe\"}");
+    j = call("POST", "/cases", NULL,
+             "{\"key\":\"k-10\",\"summary\":\"x\",\"category\":"
+             "\"general\",\"outcome\":\"maybe\"}");
     CHECK(j && g_status == 400 && strstr(err_msg(j), "outcome"));
     cJSON_Delete(j);
     j = call("DELETE", "/cases/k-9", NULL, NULL);

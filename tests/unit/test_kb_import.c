@@ -4,10 +4,10 @@
  */
 #include "test_kb.h"
 
-#define T1                                                                                      \
-    "{\"kind\":\"template\",\"key\":\"a-1\",\"title\":\"退款\",\"category\":\"ecom.refund\","  \
+#define T1                                                                                         \
+    "{\"kind\":\"template\",\"key\":\"a-1\",\"title\":\"退款\",\"category\":\"ecom.refund\","    \
     "\"text\":\"三天内退回\"}"
-#define C1                                                                                      \
+#define C1                                                                                         \
     "{\"kind\":\"case\",\"key\":\"c-1\",\"summary\":\"没收到货\",\"category\":"                \
     "\"ecom.not_received\",\"outcome\":\"resolved\",\"date\":\"2026-03-02\"}"
 
@@ -34,52 +34,65 @@ static void errors_name_the_line(void)
     sqlite3 *db = kb_test_db();
     CHECK(import_fails(db, T1 "\n{\"kind\":\"template\",", ":2: invalid JSON"));
     CHECK(import_fails(db, T1 "\n\n" C1 "\n[1,2]\n", ":4: not a JSON object"));
-    CHECK(import_fails(db, "{\"kind\":\"template\",\"key\":\"k\",\"title\":\"t\",\"category\":"
-                           "\"ecom.refund\",\"text\":\"x\",\"colour\":\"red\"}\n",
+    CHECK(import_fails(db,
+                       "{\"kind\":\"template\",\"key\":\"k\",\"title\":\"t\",\"category\":"
+                       "\"ecom.refund\",\"text\":\"x\",\"colour\":\"red\"}\n",
                        ":1: unknown field \"colour\""));
-    CHECK(import_fails(db, T1 "\n{\"kind\":\"template\",\"key\":\"k\",\"title\":\"t\","
-                           "\"category\":\"ecom.nothing\",\"text\":\"x\"}\n",
+    CHECK(import_fails(db,
+                       T1 "\n{\"kind\":\"template\",\"key\":\"k\",\"title\":\"t\","
+                          "\"category\":\"ecom.nothing\",\"text\":\"x\"}\n",
                        ":2: field \"category\": unknown category \"ecom.nothing\""));
-    CHECK(import_fails(db, "{\"kind\":\"template\",\"key\":\"k\",\"category\":\"general\","
-                           "\"text\":\"x\"}\n",
+    CHECK(import_fails(db,
+                       "{\"kind\":\"template\",\"key\":\"k\",\"category\":\"general\","
+                       "\"text\":\"x\"}\n",
                        ":1: field \"title\": required"));
-    CHECK(import_fails(db, "{\"kind\":\"template\",\"key\":\"k\",\"title\":\"t\",\"category\":"
-                           "\"general\",\"text\":\"x\",\"severity\":5}\n",
+    CHECK(import_fails(db,
+                       "{\"kind\":\"template\",\"key\":\"k\",\"title\":\"t\",\"category\":"
+                       "\"general\",\"text\":\"x\",\"severity\":5}\n",
                        ":1: field \"severity\": must be 1..4"));
-    CHECK(import_fails(db, "{\"kind\":\"template\",\"key\":\"k\",\"title\":\"t\",\"category\":"
-                           "\"general\",\"text\":\"x\",\"severity\":\"high\"}\n",
+    CHECK(import_fails(db,
+                       "{\"kind\":\"template\",\"key\":\"k\",\"title\":\"t\",\"category\":"
+                       "\"general\",\"text\":\"x\",\"severity\":\"high\"}\n",
                        ":1: field \"severity\": must be an integer"));
-    CHECK(import_fails(db, "{\"kind\":\"template\",\"key\":\"k\",\"title\":\"t\",\"category\":"
-                           "\"general\",\"text\":\"x\",\"steps\":[\"a\",3]}\n",
+    CHECK(import_fails(db,
+                       "{\"kind\":\"template\",\"key\":\"k\",\"title\":\"t\",\"category\":"
+                       "\"general\",\"text\":\"x\",\"steps\":[\"a\",3]}\n",
                        ":1: field \"steps\": item 1 is not a string"));
-    CHECK(import_fails(db, "{\"kind\":\"template\",\"key\":\"k\",\"title\":\"t\",\"category\":"
-                           "\"general\",\"text\":\"x\",\"tags\":\"a\"}\n",
+    CHECK(import_fails(db,
+                       "{\"kind\":\"template\",\"key\":\"k\",\"title\":\"t\",\"category\":"
+                       "\"general\",\"text\":\"x\",\"tags\":\"a\"}\n",
                        ":1: field \"tags\": must be an array of strings"));
-    CHECK(import_fails(db, "{\"kind\":\"template\",\"key\":\"has space\",\"title\":\"t\","
-                           "\"category\":\"general\",\"text\":\"x\"}\n",
+    CHECK(import_fails(db,
+                       "{\"kind\":\"template\",\"key\":\"has space\",\"title\":\"t\","
+                       "\"category\":\"general\",\"text\":\"x\"}\n",
                        ":1: field \"key\""));
     CHECK(import_fails(db, "{\"kind\":\"thing\"}\n", ":1: field \"kind\""));
     CHECK(import_fails(db, "{\"key\":\"k\"}\n", ":1: field \"kind\""));
     CHECK(import_fails(db, C1 "\n" C1 "\n", ":2: key \"c-1\" already appears on line 1"));
-    CHECK(import_fails(db, "{\"kind\":\"case\",\"key\":\"c\",\"summary\":\"s\",\"category\":"
-                           "\"general\",\"outcome\":\"fixed\"}\n",
+    CHECK(import_fails(db,
+                       "{\"kind\":\"case\",\"key\":\"c\",\"summary\":\"s\",\"category\":"
+                       "\"general\",\"outcome\":\"fixed\"}\n",
                        ":1: field \"outcome\""));
-    CHECK(import_fails(db, "{\"kind\":\"case\",\"key\":\"c\",\"summary\":\"s\",\"category\":"
-                           "\"general\",\"outcome\":\"resolved\",\"date\":\"2026-02-30\"}\n",
+    CHECK(import_fails(db,
+                       "{\"kind\":\"case\",\"key\":\"c\",\"summary\":\"s\",\"category\":"
+                       "\"general\",\"outcome\":\"resolved\",\"date\":\"2026-02-30\"}\n",
                        ":1: field \"date\""));
-    CHECK(import_fails(db, "{\"kind\":\"case\",\"key\":\"c\",\"summary\":\"s\",\"category\":"
-                           "\"general\",\"outcome\":\"resolved\",\"satisfaction\":6}\n",
+    CHECK(import_fails(db,
+                       "{\"kind\":\"case\",\"key\":\"c\",\"summary\":\"s\",\"category\":"
+                       "\"general\",\"outcome\":\"resolved\",\"satisfaction\":6}\n",
                        ":1: field \"satisfaction\""));
-    CHECK(import_fails(db, "{\"kind\":\"case\",\"key\":\"c\",\"summary\":\"s\\u0000x\","
-                           "\"category\":\"general\",\"outcome\":\"resolved\"}\n",
+    CHECK(import_fails(db,
+                       "{\"kind\":\"case\",\"key\":\"c\",\"summary\":\"s\\u0000x\","
+                       "\"category\":\"general\",\"outcome\":\"resolved\"}\n",
                        ":1: NUL characters"));
     CHECK(import_fails(db, T1 "\n{\"kind\":\"case\",\"key\":\"c\",\"summary\":\"\xff\"}\n",
                        ":2: not valid UTF-8"));
     CHECK(import_fails(db, "{\"kind\":\"template\",\"kind\":\"template\"}\n",
                        ":1: field \"kind\" appears twice"));
     CHECK(import_fails(db, T1 " x\n", ":1: unexpected text after the JSON object"));
-    CHECK(import_fails(db, "{\"kind\":\"template\",\"key\":\"k\",\"title\":\"a\\nb\","
-                           "\"category\":\"general\",\"text\":\"x\"}\n",
+    CHECK(import_fails(db,
+                       "{\"kind\":\"template\",\"key\":\"k\",\"title\":\"a\\nb\","
+                       "\"category\":\"general\",\"text\":\"x\"}\n",
                        ":1: field \"title\": control character (line break)"));
     char err[256];
     CHECK(kb_import_file(db, "/nonexistent.jsonl", "t", err, sizeof(err)) == -1);
@@ -96,9 +109,9 @@ static void nothing_is_imported_on_error(void)
     int before = kb_template_count(db);
     /* valid new records first, an update of an existing one, then a bad last line */
     CHECK(import_fails(db,
-                       T1 "\n" C1
-                          "\n{\"kind\":\"template\",\"key\":\"refund-001\",\"title\":\"改了\","
-                          "\"category\":\"ecom.refund\",\"text\":\"新文本\"}\n{\"kind\":\"case\"}\n",
+                       T1
+                       "\n" C1 "\n{\"kind\":\"template\",\"key\":\"refund-001\",\"title\":\"改了\","
+                       "\"category\":\"ecom.refund\",\"text\":\"新文本\"}\n{\"kind\":\"case\"}\n",
                        ":4:"));
     CHECK(kb_template_count(db) == before);
     CHECK(kb_case_count(db) == 0);
@@ -160,9 +173,9 @@ static void upsert_creates_versions(void)
     char err[256];
     kb_import_stats_t st;
     CHECK(kb_import_file(db, kb_fixture("templates.jsonl"), "alice", err, sizeof(err)) == 5);
-    const char *path = kb_temp_file(
-        "{\"kind\":\"template\",\"key\":\"refund-001\",\"title\":\"申请退款（新）\","
-        "\"category\":\"ecom.refund\",\"text\":\"新的答复\"}\n");
+    const char *path =
+        kb_temp_file("{\"kind\":\"template\",\"key\":\"refund-001\",\"title\":\"申请退款（新）\","
+                     "\"category\":\"ecom.refund\",\"text\":\"新的答复\"}\n");
     CHECK(kb_import_file_ex(db, path, "bob", &st, err, sizeof(err)) == 1);
     CHECK(st.updated == 1);
     unlink(path);

@@ -23,8 +23,8 @@ static int search_ok(const char *text, const char *category, int limit)
         bad = 1;
     for (int i = 0; i < n && !bad; i++) {
         const kb_hit_t *h = &r->hits[i];
-        if (!h->title || !h->snippet || !h->text || !h->key || !h->category ||
-            h->coverage < 0 || h->coverage > 1.0001 || (i > 0 && h->score > r->hits[i - 1].score) ||
+        if (!h->title || !h->snippet || !h->text || !h->key || !h->category || h->coverage < 0 ||
+            h->coverage > 1.0001 || (i > 0 && h->score > r->hits[i - 1].score) ||
             !kb_utf8_valid(h->snippet, strlen(h->snippet)))
             bad = 1;
     }
@@ -132,9 +132,10 @@ static unsigned next_rand(void)
 static void random_strings(void)
 {
     static const char *const pieces[] = {
-        "\"", "*", "-", ":", "(", ")", "{", "}", "^", "+", "NEAR", "AND", "OR", "NOT", " ",
-        "退款", "扣费", "年费", "快递", "没收到", "信号", "WiFi", "ＡＢＣ", "😀", "\xf0\x9f",
-        "\xff", "\x01", "\n", "~", "'", ";", "\\", "%", "0", "123", "é", "カード", "，", "。"};
+        "\"",   "*",    "-",      ":",   "(",        ")",    "{",      "}",    "^",    "+",
+        "NEAR", "AND",  "OR",     "NOT", " ",        "退款", "扣费",   "年费", "快递", "没收到",
+        "信号", "WiFi", "ＡＢＣ", "😀",   "\xf0\x9f", "\xff", "\x01",   "\n",   "~",    "'",
+        ";",    "\\",   "%",      "0",   "123",      "é",    "カード", "，",   "。"};
     char buf[512];
     for (int i = 0; i < 3000; i++) {
         size_t len = 0;

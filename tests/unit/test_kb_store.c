@@ -123,8 +123,13 @@ static void validation(void)
     t.deadline_hours = 9000;
     CHECK(kb_template_validate(&t, err, sizeof(err)) == KB_ERR_INVALID);
 
-    kb_case_t c = {.key = "c-1", .summary = "s", .category = "general", .tried = "",
-                   .resolution = "", .outcome = "resolved", .satisfaction = 0,
+    kb_case_t c = {.key = "c-1",
+                   .summary = "s",
+                   .category = "general",
+                   .tried = "",
+                   .resolution = "",
+                   .outcome = "resolved",
+                   .satisfaction = 0,
                    .date = "2024-02-29"};
     CHECK(kb_case_validate(&c, err, sizeof(err)) == 0);
     c.date = "2023-02-29";
@@ -180,8 +185,9 @@ static void categories(void)
     CHECK(kb_category_slug(16) == NULL && kb_category_slug(-1) == NULL);
     sqlite3 *db = kb_test_db();
     sqlite3_stmt *st;
-    CHECK(sqlite3_prepare_v2(db, "SELECT count(*), max(name = '其他' AND slug = 'general') "
-                                 "FROM kb_categories",
+    CHECK(sqlite3_prepare_v2(db,
+                             "SELECT count(*), max(name = '其他' AND slug = 'general') "
+                             "FROM kb_categories",
                              -1, &st, NULL) == SQLITE_OK);
     CHECK(sqlite3_step(st) == SQLITE_ROW);
     CHECK(sqlite3_column_int(st, 0) == 16 && sqlite3_column_int(st, 1) == 1);

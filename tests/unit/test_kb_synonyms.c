@@ -26,7 +26,8 @@ static void format_errors_name_the_line(void)
 {
     CHECK(parse_error("退款 退钱\n退款\n", "syn.txt:2: a group needs at least two"));
     CHECK(parse_error("# c\n\n退款 退款\n", "syn.txt:3: a group needs at least two different"));
-    CHECK(parse_error("退款 退钱\n退费 退钱\n", "syn.txt:2: \"退钱\" is already in the group on line 1"));
+    CHECK(parse_error("退款 退钱\n退费 退钱\n",
+                      "syn.txt:2: \"退钱\" is already in the group on line 1"));
     CHECK(parse_error("a b\nq-币 q币\n", "syn.txt:2: words may hold only"));
     CHECK(parse_error("退款 \xff\xfe\n", "syn.txt:1: invalid UTF-8"));
     CHECK(parse_error("一二三四五六七八九十一二三四五六七 退款\n", "syn.txt:1: a word is longer"));
@@ -62,8 +63,8 @@ static void group_tokens_are_colocated(void)
     EQ(tokens_of("没收到货", 0, KB_CJK_UNIBI), "没|没收|~没收到 收|收到 到|到货 货");
     EQ(tokens_of("WiFi密码", 0, KB_CJK_UNIBI), "wifi|~wifi 密|密码 码");
     EQ(tokens_of("wifix", 0, KB_CJK_UNIBI), "wifix"); /* a word must cover the whole run */
-    EQ(tokens_of("退钱", 1, KB_CJK_UNIBI), "退钱");    /* query mode adds nothing */
-    EQ(tokens_of("~退款", 1, KB_CJK_UNIBI), "~退款");  /* group tokens pass through */
+    EQ(tokens_of("退钱", 1, KB_CJK_UNIBI), "退钱");   /* query mode adds nothing */
+    EQ(tokens_of("~退款", 1, KB_CJK_UNIBI), "~退款"); /* group tokens pass through */
     CHECK(kb_set_synonyms_file(NULL, NULL, 0) == 0);
     EQ(tokens_of("我要退钱", 0, KB_CJK_UNIBI), "我|我要 要|要退 退|退钱 钱");
 }
@@ -102,7 +103,7 @@ static void search_finds_synonyms(void)
     sqlite3 *db = kb_test_db();
     CHECK_MSG(kb_import_file(db, kb_fixture("templates.jsonl"), "t", err, sizeof(err)) > 0, "%s",
               err);
-    CHECK(found(db, "我想退钱", "refund-001") == 1);  /* 退钱 ~ 退款 */
+    CHECK(found(db, "我想退钱", "refund-001") == 1);     /* 退钱 ~ 退款 */
     CHECK(found(db, "无线网连不上", "signal-001") == 1); /* 无线网 ~ WiFi */
     sqlite3_close(db);
     kb_set_synonyms_file(NULL, NULL, 0);

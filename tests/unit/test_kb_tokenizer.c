@@ -27,7 +27,8 @@ static void mixed_scripts_and_digits(void)
 {
     EQ(tokens_of("iPhone13退款99元", 0, KB_CJK_UNIBI), "iphone|iphone13 13 退|退款 款 99 元");
     EQ(tokens_of("iPhone13", 1, KB_CJK_UNIBI), "iphone13");
-    EQ(tokens_of("订单号 20260301 未到", 0, KB_CJK_UNIBI), "订|订单 单|单号 号 20260301 未|未到 到");
+    EQ(tokens_of("订单号 20260301 未到", 0, KB_CJK_UNIBI),
+       "订|订单 单|单号 号 20260301 未|未到 到");
     EQ(tokens_of("5G信号", 0, KB_CJK_UNIBI), "5|5g g 信|信号 号");
     EQ(tokens_of("e.g. 3.5", 0, KB_CJK_UNIBI), "e g 3 5");
 }
@@ -104,7 +105,7 @@ static void offsets_are_bytes_of_the_source(void)
     offs o = {0, {0}, {0}};
     kb_analyzer_t a = {.cjk = KB_CJK_UNIBI, .query = 0, .syn = NULL};
     kb_analyze(&a, text, (int)strlen(text), collect_offsets, &o);
-    CHECK(o.n == 4); /* a, 退, 退款, 款 */
+    CHECK(o.n == 4);                          /* a, 退, 退款, 款 */
     CHECK(o.start[0] == 4 && o.end[0] == 7);  /* the full-width Ａ */
     CHECK(o.start[1] == 7 && o.end[1] == 10); /* 退 */
     CHECK(o.start[2] == 7 && o.end[2] == 13); /* 退款 */
@@ -147,7 +148,8 @@ static void fts5_rejects_unknown_options(void)
     sqlite3 *db;
     CHECK(sqlite3_open(":memory:", &db) == SQLITE_OK);
     CHECK(kb_register(db) == 0);
-    CHECK(kb_exec(db, "CREATE VIRTUAL TABLE t USING fts5(x, tokenize='redress bi nosynonyms')") == 0);
+    CHECK(kb_exec(db, "CREATE VIRTUAL TABLE t USING fts5(x, tokenize='redress bi nosynonyms')") ==
+          0);
     CHECK(kb_exec(db, "CREATE VIRTUAL TABLE u USING fts5(x, tokenize='redress bogus')") != 0);
     sqlite3_close(db);
 }
