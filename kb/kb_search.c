@@ -613,7 +613,7 @@ static double coverage(const query *q, const unsigned char *hit)
         const qtok *k = &q->k[i];
         if (k->term < 0 || !hit[k->term])
             continue;
-        float v = (k->kind == KB_TOK_UNI && has_bi[k->cstart]) ? 0.5f : 1.0f;
+        float v = (k->kind == KB_TOK_UNI && k->cstart <= Q_MAX_CHARS && has_bi[k->cstart]) ? 0.5f : 1.0f;
         for (int c = k->cstart; c < k->cend && c <= Q_MAX_CHARS; c++)
             if (credit[c] < v)
                 credit[c] = v;

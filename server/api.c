@@ -147,7 +147,7 @@ static int authorized(server_t *srv, const http_call_t *call, http_reply_t *h, a
         http_reply_error(h, 500, "internal", "could not check the session");
         return 0;
     }
-    if (call->loopback && !call->cookie[0])
+    if (srv->cfg->api_trust_loopback && call->loopback && !call->cookie[0])
         return 1;
     http_reply_error(h, 401, "unauthorized", "log in first");
     return 0;

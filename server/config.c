@@ -71,6 +71,9 @@ static const setting settings[] = {
     {"privacy.mask_transcripts", T_INT, "0", F(mask_transcripts), 0, 1, NULL,
      "1: mask ID card, bank card and phone numbers in customer messages before they are stored "
      "(logs are always masked)"},
+    {"api.trust_loopback", T_INT, "1", F(api_trust_loopback), 0, 1, NULL,
+     "1: /api requests from 127.0.0.0/8 or ::1 without a session cookie act as the operator "
+     "(CLI tools); set 0 behind a reverse proxy on the same machine"},
     {"store.synchronous", T_STR, "normal", F(synchronous), 1, 16, "normal|full",
      "normal: acknowledged data survives a process crash; full: also a power loss"},
     {"store.batch_max", T_INT, "512", F(batch_max), 1, 100000, NULL,

@@ -33,6 +33,7 @@ typedef struct config {
     int ping_interval_s;  /* limits.ping_interval_s: server ping period */
     int hello_timeout_s;  /* limits.hello_timeout_s: a socket must say hello within this time */
     int session_memory_s; /* limits.session_memory_s: keep a detached conversation in memory */    char *allowed_origins; /* web.allowed_origins: browser Origins allowed to open chat sockets */    int mask_transcripts; /* privacy.mask_transcripts: mask ID/card/phone numbers in stored text */
+    int api_trust_loopback; /* api.trust_loopback: loopback requests without a session are the operator */
     /* storage */
     char *synchronous; /* store.synchronous: "normal" (survives process crash) or "full" */
     int batch_max;     /* store.batch_max: most operations in one transaction */

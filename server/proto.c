@@ -181,7 +181,15 @@ int proto_decode(const char *buf, size_t len, const proto_limits_t *lim, proto_i
     } else if (strcmp(type->valuestring, "message") == 0) {
         rc = decode_message(&d, root, lim, in);
     } else {
-        bad(&d, PROTO_E_UNKNOWN_TYPE, "unknown type \"%.40s\"", type->valuestring);
+        /* echo at most 40 bytes of the type, cut on a character boundary (the error frame
+         * must stay valid UTF-8) */
+        size_t n = strlen(type->valuestring);
+        if (n > 40) {
+            n = 40;
+            while (n > 0 && ((unsigned char)type->valuestring[n] & 0xC0) == 0x80)
+                n--;
+        }
+        bad(&d, PROTO_E_UNKNOWN_TYPE, "unknown type \"%.*s\"", (int)n, type->valuestring);
     }
 out:
     cJSON_Delete(root);
