@@ -68,6 +68,13 @@ static void *flow_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         size_t grow = nsize - osize;
         if (e->mem_used + grow > e->mem_cap)
             return NULL;
+        /* The instruction budget does not see bytes: `s .. s` on a large string is one
+         * instruction.  Capping the bytes one call may allocate (freed or not) bounds the
+         * copying a flow can make the loop do in one call. */
+        if (e->in_call && e->call_gross + grow > e->mem_cap)
+            return NULL;
+        if (e->in_call)
+            e->call_gross += grow;
         if (e->current && e->turn_net + (long long)grow > (long long)e->turn_cap)
             return NULL;
     }
@@ -170,7 +177,11 @@ static int panic_handler(lua_State *L)
 int flow_protected(flow_engine_t *e, lua_CFunction fn, void *arg, char *err, size_t errlen)
 {
     lua_State *L = e->L;
-    int top = lua_gettop(L), rc = 0;
+    int top = lua_gettop(L), rc = 0, outer = !e->in_call;
+    if (outer) {
+        e->in_call = 1;
+        e->call_gross = 0;
+    }
     e->budget = e->max_instr;
     e->killed = FLOW_KILL_NONE;
     lua_sethook(L, flow_hook, LUA_MASKCOUNT, FLOW_HOOK_STEP);
@@ -186,6 +197,8 @@ int flow_protected(flow_engine_t *e, lua_CFunction fn, void *arg, char *err, siz
         rc = -1;
     }
     lua_settop(L, top);
+    if (outer)
+        e->in_call = 0;
     return rc;
 }
 

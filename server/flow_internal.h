@@ -40,6 +40,8 @@ struct flow_engine {
     size_t mem_used, mem_cap;
     size_t turn_cap;    /* net bytes one run may add in one call */
     long long turn_net; /* net bytes allocated since the current run's call began */
+    size_t call_gross;  /* bytes allocated (not net) since the current flow_protected began */
+    int in_call;        /* inside flow_protected: call_gross is counted and capped at mem_cap */
     /* instruction budget of the current entry */
     long max_instr;
     long budget;
