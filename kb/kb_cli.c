@@ -16,6 +16,7 @@
  * codes: 0 ok, 1 failure, 2 usage.
  */
 #include "config.h"
+#include "util.h"
 #include "kb_internal.h"
 
 #include <errno.h>
@@ -38,26 +39,6 @@ static int usage(void)
     return 2;
 }
 
-/* mkdir -p for the directories of path's prefix up to and including dir. */
-static int make_dirs(const char *dir)
-{
-    char buf[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof(buf))
-        return n == 0 ? 0 : -1;
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != 0)
-            continue;
-        char c = buf[i];
-        buf[i] = 0;
-        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
-            return -1;
-        buf[i] = c;
-    }
-    return 0;
-}
-
 /* Opens and prepares the database.  Returns it, or NULL after printing why. */
 static sqlite3 *open_db(const config_t *cfg)
 {
@@ -68,7 +49,7 @@ static sqlite3 *open_db(const config_t *cfg)
         fprintf(stderr, "redress kb: database path too long\n");
         return NULL;
     }
-    if (strcmp(path, ":memory:") != 0 && make_dirs(cfg->data_dir) != 0) {
+    if (strcmp(path, ":memory:") != 0 && util_mkdirs(cfg->data_dir) != 0) {
         fprintf(stderr, "redress kb: cannot create %s: %s\n", cfg->data_dir, strerror(errno));
         return NULL;
     }

@@ -367,23 +367,9 @@ static void free_store(store_t *s)
 
 static int ensure_dir(const char *dir, char *err, size_t errlen)
 {
-    char path[4096];
-    size_t n = strlen(dir);
-    if (n >= sizeof(path)) {
-        snprintf(err, errlen, "data.dir too long");
+    if (util_mkdirs(dir) != 0) {
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
-    }
-    memcpy(path, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (path[i] == '/' || path[i] == '\0') {
-            char c = path[i];
-            path[i] = '\0';
-            if (mkdir(path, 0750) != 0 && errno != EEXIST) {
-                snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
-                return -1;
-            }
-            path[i] = c;
-        }
     }
     return 0;
 }

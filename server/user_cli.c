@@ -22,6 +22,7 @@
  * working at once).  Exit codes: 0 ok, 1 failure, 2 usage.
  */
 #include "auth.h"
+#include "util.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -57,26 +58,6 @@ static int64_t now_s(void)
 
 /* ---- the database ---- */
 
-static int make_dirs(const char *dir)
-{
-    char buf[4096];
-    size_t n = strlen(dir);
-
-    if (n >= sizeof(buf))
-        return -1;
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char c = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
-            return -1;
-        buf[i] = c;
-    }
-    return 0;
-}
-
 /* Opens and migrates the database.  Returns it, or NULL after printing why. */
 static sqlite3 *open_db(const config_t *cfg)
 {
@@ -88,7 +69,7 @@ static sqlite3 *open_db(const config_t *cfg)
         return NULL;
     }
     if (strcmp(cfg->db_path, ":memory:") != 0 && cfg->db_path[0] != '/' &&
-        make_dirs(cfg->data_dir) != 0) {
+        util_mkdirs(cfg->data_dir) != 0) {
         fprintf(stderr, "redress user: cannot create %s: %s\n", cfg->data_dir, strerror(errno));
         return NULL;
     }

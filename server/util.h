@@ -21,6 +21,10 @@ size_t util_utf8_chars(const char *s);
 /* 1 when s is empty or only ASCII/Unicode white space (including U+3000). */
 int util_blank(const char *s);
 
+/* Creates dir and its missing parents (mode 0750).  Returns 0 (also for "" or an existing
+ * directory), or -1 with errno set. */
+int util_mkdirs(const char *dir);
+
 /* Current UTC time as "2026-11-26T15:04:05.123Z" into out (>= 25 bytes). */
 void util_iso_now(char *out, size_t outlen);
 
