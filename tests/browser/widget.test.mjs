@@ -332,6 +332,8 @@ describe('widget with the real server', () => {
       const p = ctx.pages()[0] || (await ctx.newPage());
       const pw = watch(p);
       await p.goto(`${server.url}/`);
+      // the widget mounts asynchronously (embed.js); measure it once it is on screen
+      await p.locator('.launcher').waitFor({ state: 'visible' });
       const launcher = await p.locator('.launcher').boundingBox();
       assert.ok(launcher.x + launcher.width <= 375 && launcher.y + launcher.height <= 667, 'launcher on screen');
       assert.ok(launcher.width >= 44 && launcher.height >= 44, 'launcher is a comfortable touch target');
