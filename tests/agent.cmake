@@ -1,0 +1,1 @@
+# Escalation and hand-off tests (issue 5): agent tables, the agent protocol, the console.
