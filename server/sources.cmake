@@ -20,8 +20,6 @@ set(REDRESS_SERVER_SOURCES
   server/auth_session.c
   server/auth_api.c
   server/user_cli.c
-  # escalation and hand-off to human agents
-  server/agent_store.c
   # the Lua dialogue engine
   server/flow.c
   server/flow_sandbox.c
