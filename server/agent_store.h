@@ -119,4 +119,16 @@ char *agent_store_canned(agent_store_t *as);
 /* Last customer message text of a conversation (malloc'ed) or NULL (none or error). */
 char *agent_store_last_text(agent_store_t *as, long long conversation);
 
+/* ---- inside the module: the JSON views (agent_ctx.c), owned by an agent_store_t ---- */
+
+typedef struct agent_ctx agent_ctx_t;
+
+/* Prepares the context packet's and canned replies' statements on the reader connection db.
+ * Returns NULL (logged) on failure.  db must outlive it. */
+agent_ctx_t *agent_ctx_new(sqlite3 *db);
+void agent_ctx_free(agent_ctx_t *c);
+/* As agent_store_context() and agent_store_canned(). */
+char *agent_ctx_packet(agent_ctx_t *c, long long conversation);
+char *agent_ctx_canned(agent_ctx_t *c);
+
 #endif

@@ -68,6 +68,9 @@ static const setting settings[] = {
      "a new socket must say hello within this time"},
     {"limits.session_memory_s", T_INT, "600", F(session_memory_s), 1, 86400, NULL,
      "keep a detached conversation in memory this long before reloading it from disk"},
+    {"limits.flow_idle_s", T_INT, "60", F(flow_idle_s), 0, 86400, NULL,
+     "after this many seconds without a turn a conversation's Lua flow state is freed from memory "
+     "(it is saved in the database and restored on the next message); 0 = never"},
     {"privacy.mask_transcripts", T_INT, "0", F(mask_transcripts), 0, 1, NULL,
      "1: mask ID card, bank card and phone numbers in customer messages before they are stored "
      "(logs are always masked)"},
@@ -97,6 +100,19 @@ static const setting settings[] = {
      "failed logins per client address in auth.failure_window_s before 429 (0 = no limit)"},
     {"auth.failure_window_s", T_INT, "900", F(auth_failure_window_s), 10, 86400, NULL,
      "window of the failed-login limiter"},
+    {"agent.hours", T_STR, "09:00-21:00", F(agent_hours), 11, 11, NULL,
+     "working hours of the human agents, HH:MM-HH:MM in agent.utc_offset_min's time "
+     "(00:00-24:00 = always); outside them an escalation gets a call-back record"},
+    {"agent.utc_offset_min", T_INT, "480", F(agent_utc_offset_min), -720, 840, NULL,
+     "the company's time zone as minutes east of UTC (480 = Beijing)"},
+    {"agent.handle_s", T_INT, "300", F(agent_handle_s), 10, 86400, NULL,
+     "assumed seconds an agent spends on a chat, for wait estimates, until real ones are measured"},
+    {"agent.max_wait_s", T_INT, "900", F(agent_max_wait_s), 10, 604800, NULL,
+     "a chat queued this long gets a call-back record instead of waiting on"},
+    {"agent.callback_s", T_INT, "7200", F(agent_callback_s), 60, 604800, NULL,
+     "a call-back is promised this many seconds after now (or after opening time)"},
+    {"agent.queue_push_ms", T_INT, "200", F(agent_queue_push_ms), 0, 60000, NULL,
+     "queue snapshots go to agents at most this often"},
     {"log.level", T_STR, "notice", F(log_level), 1, 16, "error|warn|notice|info|debug",
      "log verbosity"},
 };

@@ -32,8 +32,12 @@ typedef struct config {
     int idle_timeout_s;   /* limits.idle_timeout_s: no frame from the client for this long closes */
     int ping_interval_s;  /* limits.ping_interval_s: server ping period */
     int hello_timeout_s;  /* limits.hello_timeout_s: a socket must say hello within this time */
-    int session_memory_s; /* limits.session_memory_s: keep a detached conversation in memory */    char *allowed_origins; /* web.allowed_origins: browser Origins allowed to open chat sockets */    int mask_transcripts; /* privacy.mask_transcripts: mask ID/card/phone numbers in stored text */
-    int api_trust_loopback; /* api.trust_loopback: loopback requests without a session are the operator */
+    int session_memory_s; /* limits.session_memory_s: keep a detached conversation in memory */
+    int flow_idle_s; /* limits.flow_idle_s: free an idle conversation's Lua state (0 = never) */
+    char *allowed_origins; /* web.allowed_origins: browser Origins allowed to open chat sockets */
+    int mask_transcripts;  /* privacy.mask_transcripts: mask ID/card/phone numbers in stored text */
+    int api_trust_loopback; /* api.trust_loopback: loopback requests without a session are the
+                               operator */
     /* storage */
     char *synchronous; /* store.synchronous: "normal" (survives process crash) or "full" */
     int batch_max;     /* store.batch_max: most operations in one transaction */
@@ -49,6 +53,13 @@ typedef struct config {
     int auth_max_failures;     /* auth.max_failures: failed logins per username in the window */
     int auth_max_failures_ip;  /* auth.max_failures_ip: ... per client address (0 = off) */
     int auth_failure_window_s; /* auth.failure_window_s: the limiter's window */
+    /* hand-off to human agents (agent.c) */
+    char *agent_hours;        /* agent.hours: "HH:MM-HH:MM" working hours, local time */
+    int agent_utc_offset_min; /* agent.utc_offset_min: the company's time zone */
+    int agent_handle_s;       /* agent.handle_s: assumed handling time per chat */
+    int agent_max_wait_s;     /* agent.max_wait_s: queued longer becomes a call-back */
+    int agent_callback_s;     /* agent.callback_s: call-back promised this long after now */
+    int agent_queue_push_ms;  /* agent.queue_push_ms: queue snapshots at most this often */
     /* logging */
     char *log_level;   /* log.level: error, warn, notice, info, debug */
     char *config_file; /* the file loaded, if any (not a setting) */

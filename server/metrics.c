@@ -66,6 +66,13 @@ char *metrics_render(struct store *store, uint64_t uptime_s, size_t *len)
            (uint64_t)metrics.connections);
     metric(&b, "redress_sessions", "gauge", "Conversations held in memory.",
            (uint64_t)metrics.sessions);
+    metric(
+        &b, "redress_flow_runs", "gauge",
+        "Conversations with their Lua flow state in memory (idle ones are parked in the database).",
+        (uint64_t)metrics.flow_runs);
+    metric(&b, "redress_handoffs", "gauge",
+           "Open hand-offs to human agents (queued, call-back, active).",
+           (uint64_t)metrics.handoffs);
     metric(&b, "redress_connections_total", "counter", "Chat connections accepted.",
            metrics.connections_total);
     metric(&b, "redress_messages_in_total", "counter", "Customer messages accepted.",

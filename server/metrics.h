@@ -15,6 +15,8 @@
 typedef struct metrics {
     int64_t connections; /* open chat WebSockets (gauge) */
     int64_t sessions;    /* conversations held in memory (gauge) */
+    int64_t flow_runs;   /* of those, with their Lua flow state in memory (gauge) */
+    int64_t handoffs;    /* open hand-offs to human agents (gauge) */
     uint64_t connections_total;
     uint64_t messages_in;  /* customer messages accepted */
     uint64_t messages_out; /* events delivered to clients */

@@ -14,6 +14,8 @@
  */
 #include "server.h"
 
+#include "agent.h"
+#include "agent_store.h"
 #include "auth.h"
 #include "flow.h"
 #include "http.h"
@@ -28,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static struct lws_protocols protocols[3];
+static struct lws_protocols protocols[4];
 
 server_t *server_of(struct lws *wsi)
 {
@@ -58,8 +60,10 @@ static void finish_shutdown(server_t *srv)
     flow_engine_destroy(srv->flow);
     srv->flow = NULL;
     lws_context_destroy(srv->lws); /* first phase: sockets close, uv handles start closing */
+    auth_set_logout_hook(srv->auth, NULL, NULL);
     auth_close(srv->auth); /* before the store: it holds statements on the reader */
     srv->auth = NULL;
+    agent_mgr_close_store(srv->agents); /* the same */
     store_close(srv->store);
     srv->store = NULL;
     uv_timer_stop(&srv->tick);
@@ -99,6 +103,7 @@ static void on_tick(uv_timer_t *t)
     }
     ws_sweep(srv);
     session_mgr_sweep(srv->sessions);
+    agent_mgr_tick(srv->agents);
 }
 
 /* Every store connection gets the knowledge base's tokenizer; the writer also migrates the kb
@@ -114,7 +119,8 @@ static int store_init(sqlite3 *db, int is_writer, void *arg, char *err, size_t e
     }
     if (!is_writer)
         return 0;
-    if (kb_migrate(db, err, errlen) != 0 || auth_migrate(db, err, errlen) != 0)
+    if (kb_migrate(db, err, errlen) != 0 || auth_migrate(db, err, errlen) != 0 ||
+        agent_store_migrate(db, err, errlen) != 0)
         return -1;
     n = kb_seed_dir(db, srv->cfg->kb_seed, err, errlen);
     if (n < 0)
@@ -149,7 +155,8 @@ static int start_lws(server_t *srv)
 
     protocols[0] = http_protocol;
     protocols[1] = ws_chat_protocol;
-    memset(&protocols[2], 0, sizeof(protocols[2]));
+    protocols[2] = ws_agent_protocol;
+    memset(&protocols[3], 0, sizeof(protocols[3]));
 
     /* No lws retry/idle policy and no fd_limit_per_thread: ws.c pings and times out idle chats
      * in its sweep, and lws's own versions cost O(n) per event at 15,000 sockets (a sorted timer
@@ -219,6 +226,12 @@ int server_run(const config_t *cfg)
         goto out;
     }
     session_mgr_set_flow(srv->sessions, srv->flow);
+    if (!(srv->agents = agent_mgr_new(srv))) {
+        log_error("server", "cannot start the agent queue");
+        goto out;
+    }
+    session_mgr_set_agent(srv->sessions, srv->agents);
+    auth_set_logout_hook(srv->auth, agent_logout, srv->agents);
     if (start_lws(srv) != 0)
         goto out;
     uv_signal_init(&srv->loop, &srv->sigint);
@@ -246,6 +259,7 @@ out:
             lws_context_destroy(srv->lws);
         auth_close(srv->auth);
         srv->auth = NULL;
+        agent_mgr_close_store(srv->agents);
         if (srv->store)
             store_close(srv->store);
         uv_run(&srv->loop, UV_RUN_DEFAULT);
@@ -253,6 +267,7 @@ out:
     if (srv->lws) /* second phase, once the loop has closed lws's handles: frees the context */
         lws_context_destroy(srv->lws);
     session_mgr_free(srv->sessions);
+    agent_mgr_free(srv->agents);
     if (uv_loop_close(&srv->loop) != 0)
         log_warn("server", "loop closed with handles still open");
     free(srv);

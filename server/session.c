@@ -24,6 +24,7 @@
  */
 #include "session.h"
 
+#include "agent.h"
 #include "flow.h"
 #include "log.h"
 #include "metrics.h"
@@ -65,8 +66,12 @@ struct session {
     sevent *pending, **pending_tail;
     int refs;
     uint64_t detached_ms;
-    flow_run_t *run; /* the dialogue flow, NULL without an engine */
-    double run_due;  /* flow_run_next_due() after the last call into the run */
+    flow_run_t *run;    /* the dialogue flow, NULL without an engine */
+    int handoff;        /* with the agents (agent.c): messages go there, kept in memory */
+    double run_due;     /* flow_run_next_due() after the last call into the run */
+    int run_parked;     /* run freed while idle; its saved state is in the store (unpark) */
+    int saving;         /* flow state saves in flight */
+    uint64_t active_ms; /* last call into the run */
 };
 
 struct session_mgr {
@@ -78,9 +83,18 @@ struct session_mgr {
     long long next_id;
     int stopping;
     flow_engine_t *flow; /* borrowed; NULL: fixed replies */
+    agent_mgr_t *agent;  /* borrowed; NULL: no agent queue */
 };
 
 /* ---- manager ---- */
+
+static void drop_run(session_t *s)
+{
+    if (s->run)
+        metrics.flow_runs--;
+    flow_run_free(s->run);
+    s->run = NULL;
+}
 
 session_mgr_t *session_mgr_new(const config_t *cfg, store_t *store)
 {
@@ -114,11 +128,20 @@ void session_mgr_set_flow(session_mgr_t *m, flow_engine_t *flow)
 {
     if (!flow) /* the engine is going away: its runs go first (their state is saved) */
         for (session_t *s = m->all; s; s = s->next) {
-            flow_run_free(s->run);
-            s->run = NULL;
+            drop_run(s);
             s->run_due = 0;
         }
     m->flow = flow;
+}
+
+void session_mgr_set_agent(session_mgr_t *m, agent_mgr_t *am)
+{
+    m->agent = am;
+}
+
+double session_mgr_now(const session_mgr_t *m)
+{
+    return util_wall_s() + m->clock_offset;
 }
 
 void session_mgr_stop(session_mgr_t *m)
@@ -137,7 +160,7 @@ static void session_free(session_t *s)
         s->next->prev = s->prev;
     if (map_get(m->by_token, s->token) == s)
         map_del(m->by_token, s->token);
-    flow_run_free(s->run);
+    drop_run(s);
     metrics.sessions--;
     free(s);
 }
@@ -165,21 +188,32 @@ void session_mgr_free(session_mgr_t *m)
 }
 
 static void after_run_call(session_t *s, int rc, const char *what);
+static int unpark(session_t *s);
 
 void session_mgr_sweep(session_mgr_t *m)
 {
-    uint64_t now = util_now_ms(), keep = (uint64_t)m->cfg->session_memory_s * 1000u;
+    uint64_t now = util_now_ms(), keep = (uint64_t)m->cfg->session_memory_s * 1000u,
+             idle = (uint64_t)m->cfg->flow_idle_s * 1000u;
     double wall = 0;
     session_t *s = m->all;
     while (s) {
         session_t *next = s->next;
-        if (s->run && s->run_due > 0 && !m->stopping) {
+        if ((s->run || s->run_parked) && s->run_due > 0 && !s->handoff && !m->stopping) {
+            /* (with the agents the flow's timers wait; they fire after the hand back) */
             if (wall == 0)
                 wall = util_wall_s() + m->clock_offset;
-            if (s->run_due <= wall)
+            if (s->run_due <= wall && unpark(s) == 0) {
+                s->active_ms = now;
                 after_run_call(s, flow_run_tick(s->run, wall), "timer");
+            }
         }
-        if (s->refs == 0 && !s->conn &&
+        if (s->run && !s->handoff && !s->saving && !s->pending && idle > 0 &&
+            now - s->active_ms >= idle && !m->stopping) {
+            /* idle: keep only the saved state (the store has it), not the Lua coroutine */
+            drop_run(s);
+            s->run_parked = 1;
+        }
+        if (s->refs == 0 && !s->conn && !s->handoff &&
             (s->state == S_DEAD || (s->state == S_LIVE && now - s->detached_ms >= keep)))
             session_free(s);
         s = next;
@@ -283,11 +317,15 @@ static void on_stored(void *arg, int rc)
         }
         if (rc == 0) {
             metrics.messages_in++;
-            if (!s->m->stopping)
+            if (s->handoff && s->m->agent)
+                agent_event(s->m->agent, s, &e->ev);
+            else if (!s->m->stopping)
                 turn(s, e->text);
         }
     } else if (rc == 0) {
         deliver(s, &e->ev);
+        if (s->handoff && s->m->agent)
+            agent_event(s->m->agent, s, &e->ev);
     } else {
         log_error("session", "%s: event %lld not stored", s->name, e->ev.seq);
     }
@@ -391,13 +429,27 @@ static int host_escalate(void *host, const char *reason, int priority, const cha
     if (store_append_internal(s->m->store, s->id, "escalation", summary_json, "bot") != 0)
         rc = -1;
     log_info("session", "%s escalated: %s (priority %d)", s->name, reason, priority);
+    if (rc == 0 && s->m->agent && agent_escalate(s->m->agent, s, reason, priority, summary_json))
+        rc = -1;
     return rc;
+}
+
+static void on_saved(void *arg, int rc)
+{
+    session_t *s = arg;
+    (void)rc; /* logged by the store */
+    s->saving--;
+    s->refs--;
 }
 
 static int host_save(void *host, const char *state_json)
 {
     session_t *s = host;
-    return store_save_flow_state(s->m->store, s->id, state_json);
+    if (store_save_flow_state(s->m->store, s->id, state_json, on_saved, s) != 0)
+        return -1;
+    s->saving++;
+    s->refs++;
+    return 0;
 }
 
 static int host_record(void *host, const char *field, const char *value_json)
@@ -434,7 +486,10 @@ static int start_run(session_t *s, const char *state, int earlier)
     c.channel = s->channel;
     c.vip = vip;
     c.history_count = count > earlier ? count - earlier : 0;
+    s->active_ms = util_now_ms();
     int rc = flow_run_start(s->m->flow, &host_ops, s, &c, state, &s->run);
+    if (s->run)
+        metrics.flow_runs++;
     if (!s->run) {
         log_error("session", "%s: flow did not start (%d)", s->name, rc);
         return -1;
@@ -443,9 +498,30 @@ static int start_run(session_t *s, const char *state, int earlier)
     return 0;
 }
 
+/* Brings back a run parked while idle, from the state the store holds.  0, or -1 (no run). */
+static int unpark(session_t *s)
+{
+    store_conv_t row;
+    if (!s->run_parked)
+        return s->run ? 0 : -1;
+    s->run_parked = 0;
+    int rc = store_find_conversation(s->m->store, s->token, &row);
+    if (rc != 0 || !row.flow_state) {
+        if (rc == 0)
+            free(row.flow_state);
+        log_error("session", "%s: the idle flow could not be restored", s->name);
+        return -1;
+    }
+    rc = start_run(s, row.flow_state, 1);
+    free(row.flow_state);
+    return rc;
+}
+
 static void turn(session_t *s, const char *text)
 {
     metrics.turns++;
+    unpark(s);
+    s->active_ms = util_now_ms();
     if (s->run) {
         after_run_call(s, flow_run_input(s->run, text), "message");
         return;
@@ -551,6 +627,7 @@ static session_t *load_conversation(session_mgr_t *m, const char *token, int *er
     if (m->flow && row.flow_state)
         start_run(s, row.flow_state, 1);
     free(row.flow_state);
+    agent_session_loaded(m->agent, s);
     return s;
 }
 
@@ -679,4 +756,67 @@ void session_message(session_t *s, ws_conn_t *c, const proto_in_t *in)
     e->ev.sender = "customer";
     if (emit(s, e) != 0)
         ws_conn_error(c, PROTO_E_INTERNAL, "message not stored; send it again", in->id);
+}
+
+/* ---- hand-off ---- */
+
+session_t *session_mgr_load(session_mgr_t *m, long long id)
+{
+    char token[33];
+    int err = 0;
+    for (session_t *s = m->all; s; s = s->next)
+        if (s->id == id && s->state != S_DEAD)
+            return s;
+    int rc = store_conversation_token(m->store, id, token);
+    if (rc != 0) {
+        if (rc < 0)
+            log_error("session", "conversation %lld: cannot read it", id);
+        return NULL;
+    }
+    session_t *s = map_get(m->by_token, token);
+    if (!s)
+        s = load_conversation(m, token, &err);
+    return s && s->state != S_DEAD ? s : NULL;
+}
+
+long long session_id(const session_t *s)
+{
+    return s->id;
+}
+
+const char *session_customer_id(const session_t *s)
+{
+    return s->customer_id;
+}
+
+const char *session_customer_name(const session_t *s)
+{
+    return s->customer_name;
+}
+
+void session_set_handoff(session_t *s, int open)
+{
+    s->handoff = open;
+    if (!open)
+        s->detached_ms = util_now_ms(); /* kept in memory for the usual time from now on */
+}
+
+int session_agent_say(session_t *s, const char *text, long long *seq)
+{
+    if (session_say(s, "agent", text, NULL, 0) != 0)
+        return -1;
+    *seq = s->next_seq;
+    return 0;
+}
+
+int session_handback(session_t *s, const char *how)
+{
+    int rc = session_status(s, "bot_resumed", "{}");
+    s->handoff = 0;
+    s->detached_ms = util_now_ms();
+    if (!s->m->stopping && unpark(s) == 0) {
+        s->active_ms = util_now_ms();
+        after_run_call(s, flow_run_handback(s->run), how);
+    }
+    return rc;
 }

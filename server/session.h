@@ -25,6 +25,14 @@ session_mgr_t *session_mgr_new(const config_t *cfg, store_t *store);
  * setting NULL frees every flow run, so that the engine can then be destroyed. */
 struct flow_engine;
 void session_mgr_set_flow(session_mgr_t *m, struct flow_engine *flow);
+/* Gives the manager the agent queue (borrowed; NULL: escalations only mark the flow). */
+struct agent_mgr;
+void session_mgr_set_agent(session_mgr_t *m, struct agent_mgr *am);
+/* The flows' clock: wall time shifted by flow.clock_start (seconds since the epoch). */
+double session_mgr_now(const session_mgr_t *m);
+/* The session of conversation id, from memory or loaded from the store (the flow resumes
+ * silently).  Returns NULL when there is no such conversation or on error (logged). */
+session_t *session_mgr_load(session_mgr_t *m, long long id);
 /* Stops starting new turns (shutdown begins); in-flight writes still complete. */
 void session_mgr_stop(session_mgr_t *m);
 /* Frees every session.  Call after the store is closed. */
@@ -46,5 +54,19 @@ int session_say(session_t *s, const char *sender, const char *text, const char *
                 int n_options);
 /* A status event; detail_json is an object's JSON text or NULL.  Returns 0 or -1. */
 int session_status(session_t *s, const char *state, const char *detail_json);
+
+/* ---- hand-off (agent.c) ---- */
+
+long long session_id(const session_t *s);
+const char *session_customer_id(const session_t *s);
+const char *session_customer_name(const session_t *s);
+/* open = 1: the chat is with the agents: customer messages go to agent_event() instead of the
+ * flow, and the session stays in memory.  open = 0 ends that. */
+void session_set_handoff(session_t *s, int open);
+/* A message from the agent to the customer; *seq gets its seq.  Returns 0 or -1. */
+int session_agent_say(session_t *s, const char *text, long long *seq);
+/* The agent gave the chat back: status bot_resumed, then the flow goes on (how: "resolved"
+ * after a resolution, "handback" otherwise).  Returns 0 or -1. */
+int session_handback(session_t *s, const char *how);
 
 #endif

@@ -20,6 +20,11 @@ set(REDRESS_SERVER_SOURCES
   server/auth_session.c
   server/auth_api.c
   server/user_cli.c
+  # escalation and hand-off to human agents
+  server/agent.c
+  server/agent_proto.c
+  server/agent_store.c
+  server/agent_ctx.c
   # the Lua dialogue engine
   server/flow.c
   server/flow_sandbox.c

@@ -66,7 +66,7 @@ struct store {
     int batch_max;
     store_tx_t tx; /* writer connection + its statement cache */
     sqlite3 *reader;
-    sqlite3_stmt *r_find_conv, *r_find_client, *r_replay, *r_max_id, *r_customer;
+    sqlite3_stmt *r_find_conv, *r_find_client, *r_replay, *r_max_id, *r_customer, *r_token;
     store_stats_t stats; /* guarded by lock */
 };
 
@@ -356,6 +356,7 @@ static void free_store(store_t *s)
     sqlite3_finalize(s->r_replay);
     sqlite3_finalize(s->r_max_id);
     sqlite3_finalize(s->r_customer);
+    sqlite3_finalize(s->r_token);
     if (s->tx.db)
         sqlite3_close(s->tx.db);
     if (s->reader)
@@ -425,7 +426,9 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
         prepare(s->reader,
                 "SELECT u.vip, (SELECT COUNT(*) FROM conversations c WHERE c.customer_id = u.id)"
                 " FROM customers u WHERE u.external_id = ?",
-                &s->r_customer, err, errlen) != 0)
+                &s->r_customer, err, errlen) != 0 ||
+        prepare(s->reader, "SELECT token FROM conversations WHERE id = ?", &s->r_token, err,
+                errlen) != 0)
         goto fail;
     if (uv_async_init(loop, &s->async, on_async) != 0) {
         snprintf(err, errlen, "uv_async_init failed");
@@ -731,6 +734,8 @@ int store_customer_info(store_t *s, const char *customer_id, int *vip, int *conv
 typedef struct state_op {
     long long conversation;
     char *json;
+    store_done_fn done;
+    void *arg;
 } state_op;
 
 static int work_state(store_tx_t *tx, void *arg)
@@ -749,16 +754,21 @@ static void done_state(void *arg, int rc)
     state_op *o = arg;
     if (rc != 0)
         log_error("store", "flow state of conversation %lld not saved", o->conversation);
+    if (o->done)
+        o->done(o->arg, rc);
     free(o->json);
     free(o);
 }
 
-int store_save_flow_state(store_t *s, long long conversation, const char *json)
+int store_save_flow_state(store_t *s, long long conversation, const char *json, store_done_fn done,
+                          void *arg)
 {
     state_op *o = calloc(1, sizeof(*o));
     if (!o)
         return -1;
     o->conversation = conversation;
+    o->done = done;
+    o->arg = arg;
     if (json && !(o->json = strdup(json))) {
         free(o);
         return -1;
@@ -802,6 +812,27 @@ int store_find_conversation(store_t *s, const char *token, store_conv_t *c)
         rc = 0;
     } else {
         log_error("store", "find conversation: %s", sqlite3_errmsg(s->reader));
+        rc = -1;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+int store_conversation_token(store_t *s, long long id, char *token)
+{
+    sqlite3_stmt *st = s->r_token;
+    int rc;
+
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        copy_col(token, 33, st, 0);
+        rc = 0;
+    } else if (rc == SQLITE_DONE) {
+        rc = 1;
+    } else {
+        log_error("store", "conversation token: %s", sqlite3_errmsg(s->reader));
         rc = -1;
     }
     sqlite3_reset(st);

@@ -104,12 +104,16 @@ int store_append_internal(store_t *s, long long conversation, const char *kind,
  * Unknown customers give 0 and 0.  Returns 0 or negative on error. */
 int store_customer_info(store_t *s, const char *customer_id, int *vip, int *conversations);
 
-/* Queues a flow state update (json copied; NULL clears). */
-int store_save_flow_state(store_t *s, long long conversation, const char *json);
+/* Queues a flow state update (json copied; NULL clears).  done may be NULL. */
+int store_save_flow_state(store_t *s, long long conversation, const char *json,
+                          store_done_fn done, void *arg);
 
 /* Reader: the conversation with this token.  Returns 0 and fills *c (caller frees
  * c->flow_state), 1 when none, negative on error. */
 int store_find_conversation(store_t *s, const char *token, store_conv_t *c);
+
+/* Reader: the token (33 bytes with NUL) of conversation id.  0 found, 1 none, <0 error. */
+int store_conversation_token(store_t *s, long long id, char *token);
 
 /* Reader: the seq of the customer message with this client id.  0 found, 1 none, <0 error. */
 int store_find_client_message(store_t *s, long long conversation, const char *client_id,

@@ -1,5 +1,9 @@
 /*
- * ws.c - the customer chat WebSocket: libwebsockets callbacks for /chat.
+ * ws.c - the WebSockets: libwebsockets callbacks for /chat (customers, redress.chat.v1) and
+ * /agent (staff, redress.agent.v1).  Both share the transport below: reassembly, the write
+ * queue, rate limit, pings and timeouts; a frame then goes to the session (chat) or to the
+ * agent manager (agent.c).  An agent socket is authenticated at ESTABLISHED from its Cookie
+ * header (auth_session_lookup) and closed with 4401/4403 when it may not take chats.
  *
  * A ws_conn_t is lws's per-session storage for a chat socket (allocated zeroed by lws before
  * ESTABLISHED, freed by lws after CLOSED).  It owns: the receive buffer (frame reassembly),
@@ -18,6 +22,8 @@
  */
 #include "ws.h"
 
+#include "agent.h"
+#include "auth.h"
 #include "log.h"
 #include "metrics.h"
 #include "proto.h"
@@ -42,6 +48,8 @@ struct ws_conn {
     server_t *srv;
     struct ws_conn *prev, *next;
     session_t *session;
+    int is_agent;        /* an /agent socket */
+    agent_sock_t *agent; /* its state in agent.c once authenticated */
     frame *out, **out_tail;
     size_t out_frames, out_bytes;
     char *rx;
@@ -124,7 +132,7 @@ void ws_sweep(server_t *srv)
     for (ws_conn_t *c = srv->conns; c; c = c->next) {
         if (c->close_code)
             continue;
-        if (!c->session && now - c->opened_ms >= hello)
+        if (!c->session && !c->is_agent && now - c->opened_ms >= hello)
             ws_conn_close(c, 1008, "no hello in time");
         else if (now - c->heard_ms >= idle)
             ws_conn_close(c, 1001, "idle");
@@ -186,6 +194,11 @@ static void on_frame(ws_conn_t *c)
     }
     if (c->rx_binary) {
         ws_conn_error(c, PROTO_E_BAD_FRAME, "binary frames are not accepted; send JSON text", NULL);
+        return;
+    }
+    if (c->is_agent) {
+        if (c->agent)
+            agent_ws_frame(c->agent, c->rx, c->rx_len);
         return;
     }
     if (proto_decode(c->rx, c->rx_len, &lim, &in, &code, msg, sizeof(msg)) != 0) {
@@ -298,6 +311,9 @@ static void on_closed(ws_conn_t *c)
     server_t *srv = c->srv;
     if (c->session)
         session_detach(c->session, c);
+    if (c->agent)
+        agent_ws_closed(c->agent);
+    c->agent = NULL;
     while (c->out) {
         frame *f = c->out;
         c->out = f->next;
@@ -364,8 +380,30 @@ static int path_is(struct lws *wsi, const char *want)
     return n > 0 && strcmp(uri, want) == 0;
 }
 
-static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                         size_t len)
+/* An agent socket's login: the Cookie header's session must be valid and allow agent.chat. */
+static void agent_login(ws_conn_t *c)
+{
+    server_t *srv = c->srv;
+    char cookie[AUTH_COOKIE_HEADER_MAX + 1] = "";
+    auth_user_t user;
+    int n = lws_hdr_total_length(c->wsi, WSI_TOKEN_HTTP_COOKIE);
+
+    if (n > AUTH_COOKIE_HEADER_MAX ||
+        (n > 0 && lws_hdr_copy(c->wsi, cookie, sizeof(cookie), WSI_TOKEN_HTTP_COOKIE) < 0) ||
+        !srv->auth || !srv->agents || auth_session_lookup(srv->auth, cookie, &user) != 0) {
+        ws_conn_close(c, 4401, "log in first");
+        return;
+    }
+    if (!auth_allows(user.role, AUTH_CAP_AGENT_CHAT)) {
+        ws_conn_close(c, 4403, "this account may not take chats");
+        return;
+    }
+    if (!(c->agent = agent_ws_open(srv->agents, c, &user)))
+        ws_conn_close(c, 1011, "out of memory");
+}
+
+static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len, int is_agent)
 {
     ws_conn_t *c = user;
     server_t *srv;
@@ -373,7 +411,7 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         srv = server_of(wsi);
-        if (!path_is(wsi, "/chat") || !origin_ok(wsi, srv->cfg))
+        if (!path_is(wsi, is_agent ? "/agent" : "/chat") || !origin_ok(wsi, srv->cfg))
             return -1;
         if (srv->stopping || srv->nconns >= srv->cfg->max_connections)
             return -1;
@@ -392,6 +430,9 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
         srv->nconns++;
         metrics.connections++;
         metrics.connections_total++;
+        c->is_agent = is_agent;
+        if (is_agent)
+            agent_login(c);
         return 0;
     case LWS_CALLBACK_RECEIVE:
         if (!c->srv)
@@ -401,7 +442,8 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
         if (!c->srv)
             return -1;
         return on_writeable(c);
-    case LWS_CALLBACK_RECEIVE_PONG:if (c->srv)
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (c->srv)
             c->heard_ms = util_now_ms();
         return 0;
     case LWS_CALLBACK_TIMER:
@@ -415,6 +457,22 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
     }
 }
 
+static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
+{
+    return callback_ws(wsi, reason, user, in, len, 0);
+}
+
+static int callback_agent(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                          size_t len)
+{
+    return callback_ws(wsi, reason, user, in, len, 1);
+}
+
 const struct lws_protocols ws_chat_protocol = {
     "redress.chat.v1", callback_chat, sizeof(ws_conn_t), 1024, 0, NULL, 0,
+};
+
+const struct lws_protocols ws_agent_protocol = {
+    "redress.agent.v1", callback_agent, sizeof(ws_conn_t), 1024, 0, NULL, 0,
 };

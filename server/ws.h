@@ -13,8 +13,9 @@
 typedef struct ws_conn ws_conn_t;
 struct server;
 
-/* The lws protocol entry for the chat protocol. */
+/* The lws protocol entries for the chat protocol (/chat) and the agent protocol (/agent). */
 extern const struct lws_protocols ws_chat_protocol;
+extern const struct lws_protocols ws_agent_protocol;
 
 /* Queues a text frame; takes ownership of json (malloc'ed).  Returns 0, or -1 when the
  * connection is closing or its queue is over its cap (the connection is then closed). */

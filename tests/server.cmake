@@ -6,6 +6,7 @@ add_redress_unit(test_config ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_config.c)
 
 add_redress_pytest(e2e_chat e2e/test_chat.py)
 add_redress_pytest(e2e_resume e2e/test_resume.py)
+add_redress_pytest(e2e_idle_flow e2e/test_idle_flow.py)
 add_redress_pytest(e2e_http e2e/test_http.py)
 add_redress_pytest(e2e_limits e2e/test_limits.py)
 add_redress_pytest(e2e_crash e2e/test_crash.py)

@@ -1,0 +1,59 @@
+"""Idle conversations park their Lua flow state (limits.flow_idle_s): the coroutine is freed,
+the saved state stays in the database, and the next message, timer or hand-back restores it.
+The conversation must go on exactly as if it had never been parked: the same texts are played
+against a server that parks after 1 s (waiting until /metrics shows the run parked) and one
+that never parks, with the flows' clock fixed, and the bot must say the same things."""
+
+import asyncio
+import os
+
+from conftest import source_root
+from redress_client import connect, fetch_metrics, metric_total, run
+
+CLOCK = ("--flow.clock_start", "2026-11-20 10:00")
+TEXTS = ["我在你们商城买的手机一直没发货，订单号12345678", "已经等了五天了", "希望尽快发货"]
+
+
+def bot_texts(frames):
+    return [f["text"] for f in frames if f.get("type") == "message" and f.get("from") == "bot"]
+
+
+async def wait_parked(server, want_runs, timeout=15.0):
+    """Polls /metrics until redress_flow_runs equals want_runs."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        runs = metric_total(fetch_metrics(server.port), "redress_flow_runs")
+        if runs == want_runs:
+            return
+        assert loop.time() < deadline, f"redress_flow_runs stayed {runs}, want {want_runs}"
+        await asyncio.sleep(0.2)
+
+
+async def play(server, park):
+    c = await connect(server)
+    await c.hello(customer_id="u-idle")
+    said = bot_texts(c.frames) + bot_texts(await c.drain(0.5))
+    for i, text in enumerate(TEXTS):
+        if park:
+            await wait_parked(server, 0)
+        _, frames = await c.say(f"m-{i}", text)
+        said += bot_texts(frames) + bot_texts(await c.drain(0.8))
+        if park:
+            runs = metric_total(fetch_metrics(server.port), "redress_flow_runs")
+            assert runs == 1, f"the run was not restored for the message: {runs}"
+    await c.close()
+    return said
+
+
+def test_parked_flow_goes_on_where_it_was(server_factory):
+    rules = ("--rules.dir", os.path.join(source_root(), "rules"))
+    parking = server_factory(*rules, *CLOCK, "--limits.flow_idle_s", "1")
+    never = server_factory(*rules, *CLOCK, "--limits.flow_idle_s", "0")
+
+    async def go():
+        a = await play(parking, True)
+        b = await play(never, False)
+        assert len(a) >= len(TEXTS) + 1, f"the bot said too little: {a}"
+        assert a == b, f"parked conversation diverged:\nparked: {a}\nnever:  {b}"
+    run(go())
