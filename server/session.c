@@ -48,6 +48,8 @@ typedef struct sevent {
 
 typedef enum { S_CREATING, S_LIVE, S_DEAD } sstate;
 
+#define RECENT_IDS 8
+
 struct session {
     session_mgr_t *m;
     struct session *prev, *next; /* manager's list */
@@ -72,6 +74,10 @@ struct session {
     int run_parked;     /* run freed while idle; its saved state is in the store (unpark) */
     int saving;         /* flow state saves in flight */
     uint64_t active_ms; /* last call into the run */
+    /* client ids of the customer messages seen (hashes), so that a new id needs no database
+     * read; complete while every id of the conversation is here (see known_new_id) */
+    uint64_t ids[RECENT_IDS];
+    uint8_t nids, ids_complete;
 };
 
 struct session_mgr {
@@ -561,6 +567,7 @@ static void new_conversation(session_mgr_t *m, ws_conn_t *c, const proto_in_t *i
     if (!s)
         goto fail;
     s->id = ++m->next_id;
+    s->ids_complete = 1; /* a new conversation has no messages yet */
     snprintf(s->name, sizeof(s->name), "c-%012lld", s->id);
     if (util_random_hex(s->token, 16) != 0)
         goto fail_free;
@@ -724,17 +731,47 @@ void session_hello(session_mgr_t *m, ws_conn_t *c, const proto_in_t *in)
 
 /* ---- customer messages ---- */
 
+static uint64_t id_hash(const char *id)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 1099511628211ull;
+    return h;
+}
+
+/* 1 when id is certainly not a message of this conversation yet: every id the conversation
+ * has is in s->ids (it started in this process and has had at most RECENT_IDS messages) and
+ * this one's hash is not among them.  Otherwise the database decides (a resend is rare). */
+static int known_new_id(session_t *s, uint64_t h)
+{
+    if (!s->ids_complete)
+        return 0;
+    for (int i = 0; i < s->nids; i++)
+        if (s->ids[i] == h)
+            return 0;
+    return 1;
+}
+
+static void remember_id(session_t *s, uint64_t h)
+{
+    if (s->nids < RECENT_IDS)
+        s->ids[s->nids++] = h;
+    else
+        s->ids_complete = 0;
+}
+
 void session_message(session_t *s, ws_conn_t *c, const proto_in_t *in)
 {
     long long seq;
     int rc;
+    uint64_t h = id_hash(in->id);
 
     for (sevent *e = s->pending; e; e = e->next)
         if (e->client_id && strcmp(e->client_id, in->id) == 0) {
             e->extra_acks++;
             return;
         }
-    rc = store_find_client_message(s->m->store, s->id, in->id, &seq);
+    rc = known_new_id(s, h) ? 1 : store_find_client_message(s->m->store, s->id, in->id, &seq);
     if (rc == 0) {
         send_frame(s, proto_ack(in->id, seq));
         return;
@@ -756,6 +793,8 @@ void session_message(session_t *s, ws_conn_t *c, const proto_in_t *in)
     e->ev.sender = "customer";
     if (emit(s, e) != 0)
         ws_conn_error(c, PROTO_E_INTERNAL, "message not stored; send it again", in->id);
+    else
+        remember_id(s, h);
 }
 
 /* ---- hand-off ---- */
