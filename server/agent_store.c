@@ -21,7 +21,7 @@
  *                    a partial index on the store's events table (internal events by
  *                    conversation and kind) so the context packet reads the flow's `record` and
  *                    `escalation` events by index
- *   agent_migrate() applies migrations[] above the stored version in one transaction; add
+ *   agent_store_migrate() applies migrations[] above the stored version in one transaction; add
  *   new steps at the end, never edit a shipped one.
  *
  * Life of a write
@@ -112,12 +112,14 @@ static const char *const migrations[] = {
     "接下来由我为您处理。', 1),\n"
     "  ('', '核对订单号', '为了尽快帮您查询，麻烦您提供一下订单号（或交易流水号），谢谢！', 2),\n"
     "  ('', '补充情况', '麻烦您再补充一下问题发生的时间和具体经过，方便我为您核实。', 3),\n"
-    "  ('', '致歉', '非常抱歉给您带来了不便，您的心情我完全理解，我一定尽力帮您把这个问题处理好。', "
+    "  ('', '致歉', "
+    "'非常抱歉给您带来了不便，您的心情我完全理解，我一定尽力帮您把这个问题处理好。', "
     "4),\n"
     "  ('', '请稍候', '我正在为您查询核实，大约需要两三分钟，请您稍等，先不要离开。', 5),\n"
     "  ('', '承诺回复', '这个问题需要相关部门进一步核实，我会在【时间】前联系您并告知处理结果，"
     "请您保持电话畅通。', 6),\n"
-    "  ('', '投诉已登记', '您的投诉已经登记，投诉单号是【单号】，之后可以凭这个单号查询处理进度。', "
+    "  ('', '投诉已登记', "
+    "'您的投诉已经登记，投诉单号是【单号】，之后可以凭这个单号查询处理进度。', "
     "7),\n"
     "  ('', '提出方案', '经过核实，我们可以为您【处理方案】，您看这样处理可以吗？', 8),\n"
     "  ('', '转接', '您的问题需要由负责的同事为您处理，我现在为您转接，请稍候片刻。', 9),\n"
@@ -131,8 +133,7 @@ static int exec(sqlite3 *db, const char *sql, const char *what, char *err, size_
 {
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, errlen, "agent_store_migrate: %s: %s", what,
-                 msg ? msg : sqlite3_errmsg(db));
+        snprintf(err, errlen, "agent_store_migrate: %s: %s", what, msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         return -1;
     }
@@ -187,8 +188,7 @@ int agent_store_migrate(sqlite3 *db, char *err, size_t errlen)
     int nested = !sqlite3_get_autocommit(db), version = 0, rc = -1;
     char e2[16];
 
-    if (exec(db, nested ? "SAVEPOINT agent_migrate" : "BEGIN IMMEDIATE", "begin", err, errlen) !=
-        0)
+    if (exec(db, nested ? "SAVEPOINT agent_migrate" : "BEGIN IMMEDIATE", "begin", err, errlen) != 0)
         return -1;
     if (exec(db,
              "CREATE TABLE IF NOT EXISTS agent_meta(name TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -229,8 +229,8 @@ out:
 
 /* ---- states ---- */
 
-static const char *const hstate_names[] = {NULL,       "queued",   "callback",
-                                           "active",   "resolved", "handed_back"};
+static const char *const hstate_names[] = {NULL,     "queued",   "callback",
+                                           "active", "resolved", "handed_back"};
 
 const char *agent_hstate_name(agent_hstate_t st)
 {
@@ -597,13 +597,14 @@ static int work_record(store_tx_t *tx, void *arg)
 {
     text_op *o = arg;
     sqlite3_stmt *st = store_tx_stmt(
-        tx, "INSERT INTO complaints(conversation_id, number, category, severity, status, owner,"
-            " due, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)"
-            " ON CONFLICT(conversation_id) DO UPDATE SET"
-            " category = CASE WHEN excluded.category <> '' THEN excluded.category ELSE category END,"
-            " severity = CASE WHEN excluded.severity > 0 THEN excluded.severity ELSE severity END,"
-            " status = excluded.status, owner = excluded.owner, due = excluded.due,"
-            " updated_at = excluded.updated_at");
+        tx,
+        "INSERT INTO complaints(conversation_id, number, category, severity, status, owner,"
+        " due, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)"
+        " ON CONFLICT(conversation_id) DO UPDATE SET"
+        " category = CASE WHEN excluded.category <> '' THEN excluded.category ELSE category END,"
+        " severity = CASE WHEN excluded.severity > 0 THEN excluded.severity ELSE severity END,"
+        " status = excluded.status, owner = excluded.owner, due = excluded.due,"
+        " updated_at = excluded.updated_at");
     if (!st)
         return -1;
     sqlite3_bind_int64(st, 1, o->conversation);
@@ -617,9 +618,9 @@ static int work_record(store_tx_t *tx, void *arg)
     return step_done(tx, st, "complaint record");
 }
 
-int agent_store_record(store_t *s, long long conversation, const char *number,
-                       const char *category, int severity, const char *status, const char *owner,
-                       double due, store_done_fn done, void *arg)
+int agent_store_record(store_t *s, long long conversation, const char *number, const char *category,
+                       int severity, const char *status, const char *owner, double due,
+                       store_done_fn done, void *arg)
 {
     char num[32];
     if (!status || !*status)

@@ -48,12 +48,12 @@ typedef struct agent_handoff_row {
     char reason[65];
     int priority; /* 1..3 */
     char group[33];
-    char agent[65];     /* owner's username, "" when none */
-    char record[32];    /* complaint number, "" when none yet */
-    double queued_at;   /* when escalated (or re-queued by a transfer) */
-    double claimed_at;  /* 0 when never */
-    double ended_at;    /* 0 while open */
-    double due;         /* promised call-back time, 0 when none */
+    char agent[65];    /* owner's username, "" when none */
+    char record[32];   /* complaint number, "" when none yet */
+    double queued_at;  /* when escalated (or re-queued by a transfer) */
+    double claimed_at; /* 0 when never */
+    double ended_at;   /* 0 while open */
+    double due;        /* promised call-back time, 0 when none */
     int transfers;
     const char *summary;    /* escalation summary JSON (flow.h), borrowed; insert only */
     const char *resolution; /* resolve only, borrowed; NULL otherwise */
@@ -67,10 +67,12 @@ long long agent_store_max_handoff_id(agent_store_t *as);
 int agent_store_load_open(agent_store_t *as, int (*fn)(const agent_handoff_row_t *r, void *arg),
                           void *arg);
 
-/* Queues the insert of a new hand-off (r copied, including summary).  done as store_submit. */
+/* Queues the insert of a new hand-off (r copied, including summary; group "" is stored as
+ * "general").  done as store_submit.  -1 (nothing queued) when r->state is not a state. */
 int agent_store_insert(store_t *s, const agent_handoff_row_t *r, store_done_fn done, void *arg);
 /* Queues an update of the mutable columns (state, agent, record, claimed_at, ended_at, due,
- * transfers, queued_at, group, and resolution when non-NULL) of row r->id.  r copied. */
+ * transfers, queued_at, group, and resolution when non-NULL) of row r->id.  r copied.  done's
+ * rc is negative when there is no hand-off r->id. */
 int agent_store_update(store_t *s, const agent_handoff_row_t *r, store_done_fn done, void *arg);
 
 /* ---- notes ---- */
@@ -87,16 +89,22 @@ void agent_record_number(long long conversation, double when, char *out, size_t 
 
 /* Queues an upsert of the conversation's complaint record: number, category, severity,
  * status ("received", "callback", ...), owner (username or ""), due (0 = none).  Strings
- * copied.  An existing record keeps its number and created_at. */
-int agent_store_record(store_t *s, long long conversation, const char *number,
-                       const char *category, int severity, const char *status, const char *owner,
-                       double due, store_done_fn done, void *arg);
+ * copied.  An existing record keeps its number and created_at, and its category and severity
+ * when the new ones are "" / 0.  number NULL or "" makes one with agent_record_number() for
+ * now.  The record's created_at/updated_at are the wall clock.  -1 (nothing queued) when
+ * status is empty or out of memory. */
+int agent_store_record(store_t *s, long long conversation, const char *number, const char *category,
+                       int severity, const char *status, const char *owner, double due,
+                       store_done_fn done, void *arg);
 
 /* ---- past cases ---- */
 
 /* Queues kb_case_add() of a resolved hand-off (strings copied; tried may be ""): summary,
  * category, what was tried, the resolution, outcome ("accepted" ...).  done's rc is the new
- * case id (> 0) or negative. */
+ * case id (> 0) or negative.  outcome accepted / partial / refused (or the kb's resolved /
+ * partial / unresolved; NULL or "" = accepted) becomes the kb's; another value gives -1.  A
+ * category the kb does not know becomes "general"; texts are cut to the kb's limits (summary
+ * 2000 characters, tried and resolution 4000). */
 int agent_store_case(store_t *s, const char *summary, const char *category, const char *tried,
                      const char *resolution, const char *outcome, store_done_fn done, void *arg);
 
@@ -110,10 +118,23 @@ int agent_store_case(store_t *s, const char *summary, const char *category, cons
  * expectation, solutions offered/refused from the flow's state), the complaint record with the
  * flow's `record` internal events folded into `fields`, the notes, and the last 200 events.
  * Returns NULL when the conversation does not exist or on error (logged).
+ *
+ * Every key of the protocol's example is always present; what is unknown is null, never
+ * omitted: escalation and handoff (no hand-off yet), category, severity, mood, slots, summary,
+ * expectation (neither the summary nor a recorded field has it; each falls back from the
+ * summary to the record field of the same name), record (no complaints row, no record number
+ * and no recorded field), customer.name, handoff.agent (nobody owns it), and the times
+ * (claimed_at, due: never / none).  solutions.offered/refused are [] when the summary has none.
+ * mood is {score, trend} (plus level and threat when the flow has them); trend is mood.trend,
+ * else mood.history, else [score].  past_complaints entries are {conversation, created_at,
+ * category, record, status, resolution} with null for what that conversation lacks;
+ * history_count counts the customer's conversations started before this one.  Status events
+ * in the transcript also carry their `detail` object, as in the agent `message` frame.
  */
 char *agent_store_context(agent_store_t *as, long long conversation);
 
-/* Canned replies as a JSON array text [{title, text, group}] (malloc'ed), or NULL on error. */
+/* Canned replies as a JSON array text [{title, text, group}] (malloc'ed), or NULL on error;
+ * group is null for a reply meant for every group. */
 char *agent_store_canned(agent_store_t *as);
 
 /* Last customer message text of a conversation (malloc'ed) or NULL (none or error). */

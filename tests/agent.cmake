@@ -1,1 +1,5 @@
 # Escalation and hand-off tests (issue 5): agent tables, the agent protocol, the console.
+#
+#   test_agent_store    the agent tables, their writes and the context packet on a real
+#                       SQLite file (server/agent_store.c, server/agent_ctx.c)
+add_redress_unit(test_agent_store ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_agent_store.c)
