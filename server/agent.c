@@ -34,6 +34,7 @@
 
 #include "agent_proto.h"
 #include "agent_store.h"
+#include "complaint.h"
 #include "kb.h"
 #include "log.h"
 #include "metrics.h"
@@ -270,13 +271,6 @@ static void save_row(agent_mgr_t *am, handoff *h, const char *resolution, store_
     }
 }
 
-static void save_record(agent_mgr_t *am, handoff *h, const char *status, const char *owner)
-{
-    if (agent_store_record(am->store, h->row.conversation, h->row.record, h->sum.category,
-                           h->sum.severity, status, owner, h->row.due, NULL, NULL) != 0)
-        log_error("agent", "%s: complaint record not queued", h->name);
-}
-
 /* ---- operations that answer after COMMIT ---- */
 
 typedef enum { OP_CLAIM, OP_CONTEXT, OP_ASSIGNED, OP_NOTE, OP_CASE } op_kind;
@@ -414,7 +408,8 @@ static void to_callback(agent_mgr_t *am, handoff *h, const char *why)
     h->row.state = AGENT_CALLBACK;
     h->row.due = base + am->cfg->agent_callback_s;
     save_row(am, h, NULL, NULL, NULL);
-    save_record(am, h, "callback", "");
+    if (s)
+        complaint_callback(am->srv->complaints, s, h->row.due, why);
     am->dirty = 1;
     log_info("agent", "%s: call-back by %.0f (%s)", h->name, h->row.due, why);
     if (!s)
@@ -467,7 +462,10 @@ int agent_escalate(agent_mgr_t *am, session_t *s, const char *reason, int priori
     h->row.priority = priority < 1 ? 1 : priority > 3 ? 3 : priority;
     group_of(&h->sum, h->row.group);
     h->row.queued_at = now;
-    agent_record_number(id, now, h->row.record, sizeof(h->row.record));
+    complaint_escalated(am->srv->complaints, s, reason);
+    complaint_number(am->srv->complaints, s, h->row.record, sizeof(h->row.record));
+    if (!h->row.record[0])
+        agent_record_number(id, now, h->row.record, sizeof(h->row.record));
     h->row.summary = summary_json;
     if (map_put(am->by_conv, h->name, h) != 0 ||
         agent_store_insert(am->store, &h->row, NULL, NULL) != 0) {
@@ -483,7 +481,6 @@ int agent_escalate(agent_mgr_t *am, session_t *s, const char *reason, int priori
     h->s = s;
     session_set_handoff(s, 1);
     metrics.handoffs++;
-    save_record(am, h, "received", "");
     am->dirty = 1;
     log_info("agent", "%s queued: %s, priority %d, group %s", h->name, reason, h->row.priority,
              h->row.group);
@@ -494,6 +491,11 @@ int agent_escalate(agent_mgr_t *am, session_t *s, const char *reason, int priori
     else
         am->pushed_ms = 0; /* the customer hears the position at the next tick */
     return 0;
+}
+
+int agent_has_handoff(agent_mgr_t *am, long long conversation)
+{
+    return am && find(am, conversation) != NULL;
 }
 
 int agent_session_loaded(agent_mgr_t *am, session_t *s)
@@ -568,7 +570,7 @@ static handoff **sorted_queue(agent_mgr_t *am, int *n)
     return v;
 }
 
-static void fill_item(agent_item_t *it, const handoff *h, int position, double now)
+static void fill_item(agent_mgr_t *am, agent_item_t *it, const handoff *h, int position, double now)
 {
     it->conversation = h->name;
     it->state = agent_hstate_name(h->row.state);
@@ -585,6 +587,7 @@ static void fill_item(agent_item_t *it, const handoff *h, int position, double n
     it->vip = h->sum.vip;
     it->waited_s = now - h->row.queued_at > 0 ? now - h->row.queued_at : 0;
     it->due = h->row.due;
+    it->sla = complaint_sla_flag(am->srv->complaints, h->row.conversation);
 }
 
 /* position within its group (queued only; 0 for callbacks) */
@@ -614,7 +617,7 @@ static char *queue_for(agent_sock_t *a, handoff **v, const int *pos, int n, doub
             continue;
         total++;
         if (k < QUEUE_ITEMS_MAX)
-            fill_item(&items[k++], v[i], pos[i], now);
+            fill_item(a->am, &items[k++], v[i], pos[i], now);
     }
     char *json =
         as_array ? agent_proto_items_array(items, k) : agent_proto_items("queue", items, k, total);
@@ -634,7 +637,7 @@ static char *mine_for(agent_mgr_t *am, agent_sock_t *a, double now, int as_array
     k = 0;
     for (handoff *h = am->open; h; h = h->next)
         if (h->row.state == AGENT_ACTIVE && strcmp(h->row.agent, a->user.username) == 0)
-            fill_item(&items[k++], h, 0, now);
+            fill_item(am, &items[k++], h, 0, now);
     char *json =
         as_array ? agent_proto_items_array(items, k) : agent_proto_items("mine", items, k, k);
     free(items);
@@ -752,7 +755,9 @@ static void do_claim(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
             log_error("agent", "%s: agent_joined not queued", h->name);
         free(detail);
     }
-    save_record(am, h, "acknowledged", a->user.username);
+    if (s)
+        complaint_set_status(am->srv->complaints, s, "acknowledged", a->user.username, NULL);
+    complaint_owner(am->srv->complaints, h->row.conversation, a->user.username);
     log_info("agent", "%s claimed by %s", h->name, a->user.username);
     op *o = op_new(am, OP_CLAIM, a, r->id, r->conversation);
     if (!o) {
@@ -813,6 +818,7 @@ static void do_reply(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
     }
     char num[32];
     snprintf(num, sizeof(num), "%lld", seq);
+    complaint_answered(am->srv->complaints, h->row.conversation);
     send_to(a, agent_proto_ok(r->id, "seq", num));
 }
 
@@ -877,7 +883,7 @@ static void do_transfer(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
                 log_error("agent", "%s: agent_joined not queued", h->name);
             free(detail);
         }
-        save_record(am, h, "acknowledged", h->row.agent);
+        complaint_owner(am->srv->complaints, h->row.conversation, h->row.agent);
         op *o = op_new(am, OP_ASSIGNED, NULL, NULL, r->conversation);
         if (o) {
             snprintf(o->from, sizeof(o->from), "%s", old);
@@ -895,7 +901,7 @@ static void do_transfer(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
         if (old[0])
             send_user(am, old,
                       agent_proto_frame("released", h->name, NULL, NULL, "reason", "transferred"));
-        save_record(am, h, "received", "");
+        complaint_owner(am->srv->complaints, h->row.conversation, "");
         save_row(am, h, NULL, NULL, NULL);
         if (!in_hours(am, h->row.queued_at))
             to_callback(am, h, "after_hours");
@@ -935,7 +941,8 @@ static void do_resolve(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
     if (!h->row.agent[0])
         snprintf(h->row.agent, sizeof(h->row.agent), "%s", a->user.username);
     save_row(am, h, r->text, NULL, NULL);
-    save_record(am, h, "resolved", h->row.agent);
+    if (s)
+        complaint_set_status(am->srv->complaints, s, "resolved", h->row.agent, r->text);
     op *o = op_new(am, OP_CASE, a, r->id, r->conversation);
     if (!o) {
         send_error(a, r->id, "internal", "out of memory");

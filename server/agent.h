@@ -46,6 +46,8 @@ int agent_escalate(agent_mgr_t *am, struct session *s, const char *reason, int p
 /* Conversation s was loaded into memory: 1 (and s is pinned) when it has an open hand-off
  * (queued, callback, active), else 0.  am may be NULL. */
 int agent_session_loaded(agent_mgr_t *am, struct session *s);
+/* 1 while conversation has an open hand-off. */
+int agent_has_handoff(agent_mgr_t *am, long long conversation);
 /* A stored event of a conversation with an open hand-off (after commit). */
 void agent_event(agent_mgr_t *am, struct session *s, const store_event_t *ev);
 

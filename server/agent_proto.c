@@ -353,6 +353,10 @@ static cJSON *item_json(const agent_item_t *it)
     }
     if (it->agent && *it->agent)
         cJSON_AddStringToObject(o, "agent", it->agent);
+    if (it->sla)
+        cJSON_AddStringToObject(o, "sla", it->sla);
+    else
+        cJSON_AddNullToObject(o, "sla");
     return o;
 }
 

@@ -17,6 +17,7 @@
 #include "agent.h"
 #include "agent_store.h"
 #include "auth.h"
+#include "complaint.h"
 #include "flow.h"
 #include "http.h"
 #include "kb.h"
@@ -64,6 +65,7 @@ static void finish_shutdown(server_t *srv)
     auth_close(srv->auth); /* before the store: it holds statements on the reader */
     srv->auth = NULL;
     agent_mgr_close_store(srv->agents); /* the same */
+    complaint_mgr_close_store(srv->complaints);
     store_close(srv->store);
     srv->store = NULL;
     uv_timer_stop(&srv->tick);
@@ -104,6 +106,7 @@ static void on_tick(uv_timer_t *t)
     ws_sweep(srv);
     session_mgr_sweep(srv->sessions);
     agent_mgr_tick(srv->agents);
+    complaint_mgr_tick(srv->complaints);
 }
 
 /* Every store connection gets the knowledge base's tokenizer; the writer also migrates the kb
@@ -231,6 +234,11 @@ int server_run(const config_t *cfg)
         goto out;
     }
     session_mgr_set_agent(srv->sessions, srv->agents);
+    if (!(srv->complaints = complaint_mgr_new(srv))) {
+        log_error("server", "cannot load the complaint records");
+        goto out;
+    }
+    session_mgr_set_complaints(srv->sessions, srv->complaints);
     auth_set_logout_hook(srv->auth, agent_logout, srv->agents);
     if (start_lws(srv) != 0)
         goto out;
@@ -260,6 +268,7 @@ out:
         auth_close(srv->auth);
         srv->auth = NULL;
         agent_mgr_close_store(srv->agents);
+        complaint_mgr_close_store(srv->complaints);
         if (srv->store)
             store_close(srv->store);
         uv_run(&srv->loop, UV_RUN_DEFAULT);
@@ -268,6 +277,7 @@ out:
         lws_context_destroy(srv->lws);
     session_mgr_free(srv->sessions);
     agent_mgr_free(srv->agents);
+    complaint_mgr_free(srv->complaints);
     if (uv_loop_close(&srv->loop) != 0)
         log_warn("server", "loop closed with handles still open");
     free(srv);

@@ -23,6 +23,7 @@ typedef struct server {
     struct flow_engine *flow; /* the Lua dialogue engine (flow.h) */
     struct auth *auth;        /* staff accounts and logins (auth.h) */
     struct agent_mgr *agents; /* escalation queue and hand-offs (agent.h) */
+    struct complaint_mgr *complaints; /* complaint records and deadlines (complaint.h) */
     uv_signal_t sigint, sigterm;
     uv_timer_t tick;
     uint64_t started_ms;

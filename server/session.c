@@ -25,6 +25,7 @@
 #include "session.h"
 
 #include "agent.h"
+#include "complaint.h"
 #include "flow.h"
 #include "log.h"
 #include "metrics.h"
@@ -88,8 +89,9 @@ struct session_mgr {
     session_t *all;
     long long next_id;
     int stopping;
-    flow_engine_t *flow; /* borrowed; NULL: fixed replies */
-    agent_mgr_t *agent;  /* borrowed; NULL: no agent queue */
+    flow_engine_t *flow;         /* borrowed; NULL: fixed replies */
+    agent_mgr_t *agent;          /* borrowed; NULL: no agent queue */
+    complaint_mgr_t *complaints; /* borrowed; NULL: no complaint records */
 };
 
 /* ---- manager ---- */
@@ -138,6 +140,11 @@ void session_mgr_set_flow(session_mgr_t *m, flow_engine_t *flow)
             s->run_due = 0;
         }
     m->flow = flow;
+}
+
+void session_mgr_set_complaints(session_mgr_t *m, complaint_mgr_t *cm)
+{
+    m->complaints = cm;
 }
 
 void session_mgr_set_agent(session_mgr_t *m, agent_mgr_t *am)
@@ -464,6 +471,7 @@ static int host_record(void *host, const char *field, const char *value_json)
     char *detail = proto_record_detail(field, value_json);
     int rc = detail ? store_append_internal(s->m->store, s->id, "record", detail, "bot") : -1;
     free(detail);
+    complaint_flow_record(s->m->complaints, s, field, value_json);
     return rc;
 }
 
@@ -821,6 +829,16 @@ session_t *session_mgr_load(session_mgr_t *m, long long id)
 long long session_id(const session_t *s)
 {
     return s->id;
+}
+
+const char *session_name(const session_t *s)
+{
+    return s->name;
+}
+
+const char *session_channel(const session_t *s)
+{
+    return s->channel;
 }
 
 const char *session_customer_id(const session_t *s)

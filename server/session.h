@@ -25,6 +25,10 @@ session_mgr_t *session_mgr_new(const config_t *cfg, store_t *store);
  * setting NULL frees every flow run, so that the engine can then be destroyed. */
 struct flow_engine;
 void session_mgr_set_flow(session_mgr_t *m, struct flow_engine *flow);
+/* Gives the manager the complaint records (borrowed; NULL: the flow's records are only
+ * logged as events). */
+struct complaint_mgr;
+void session_mgr_set_complaints(session_mgr_t *m, struct complaint_mgr *cm);
 /* Gives the manager the agent queue (borrowed; NULL: escalations only mark the flow). */
 struct agent_mgr;
 void session_mgr_set_agent(session_mgr_t *m, struct agent_mgr *am);
@@ -58,6 +62,8 @@ int session_status(session_t *s, const char *state, const char *detail_json);
 /* ---- hand-off (agent.c) ---- */
 
 long long session_id(const session_t *s);
+const char *session_name(const session_t *s);    /* "c-000000000012" */
+const char *session_channel(const session_t *s);
 const char *session_customer_id(const session_t *s);
 const char *session_customer_name(const session_t *s);
 /* open = 1: the chat is with the agents: customer messages go to agent_event() instead of the

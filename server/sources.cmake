@@ -25,6 +25,9 @@ set(REDRESS_SERVER_SOURCES
   server/agent_proto.c
   server/agent_store.c
   server/agent_ctx.c
+  # complaint records, deadlines, webhooks
+  server/complaint.c
+  server/complaint_sla.c
   # the Lua dialogue engine
   server/flow.c
   server/flow_sandbox.c

@@ -259,7 +259,12 @@ static void test_migrate(void)
         CHECK(0);
         return;
     }
-    CHECK(count(&r, "SELECT value FROM agent_meta WHERE name = 'schema_version'") == 1);
+    CHECK(count(&r, "SELECT value FROM agent_meta WHERE name = 'schema_version'") == 2);
+    /* step 2: complaint records' columns, events and surveys (complaint.c) */
+    CHECK(count(&r, "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('complaint_events',"
+                    " 'surveys', 'complaints_open', 'complaints_created')") == 4);
+    CHECK(count(&r, "SELECT COUNT(*) FROM pragma_table_info('complaints')"
+                    " WHERE name IN ('ack_due', 'answer_due', 'resolve_due', 'breached')") == 4);
     CHECK(count(&r, "SELECT COUNT(*) FROM canned_replies") == 11);
     CHECK(count(&r, "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('handoffs', 'agent_notes',"
                     " 'canned_replies', 'complaints', 'handoffs_open', 'handoffs_conversation',"
