@@ -257,4 +257,9 @@ int kb_api_handle(sqlite3 *db, const char *method, const char *path, const char 
 struct config;
 int kb_cli_main(const struct config *cfg, int argc, char **argv);
 
+/* URL query strings (also used by the server's other /api handlers): the percent-decoded
+ * value of parameter name in qs ("a=1&b=2"; '+' is a space), first occurrence, malloc'ed; NULL
+ * when absent.  *bad is set (and NULL returned) when present but malformed or not UTF-8. */
+char *kb_query_param(const char *qs, const char *name, int *bad);
+
 #endif

@@ -570,7 +570,7 @@ static char *url_decode(const char *s, size_t n, int plus)
 
 /* Decoded value of query parameter name (first occurrence), malloc'ed; NULL when absent.
  * *bad is set when the parameter is present but malformed. */
-static char *query_param(const char *qs, const char *name, int *bad)
+char *kb_query_param(const char *qs, const char *name, int *bad)
 {
     size_t nl = strlen(name);
     if (qs == NULL)
@@ -597,7 +597,7 @@ static int int_param(reply *r, const char *qs, const char *name, long def, long 
                      long *out)
 {
     int bad = 0;
-    char *v = query_param(qs, name, &bad), *end;
+    char *v = kb_query_param(qs, name, &bad), *end;
     char msg[128];
 
     *out = def;
@@ -626,7 +626,7 @@ static int text_param(reply *r, const char *qs, const char *name, char **out)
 {
     int bad = 0;
     char msg[128];
-    *out = query_param(qs, name, &bad);
+    *out = kb_query_param(qs, name, &bad);
     if (bad) {
         snprintf(msg, sizeof(msg), "parameter \"%s\": bad percent-encoding or UTF-8", name);
         set_error(r, 400, "bad_request", msg);

@@ -309,16 +309,13 @@ char *agent_proto_event(const char *conversation, const store_event_t *ev)
 }
 
 void agent_iso(double t, char *out, size_t outlen)
-{
-    time_t sec = (time_t)floor(t);
-    int ms = (int)((t - (double)sec) * 1000.0);
+{ /* rounded to the millisecond, as agent_ctx.c prints stored times */
+    long long ms = llround(t * 1000.0);
+    time_t sec = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&sec, &tm);
     snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             ms < 0     ? 0
-             : ms > 999 ? 999
-                        : ms);
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
 static cJSON *item_json(const agent_item_t *it)

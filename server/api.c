@@ -1,11 +1,14 @@
 /*
  * api.c - /api routes.
  *
+ *   GET    /api/complaints/status complaint_progress(): a record's progress, for the customer
+ *                                 holding its number and the conversation's token (no login)
  *   GET    /api/kb/...            kb_api_handle() on the loop thread's reader connection
  *   POST/PUT/DELETE /api/kb/...   a store operation: kb_api_handle() runs on the writer thread
  *                                 inside the batch transaction; the reply is sent from the
  *                                 operation's done callback (after COMMIT)
- *   POST   /api/flows/reload      flow_engine_reload(): compile + check, swap only if valid
+ *   POST   /api/flows/reload      rules/sla.json and flow_engine_reload(): compile + check,
+ *                                 swap both only if both are valid
  *
  * A kb write job (kb_job) owns copies of the request and the reply handle; it is freed in its
  * done callback.  A job whose work failed on the database answers 500.
@@ -13,6 +16,8 @@
 #include "api.h"
 
 #include "auth.h"
+#include "complaint.h"
+#include "complaint_sla.h"
 
 #include "flow.h"
 #include "kb.h"
@@ -107,7 +112,15 @@ static void flows_reload(server_t *srv, const http_call_t *call, http_reply_t *h
         http_reply_error(h, 503, "unavailable", "the flow engine is not running");
         return;
     }
-    rc = flow_engine_reload(srv->flow, err, sizeof(err));
+    /* sla.json is checked first and swapped in only when the flows are valid too */
+    sla_policy_t sla;
+    char sla_file[4200];
+    snprintf(sla_file, sizeof(sla_file), "%s/sla.json", srv->cfg->rules_dir);
+    rc = complaint_sla_load(sla_file, &sla, err, sizeof(err));
+    if (rc == 0)
+        rc = flow_engine_reload(srv->flow, err, sizeof(err));
+    if (rc == 0 && srv->complaints)
+        complaint_mgr_set_sla(srv->complaints, &sla);
     status = rc == 0 ? 200 : 422;
     if (rc == 0)
         log_notice("api", "flows reloaded (generation %u)", flow_engine_generation(srv->flow));
@@ -153,10 +166,40 @@ static int authorized(server_t *srv, const http_call_t *call, http_reply_t *h, a
     return 0;
 }
 
+/* GET /api/complaints/status?number=TS...&token=...: a complaint's progress for its customer
+ * (the token is the conversation's; no login).  One answer (404) for an unknown number and a
+ * wrong token. */
+static void complaint_status(server_t *srv, const http_call_t *call, http_reply_t *h)
+{
+    int bad = 0, found = 0;
+    char *number = kb_query_param(call->query, "number", &bad);
+    char *token = kb_query_param(call->query, "token", &bad);
+    if (strcmp(call->method, "GET") != 0)
+        http_reply_error(h, 405, "method_not_allowed", "use GET");
+    else if (bad || !number || !token || !*number || !*token || strlen(number) > 31 ||
+             strlen(token) > 64)
+        http_reply_error(h, 400, "bad_request", "number and token are required");
+    else {
+        char *json = complaint_progress(srv->complaints, number, token, &found);
+        if (json)
+            http_reply_json(h, 200, json);
+        else if (found == 0)
+            http_reply_error(h, 404, "not_found", "no complaint with this number and token");
+        else
+            http_reply_error(h, 500, "internal", "could not read the complaint");
+    }
+    free(number);
+    free(token);
+}
+
 void api_handle(server_t *srv, const http_call_t *call, http_reply_t *h)
 {
     if (strncmp(call->path, "/api/auth/", 10) == 0) { /* logins come from anywhere */
         auth_api_handle(srv, call, h);
+        return;
+    }
+    if (strcmp(call->path, "/api/complaints/status") == 0) { /* customers, with their token */
+        complaint_status(srv, call, h);
         return;
     }
     int is_kb = strcmp(call->path, "/api/kb") == 0 || strncmp(call->path, "/api/kb/", 8) == 0;

@@ -568,7 +568,7 @@ static void breach(complaint_mgr_t *cm, record *r, int d)
     session_t *s = session_mgr_load(cm->sessions, r->conv);
     if (s && cm->srv->agents && !agent_has_handoff(cm->srv->agents, r->conv)) {
         char *summary = record_json(r);
-        if (summary && agent_escalate(cm->srv->agents, s, "sla_breach", 3, summary) == 0)
+        if (summary && session_escalate(s, "sla_breach", 3, summary) == 0)
             r->escalated = 1;
         free(summary);
     }
@@ -730,6 +730,11 @@ complaint_mgr_t *complaint_mgr_new(server_t *srv)
 fail:
     complaint_mgr_free(cm);
     return NULL;
+}
+
+void complaint_mgr_set_sla(complaint_mgr_t *cm, const sla_policy_t *p)
+{
+    cm->sla = *p;
 }
 
 void complaint_set_notify(complaint_mgr_t *cm, complaint_notify_fn fn, void *arg)

@@ -33,6 +33,10 @@ void complaint_mgr_tick(complaint_mgr_t *cm);
  * policy stays. */
 int complaint_mgr_reload(complaint_mgr_t *cm, char *err, size_t errlen);
 
+/* Replaces the policy (already checked; new deadlines use it, existing ones stay). */
+struct sla_policy;
+void complaint_mgr_set_sla(complaint_mgr_t *cm, const struct sla_policy *p);
+
 /* Where webhook events go: event is complaint.created, complaint.escalated,
  * complaint.resolved or sla.breached; record_json the record (docs/complaints.md). */
 typedef void (*complaint_notify_fn)(void *arg, const char *event, const char *record_json);

@@ -42,7 +42,7 @@ typedef struct http_req {
     char *body;
     size_t body_len;
     int body_too_big;
-    int dispatched; /* the handler has been called for this request */
+    int dispatched;      /* the handler has been called for this request */
     http_reply_t *reply; /* while a handler owes an answer */
     char peer[64];       /* the client's address */
     char *cookie;        /* the Cookie header, or NULL */
@@ -203,6 +203,29 @@ static void dispatch(struct lws *wsi, http_req *r)
     }
 }
 
+/* The query string "a=1&b=2" into out.  lws keeps each argument as a fragment of
+ * WSI_TOKEN_HTTP_URI_ARGS and lws_hdr_copy() would join them with ',', so they are copied one
+ * by one and joined with '&'.  Returns 0, or -1 when it does not fit. */
+static int copy_query(struct lws *wsi, char *out, size_t outlen)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS) > 0; i++) {
+        char frag[1024];
+        int n = lws_hdr_copy_fragment(wsi, frag, (int)sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0)
+            return used ? 0 : -1; /* no more fragments (or one too long for the buffer) */
+        if (used + (size_t)n + 2 > outlen)
+            return -1;
+        if (used)
+            out[used++] = '&';
+        memcpy(out + used, frag, (size_t)n);
+        used += (size_t)n;
+        out[used] = '\0';
+    }
+    return 0;
+}
+
 /* ---- lws plumbing ---- */
 
 static int read_request(struct lws *wsi, http_req *r)
@@ -221,10 +244,7 @@ static int read_request(struct lws *wsi, http_req *r)
             if (lws_hdr_copy(wsi, r->path, (int)sizeof(r->path), methods[i].tok) < 0)
                 return -1;
             snprintf(r->method, sizeof(r->method), "%s", methods[i].name);
-            if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS) > 0 &&
-                lws_hdr_copy(wsi, r->query, (int)sizeof(r->query), WSI_TOKEN_HTTP_URI_ARGS) < 0)
-                return -1;
-            return 0;
+            return copy_query(wsi, r->query, sizeof(r->query));
         }
     return -1;
 }

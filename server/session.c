@@ -433,9 +433,8 @@ static int host_status(void *host, const char *state, const char *detail_json)
     return session_status(host, state, detail_json);
 }
 
-static int host_escalate(void *host, const char *reason, int priority, const char *summary_json)
+int session_escalate(session_t *s, const char *reason, int priority, const char *summary_json)
 {
-    session_t *s = host;
     char *detail = proto_escalation_detail(reason, priority);
     int rc = detail ? session_status(s, "escalated", detail) : -1;
     free(detail);
@@ -445,6 +444,11 @@ static int host_escalate(void *host, const char *reason, int priority, const cha
     if (rc == 0 && s->m->agent && agent_escalate(s->m->agent, s, reason, priority, summary_json))
         rc = -1;
     return rc;
+}
+
+static int host_escalate(void *host, const char *reason, int priority, const char *summary_json)
+{
+    return session_escalate(host, reason, priority, summary_json);
 }
 
 static void on_saved(void *arg, int rc)

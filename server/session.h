@@ -69,6 +69,10 @@ const char *session_customer_name(const session_t *s);
 /* open = 1: the chat is with the agents: customer messages go to agent_event() instead of the
  * flow, and the session stays in memory.  open = 0 ends that. */
 void session_set_handoff(session_t *s, int open);
+/* Hands the conversation to the agents from outside the flow (a missed deadline) or for it:
+ * status escalated {reason, priority}, an internal escalation event with summary_json, then the
+ * agent queue.  Returns 0 or -1. */
+int session_escalate(session_t *s, const char *reason, int priority, const char *summary_json);
 /* A message from the agent to the customer; *seq gets its seq.  Returns 0 or -1. */
 int session_agent_say(session_t *s, const char *text, long long *seq);
 /* The agent gave the chat back: status bot_resumed, then the flow goes on (how: "resolved"
