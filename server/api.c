@@ -1,6 +1,7 @@
 /*
  * api.c - /api routes.
  *
+ *   GET    /api/complaints/followups  unanswered follow-up surveys (agent.chat)
  *   GET    /api/complaints/status complaint_progress(): a record's progress, for the customer
  *                                 holding its number and the conversation's token (no login)
  *   GET    /api/kb/...            kb_api_handle() on the loop thread's reader connection
@@ -200,6 +201,20 @@ void api_handle(server_t *srv, const http_call_t *call, http_reply_t *h)
     }
     if (strcmp(call->path, "/api/complaints/status") == 0) { /* customers, with their token */
         complaint_status(srv, call, h);
+        return;
+    }
+    if (strcmp(call->path, "/api/complaints/followups") == 0) {
+        if (strcmp(call->method, "GET") != 0) {
+            http_reply_error(h, 405, "method_not_allowed", "use GET");
+            return;
+        }
+        if (!authorized(srv, call, h, AUTH_CAP_AGENT_CHAT))
+            return;
+        char *json = complaint_followups(srv->complaints);
+        if (json)
+            http_reply_json(h, 200, json);
+        else
+            http_reply_error(h, 500, "internal", "could not read the follow-ups");
         return;
     }
     int is_kb = strcmp(call->path, "/api/kb") == 0 || strncmp(call->path, "/api/kb/", 8) == 0;

@@ -72,7 +72,7 @@ struct complaint_mgr {
     map_t *by_conv;
     complaint_notify_fn notify;
     void *notify_arg;
-    sqlite3_stmt *r_progress, *r_history;
+    sqlite3_stmt *r_progress, *r_history, *r_followups;
     uint64_t checked_ms;
 };
 
@@ -303,6 +303,99 @@ fail:
     log_error("complaint", "%s: event not queued", r->number);
 }
 
+typedef struct survey_op {
+    long long conv;
+    int asked, solved, csat, nps; /* -1 = not given */
+    char *comment;
+    double at;
+} survey_op;
+
+static int work_survey(store_tx_t *tx, void *arg)
+{
+    survey_op *o = arg;
+    sqlite3_stmt *st;
+    if (o->asked) {
+        st = store_tx_stmt(tx, "INSERT INTO surveys(conversation_id, asked_at) VALUES (?1, ?2)"
+                               " ON CONFLICT(conversation_id) DO UPDATE SET asked_at = ?2,"
+                               " answered_at = NULL");
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, o->conv);
+        sqlite3_bind_double(st, 2, o->at);
+    } else {
+        st = store_tx_stmt(
+            tx, "INSERT INTO surveys(conversation_id, solved, csat, nps, comment, asked_at,"
+                " answered_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)"
+                " ON CONFLICT(conversation_id) DO UPDATE SET solved = COALESCE(?2, solved),"
+                " csat = COALESCE(?3, csat), nps = COALESCE(?4, nps),"
+                " comment = COALESCE(?5, comment), answered_at = ?6");
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, o->conv);
+        int vals[3] = {o->solved, o->csat, o->nps};
+        for (int i = 0; i < 3; i++)
+            if (vals[i] >= 0)
+                sqlite3_bind_int(st, 2 + i, vals[i]);
+        if (o->comment)
+            sqlite3_bind_text(st, 5, o->comment, -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 6, o->at);
+    }
+    return sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+}
+
+static void done_survey(void *arg, int rc)
+{
+    survey_op *o = arg;
+    if (rc != 0)
+        log_error("complaint", "survey of conversation %lld not stored", o->conv);
+    free(o->comment);
+    free(o);
+}
+
+static int json_int(const cJSON *o, const char *key, int lo, int hi)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsBool(v))
+        return cJSON_IsTrue(v) ? 1 : 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi)
+        return -1;
+    return (int)v->valuedouble;
+}
+
+/* The flow's "survey" field: {asked: true} when the follow-up question goes out, then the
+ * answers {solved, csat 1-5, nps 0-10, comment} (any subset); "satisfaction" = a csat alone. */
+static void survey(complaint_mgr_t *cm, long long conv, const cJSON *v, int csat_only)
+{
+    survey_op *o = calloc(1, sizeof(*o));
+    if (!o)
+        return;
+    o->conv = conv;
+    o->at = now_s(cm);
+    if (csat_only) {
+        o->solved = o->nps = -1;
+        o->csat =
+            cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 5 ? v->valueint : -1;
+    } else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "asked"))) {
+        o->asked = 1;
+    } else {
+        o->solved = json_int(v, "solved", 0, 1);
+        o->csat = json_int(v, "csat", 1, 5);
+        o->nps = json_int(v, "nps", 0, 10);
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(v, "comment");
+        if (cJSON_IsString(c) && *c->valuestring)
+            o->comment = strdup(c->valuestring);
+    }
+    if (!o->asked && o->solved < 0 && o->csat < 0 && o->nps < 0 && !o->comment) {
+        free(o);
+        return;
+    }
+    if (store_submit(cm->store, work_survey, done_survey, o) != 0) {
+        free(o->comment);
+        free(o);
+        log_error("complaint", "survey of conversation %lld not queued", conv);
+    }
+}
+
 /* ---- records ---- */
 
 static void push(complaint_mgr_t *cm, record *r, session_t *s)
@@ -482,6 +575,10 @@ void complaint_flow_record(complaint_mgr_t *cm, session_t *s, const char *field,
         transition(cm, r, s, "acknowledged", "bot", NULL);
     } else if (strcmp(field, "kb") == 0) {
         transition(cm, r, s, "investigating", "bot", NULL);
+    } else if (strcmp(field, "survey") == 0 && cJSON_IsObject(v)) {
+        survey(cm, r->conv, v, 0);
+    } else if (strcmp(field, "satisfaction") == 0) {
+        survey(cm, r->conv, v, 1);
     } else if (strcmp(field, "solution") == 0) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, "title");
         transition(cm, r, s, "solution_offered", "bot", cJSON_IsString(t) ? t->valuestring : NULL);
@@ -718,7 +815,15 @@ complaint_mgr_t *complaint_mgr_new(server_t *srv)
         sqlite3_prepare_v2(db,
                            "SELECT to_status, at FROM complaint_events WHERE conversation_id = ?"
                            " AND (from_status IS NULL OR from_status <> to_status) ORDER BY id",
-                           -1, &cm->r_history, NULL) != SQLITE_OK) {
+                           -1, &cm->r_history, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db,
+                           "SELECT c.number, c.conversation_id, c.category, c.status, c.owner,"
+                           " v.customer_name, s.asked_at FROM surveys s"
+                           " JOIN complaints c ON c.conversation_id = s.conversation_id"
+                           " JOIN conversations v ON v.id = s.conversation_id"
+                           " WHERE s.answered_at IS NULL AND s.asked_at IS NOT NULL"
+                           " ORDER BY s.asked_at LIMIT 500",
+                           -1, &cm->r_followups, NULL) != SQLITE_OK) {
         log_error("complaint", "cannot prepare reads: %s", sqlite3_errmsg(db));
         goto fail;
     }
@@ -749,7 +854,8 @@ void complaint_mgr_close_store(complaint_mgr_t *cm)
         return;
     sqlite3_finalize(cm->r_progress);
     sqlite3_finalize(cm->r_history);
-    cm->r_progress = cm->r_history = NULL;
+    sqlite3_finalize(cm->r_followups);
+    cm->r_progress = cm->r_history = cm->r_followups = NULL;
 }
 
 void complaint_mgr_free(complaint_mgr_t *cm)
@@ -831,5 +937,46 @@ char *complaint_progress(complaint_mgr_t *cm, const char *number, const char *to
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+    return out;
+}
+
+char *complaint_followups(complaint_mgr_t *cm)
+{
+    sqlite3_stmt *st = cm ? cm->r_followups : NULL;
+    if (!st)
+        return NULL;
+    double now = now_s(cm), pending = cm->sla.followup_pending_h * 3600.0;
+    cJSON *o = cJSON_CreateObject(), *a = cJSON_CreateArray();
+    int rc, overdue = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cJSON *e = cJSON_CreateObject();
+        char name[24], buf[256];
+        double asked = col_time(st, 6);
+        col_text(st, 0, buf, sizeof(buf));
+        cJSON_AddStringToObject(e, "number", buf);
+        snprintf(name, sizeof(name), "c-%012lld", (long long)sqlite3_column_int64(st, 1));
+        cJSON_AddStringToObject(e, "conversation", name);
+        col_text(st, 2, buf, sizeof(buf));
+        cJSON_AddStringToObject(e, "category", buf);
+        col_text(st, 3, buf, sizeof(buf));
+        cJSON_AddStringToObject(e, "status", buf);
+        col_text(st, 4, buf, sizeof(buf));
+        cJSON_AddStringToObject(e, "owner", buf);
+        col_text(st, 5, buf, sizeof(buf));
+        cJSON_AddStringToObject(e, "customer_name", buf);
+        add_time(e, "asked_at", asked);
+        cJSON_AddNumberToObject(e, "waited_h", floor((now - asked) / 360.0) / 10.0);
+        cJSON_AddBoolToObject(e, "overdue", now - asked >= pending);
+        overdue += now - asked >= pending;
+        cJSON_AddItemToArray(a, e);
+    }
+    sqlite3_reset(st);
+    cJSON_AddItemToObject(o, "items", a);
+    cJSON_AddNumberToObject(o, "overdue", overdue);
+    cJSON_AddNumberToObject(o, "pending_after_h", cm->sla.followup_pending_h);
+    char *out = rc == SQLITE_DONE ? cJSON_PrintUnformatted(o) : NULL;
+    if (rc != SQLITE_DONE)
+        log_error("complaint", "follow-ups: %s", sqlite3_errmsg(store_reader(cm->store)));
+    cJSON_Delete(o);
     return out;
 }

@@ -71,6 +71,12 @@ const char *complaint_sla_flag(complaint_mgr_t *cm, long long conversation);
  * for both), NULL and *found = -1 on error. */
 char *complaint_progress(complaint_mgr_t *cm, const char *number, const char *token, int *found);
 
+/* Follow-ups asked and not answered, oldest first (at most 500), as JSON text (malloc'ed):
+ * {items: [{number, conversation, category, status, owner, customer_name, asked_at, waited_h,
+ * overdue}], overdue, pending_after_h}; overdue = unanswered for sla followup_pending_h.
+ * NULL on error. */
+char *complaint_followups(complaint_mgr_t *cm);
+
 /* The Chinese name of a lifecycle status ("处理中" ...), or the input when unknown. */
 const char *complaint_status_text(const char *status);
 
