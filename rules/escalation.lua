@@ -1,58 +1,96 @@
--- 转人工规则 / Escalation rules, checked on every customer message.
+-- 转人工规则 / Escalation rules.
 --
--- 引擎在每条客户消息到达时调用这里返回的函数（先运行流程的 on_message，再调用本函数）。
--- 返回 nil 表示不转人工；返回 { reason = 原因, priority = 1/2/3, message = 对客户说的话 }
+-- 引擎在两种时候调用这里返回的函数：
+--   每条客户消息（ctx.event == "message"）：先运行流程的 on_message，再调用本函数；
+--   每个到期的定时任务、每次提问超时之后（ctx.event == "timer"，ctx.text 为 nil）。
+-- 正在由人工处理时不调用。返回 nil 表示不转人工；返回
+--   { reason = 原因, priority = 1/2/3, message = 对客户说的话, group = 坐席组 }
 -- 表示转人工：这条消息交给人工客服，流程停在原处，直到人工把对话交回机器人。
 --
 -- ctx 的内容：
---   ctx.text      这条消息
---   ctx.state     chat.state（只读）：mood 情绪、severity 严重程度、failures 机器人没听懂的次数……
---   ctx.customer  客户资料（只读）：id, name, vip, vip_level, channel, history_count
---   ctx.turn      这是第几条客户消息；ctx.flow / ctx.step 当前流程和步骤
+--   ctx.event       "message" 或 "timer"
+--   ctx.text        这条消息（定时任务时为 nil）
+--   ctx.timer       到期的定时任务的名字（提问超时是 "timeout"；消息时为 nil）
+--   ctx.now         当前时间（秒）
+--   ctx.state       chat.state（只读）：mood 情绪、severity 严重程度、failure_log 机器人
+--                   帮不上忙的记录、deadlines 承诺的时限……
+--   ctx.customer    客户资料（只读）：id, name, vip, vip_level, channel, history_count
+--   ctx.turn        这是第几条客户消息；ctx.flow / ctx.step 当前流程和步骤
+--   ctx.escalations 这次对话以前的转人工记录（只读，从旧到新）：
+--                   { reason, priority, turn, at, by = "rule"/"flow"/"error", group, back = 交回时间 }
 --
--- priority：1 普通，2 优先，3 紧急。
+-- 规则按下面的顺序检查，命中第一条就转。阈值、优先级、说的话、坐席组都在
+-- lexicon/escalation.lua 里改。人工把对话交回之后，已经处理过的情况不会马上再转一次：
+-- 情绪、威胁、要求人工只看新的消息；“帮不上忙”从上次转人工之后重新计数；
+-- VIP 和严重问题在同一个问题里只转一次；承诺的时限在“快到期”之后有人工接手过就不再转。
+-- Rules in order; the first that fires wins.  Tunables live in lexicon/escalation.lua.
 
-local T, MOOD = lib.text, lib.mood
+local H, MOOD = lib.handoff, lib.mood
+local E = lexicon.escalation
 
--- 明确要求人工 / asking for a person
-local HUMAN = { "转人工", "人工客服", "人工服务", "找人工", "要人工", "接人工", "人工坐席",
-  "真人", "活人", "找你们经理", "找经理", "叫经理", "你们经理", "找领导", "你们领导", "找主管",
-  "叫你们负责人", "找负责人" }
+local function escalate(reason, what)
+  local msg = E.messages[reason]
+  if what then msg = msg:gsub("{what}", function() return what end) end
+  return { reason = reason, priority = E.priority[reason], message = msg, group = E.groups[reason] }
+end
 
-local ANGER = 70       -- 情绪分值达到这个数就转人工
-local RISING_MIN = 40  -- 连续升高并达到这个数也转人工
+-- 这个问题开始以后（chat.state.opened_turn，没有就是整个对话）是否已经转过人工
+local function escalated_this_problem(ctx)
+  local since = ctx.state.opened_turn or 0
+  for _, e in ipairs(ctx.escalations) do
+    if (e.turn or 0) >= since then return true end
+  end
+  return false
+end
+
+-- 客户发来消息时才看的规则 / rules about the message itself
+local function on_message(ctx)
+  local s, c = ctx.state, ctx.customer
+  local mood = s.mood or {}
+
+  -- 1 明确要求人工（“转人工”“找你们经理”，也包括点了“都不满意，转人工”按钮）
+  if H.human_request(ctx.text) then
+    return escalate("human_request")
+  end
+  -- 2 威胁：媒体曝光、12315、监管部门、律师起诉、报警（只看这条消息）
+  if MOOD.threat(ctx.text) then
+    return escalate("threat")
+  end
+  -- 3 情绪分超过阈值；人工交回以后，这条消息本身也要达到阈值
+  if (mood.score or 0) >= E.anger and (H.last(ctx.escalations) == nil or (mood.last or 0) >= E.anger) then
+    return escalate("anger")
+  end
+  -- 4 情绪连续三条消息升高（三条都在上次转人工之后）
+  local last = H.last(ctx.escalations)
+  if MOOD.rising(mood, E.rising_min) and (not last or ctx.turn - 2 > (last.turn or 0)) then
+    return escalate("anger_rising")
+  end
+  -- 5 机器人两次帮不上忙：没听懂、知识库没答案、方案被拒绝
+  if H.failures(s, ctx.escalations) >= E.failures then
+    return escalate("bot_failed")
+  end
+  -- 6 严重问题（严重程度 3：盗刷、诈骗、大额……；类别 base = 3 的一律算）
+  if (s.severity or 0) >= E.high_severity and not escalated_this_problem(ctx) then
+    return escalate("high_severity")
+  end
+  -- 7 VIP 客户的较重问题
+  if c.vip and (s.severity or 0) >= E.vip_severity and not escalated_this_problem(ctx) then
+    return escalate("vip")
+  end
+  return nil
+end
 
 return function(ctx)
-  local text, s, c = ctx.text, ctx.state, ctx.customer
-  local mood = s.mood or {}
-  local short = T.trim(text)
-  if T.find_any(text, HUMAN) or short == "人工" or short == "人工！" or short == "人工!" then
-    return { reason = "human_request", priority = 2,
-      message = "好的，正在为您转接人工客服，请稍候。您反映的内容我已经整理好交给同事了。" }
+  if ctx.event == "message" then
+    local r = on_message(ctx)
+    if r then return r end
   end
-  if mood.threat then
-    return { reason = "threat", priority = 3,
-      message = "非常理解您的心情。您的问题我已经升级处理，马上安排专人与您联系，请稍候。" }
-  end
-  if (mood.score or 0) >= ANGER then
-    return { reason = "anger", priority = 2,
-      message = "非常抱歉让您这么生气，我马上请人工客服来为您处理，请稍候。" }
-  end
-  if MOOD.rising(mood, RISING_MIN) then
-    return { reason = "anger_rising", priority = 2,
-      message = "抱歉让您着急了，我请人工客服来协助您，请稍候。" }
-  end
-  if (s.failures or 0) >= 2 then
-    return { reason = "bot_failed", priority = 2,
-      message = "抱歉我没能准确理解您的意思，这就为您转接人工客服，请稍候。" }
-  end
-  if c.vip and (s.severity or 0) >= 2 then
-    return { reason = "vip", priority = 2,
-      message = "您是我们的VIP客户，我为您转接专属人工客服优先处理，请稍候。" }
-  end
-  if (s.severity or 0) >= 3 then
-    return { reason = "high_severity", priority = 3,
-      message = "您反映的问题比较严重，我已为您加急转接人工客服专人处理，请稍候。" }
+  -- 8 承诺的时限快到了（或已经过了）还没兑现：消息和定时任务时都检查
+  local d, overdue = H.deadline(ctx.state, ctx.now, ctx.escalations)
+  if d then
+    local r = escalate(overdue and "deadline_overdue" or "deadline", d.what)
+    r.reason = "deadline"
+    return r
   end
   return nil
 end

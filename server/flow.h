@@ -63,7 +63,11 @@ typedef struct flow_host_ops {
     /* A status event, detail_json a JSON object text. */
     int (*status)(void *host, const char *state, const char *detail_json);
     /* Hand the conversation to a human.  priority 1 (normal) .. 3 (urgent); summary_json is an
-     * object with flow, step, category, severity, mood, slots and the last customer text. */
+     * object with reason, priority, group (the agent group the rule asked for; absent: the
+     * host decides), flow, step, turn, customer {id, name, channel, vip, history_count},
+     * category, severity, mood {score, level, trend: recent scores, oldest first, ...}, slots,
+     * summary, expectation, solution, deadlines, offered and refused (arrays of solution
+     * titles, possibly empty), last_text, and error for flow_error. */
     int (*escalate)(void *host, const char *reason, int priority, const char *summary_json);
     /* Persist the run (opaque JSON object text for flow_run_start; do not edit). */
     int (*save)(void *host, const char *state_json);
@@ -142,7 +146,9 @@ int flow_run_input(flow_run_t *r, const char *text);
 
 /*
  * Runs the timers and the answer timeout that are due at `now` (seconds since the epoch; the
- * host's clock).  Returns 0 (also when nothing was due) or an error as flow_run_input.
+ * host's clock); after each, unless the run is with a human, the escalation hook runs with
+ * ctx.event "timer" (this is how a promised deadline coming due escalates).  Returns 0 (also
+ * when nothing was due) or an error as flow_run_input.
  */
 int flow_run_tick(flow_run_t *r, double now);
 
@@ -151,7 +157,8 @@ double flow_run_next_due(const flow_run_t *r);
 
 /*
  * An agent handed the conversation back to the bot: clears the escalated mark, which also lets
- * the escalation hook fire again, and repeats the question the flow is waiting on.  Returns 0
+ * the escalation hook fire again (the hand-back time is kept in ctx.escalations, so rules can
+ * tell old triggers from new ones), and repeats the question the flow is waiting on.  Returns 0
  * or an error as flow_run_input.
  */
 int flow_run_handback(flow_run_t *r);

@@ -4,8 +4,8 @@
  * Design.  The chat object handed to every step is a full userdata holding its flow_run_t
  * pointer (set to NULL by flow_chat_detach when the run ends, after which every method raises
  * "this conversation has ended").  Its metatable is protected; reads go to chat_index, which
- * serves the fields (state, slots, customer, flow, step, last, turn, escalated) and otherwise
- * the methods table; writes raise an error.
+ * serves the fields (state, slots, customer, flow, step, last, turn, escalated, escalations)
+ * and otherwise the methods table; writes raise an error.
  *
  * The methods are built in two layers:
  *   - C primitives (api_say, api_ask, api_escalate, api_record, api_status, api_after,
@@ -126,6 +126,8 @@ static int chat_index(lua_State *L)
         lua_pushinteger(L, r->turn);
     } else if (strcmp(k, "escalated") == 0) {
         lua_pushboolean(L, r->escalated);
+    } else if (strcmp(k, "escalations") == 0) {
+        flow_run_push_escalations(L, r);
     } else {
         lua_rawgetp(L, LUA_REGISTRYINDEX, &methods_key);
         lua_getfield(L, -1, k);
@@ -243,7 +245,13 @@ static int api_escalate(lua_State *L)
         prio = lua_tointeger(L, 3);
     }
     const char *msg = lua_isnoneornil(L, 4) ? NULL : check_text(L, 4, "chat:escalate");
-    lua_pushboolean(L, flow_run_escalate(L, r, reason, (int)prio, msg) == 0);
+    const char *group = NULL;
+    if (!lua_isnoneornil(L, 5)) {
+        group = lua_type(L, 5) == LUA_TSTRING ? lua_tolstring(L, 5, &len) : NULL;
+        if (!group || !flow_group_valid(group, len))
+            api_error(L, "chat:escalate: group must be 1-%d of a-z 0-9 _", FLOW_MAX_GROUP);
+    }
+    lua_pushboolean(L, flow_run_escalate(L, r, reason, (int)prio, msg, group, "flow") == 0);
     return 1;
 }
 
@@ -587,17 +595,24 @@ static const char PRELUDE[] =
     "  opts = opts_of(opts, 'chat:wait')\n"
     "  return P.ask(chat, nil, nil, opts.timeout)\n"
     "end\n"
-    "function M.escalate(chat, reason, priority, message)\n"
-    "  return P.escalate(chat, reason, priority, message)\n"
+    "function M.escalate(chat, reason, priority, message, group)\n"
+    "  return P.escalate(chat, reason, priority, message, group)\n"
     "end\n"
     "function M.record(chat, field, value) return P.record(chat, field, value) end\n"
     "function M.status(chat, state, detail) return P.status(chat, state, detail) end\n"
     "function M.after(chat, seconds, name, arg) return P.after(chat, seconds, name, arg) end\n"
     "function M.cancel(chat, what) return P.cancel(chat, what) end\n"
     "function M.now(chat) return P.now(chat) end\n"
+    /* failures: the count; failure_log: the last 10 as {turn, why} (escalation.lua counts
+     * those after the last escalation) */
     "function M.failed(chat, reason)\n"
     "  local s = chat.state\n"
     "  s.failures = (tonumber(s.failures) or 0) + 1\n"
+    "  local log = type(s.failure_log) == 'table' and s.failure_log or {}\n"
+    "  log[#log + 1] = { turn = chat.turn, why = type(reason) == 'string' and reason or "
+    "'unclear' }\n"
+    "  while #log > 10 do table.remove(log, 1) end\n"
+    "  s.failure_log = log\n"
     "  return s.failures\n"
     "end\n"
     /* normalising answers: trim (also U+3000), lower-case ASCII, full-width digits -> ASCII */
@@ -715,7 +730,7 @@ static const char PRELUDE[] =
     "    local i = pick(answer, words)\n"
     "    if i then return labels[i], i end\n"
     "    tries = tries + 1\n"
-    "    M.failed(chat, 'choose')\n"
+    "    M.failed(chat, 'unclear')\n"
     "    if tries > retries then return nil, 'unclear', answer end\n"
     "    prompt = opts.retry_text or\n"
     "      ('抱歉，我没有理解您的选择。请点击下方的选项，或回复序号：\\n' .. numbered(labels))\n"

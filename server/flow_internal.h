@@ -30,6 +30,8 @@
 #define FLOW_MAX_OPTIONS 12         /* quick replies per message */
 #define FLOW_MAX_SAY (8 * 1024)     /* longest bot message, bytes */
 #define FLOW_PATTERN_STEPS 4        /* pattern-matching steps per instruction of budget */
+#define FLOW_MAX_ESCALATIONS 20     /* escalations a run remembers (ctx.escalations) */
+#define FLOW_MAX_GROUP 32           /* longest agent group name an escalation may give */
 
 /* Why the current entry is being stopped. */
 enum { FLOW_KILL_NONE = 0, FLOW_KILL_INSTR, FLOW_KILL_MEM };
@@ -87,6 +89,11 @@ struct flow_run {
     char *error_message; /* the flow's error_message (said when it fails), or NULL */
     char *cid, *cname, *channel;
     int vip, history_count;
+    /* The conversation's escalations, oldest first, at most FLOW_MAX_ESCALATIONS:
+     * [{reason, priority, turn, at, by ("rule", "flow" or "error")[, group][, back]}], back =
+     * the time of the hand-back.  Saved with the run; read by the hook as ctx.escalations and
+     * by flows as chat.escalations. */
+    cJSON *escalations;
 };
 
 /* ---- flow.c ---- */
@@ -162,8 +169,16 @@ void flow_chat_detach(lua_State *L, int idx);
 
 /* ---- flow_run.c (used by flow_api.c) ---- */
 int flow_run_say(flow_run_t *r, const char *text, const char *const *options, int n);
+/* Hands the run to a human: says message (may be NULL), sends ops->escalate with the summary
+ * and remembers the escalation.  group is an agent group (NULL: the host decides); by names
+ * who asked: "rule" (escalation.lua), "flow" (chat:escalate).  Muted (returns 0, does nothing)
+ * while replaying or already escalated.  Returns 0 or the host's error. */
 int flow_run_escalate(lua_State *L, flow_run_t *r, const char *reason, int priority,
-                      const char *message);
+                      const char *message, const char *group, const char *by);
+/* Pushes ctx.escalations / chat.escalations: a read-only list (see flow_run.escalations). */
+void flow_run_push_escalations(lua_State *L, flow_run_t *r);
+/* 1 when s is a valid agent group name: 1..FLOW_MAX_GROUP of a-z 0-9 _. */
+int flow_group_valid(const char *s, size_t len);
 int flow_run_record(flow_run_t *r, const char *field, const char *value_json);
 int flow_run_emit_status(flow_run_t *r, const char *state, const char *detail_json);
 double flow_run_clock(flow_run_t *r);

@@ -11,8 +11,17 @@
  *
  *   in       a customer message: on_message, then the escalation hook, then (unless that
  *            escalated) the coroutine is resumed with the text
- *   timer    a chat:after timer came due: its handler runs
- *   timeout  the question being waited on timed out: chat:ask returns nil, "timeout"
+ *   timer    a chat:after timer came due: its handler runs, then the escalation hook
+ *   timeout  the question being waited on timed out: chat:ask returns nil, "timeout"; then the
+ *            escalation hook
+ *
+ * The escalation hook (rules/escalation.lua, escalation_hook) sees ctx.event "message" or
+ * "timer" and never runs while the run is escalated or replaying: a hook escalation only sets the
+ * escalated mark, which is saved, and an input's log entry records it ("e") so that a replay
+ * does not hand the message to the flow either.  Every escalation (hook, chat:escalate, flow
+ * failure) is remembered in r->escalations with its turn and time, and the hand-back time is
+ * added to the last one; the list is saved with the run and shown to the hook and to flows, so
+ * rules can tell a trigger a human already saw from a new one.
  *
  * When a step function returns the name of the next step, the run snapshots the state ("base":
  * chat.state, timers, clock, turn, last message) and starts an empty event log for the new step.
@@ -199,11 +208,66 @@ int flow_run_emit_status(flow_run_t *r, const char *state, const char *detail_js
     return rc;
 }
 
-/* The escalation summary: who, where in the flow, and the conversation's key facts. */
-static char *summary_json(flow_run_t *r, const cJSON *state, const char *error)
+int flow_group_valid(const char *s, size_t len)
 {
-    static const char *const keys[] = {"category", "severity",    "mood",     "slots",
-                                       "summary",  "expectation", "solution", NULL};
+    if (len == 0 || len > FLOW_MAX_GROUP)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return 0;
+    return 1;
+}
+
+/* Adds key: an array of the strings (or {title=} objects' titles) of the list state[key]; an
+ * empty array when there is none.  At most 20. */
+static void add_titles(cJSON *o, const cJSON *state, const char *key)
+{
+    cJSON *a = cJSON_CreateArray();
+    const cJSON *list = state ? cJSON_GetObjectItemCaseSensitive(state, key) : NULL, *e;
+    int n = 0;
+    if (!a)
+        return;
+    if (!cJSON_IsArray(list))
+        list = NULL;
+    cJSON_ArrayForEach(e, list)
+    {
+        const cJSON *t = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, "title") : e;
+        if (cJSON_IsString(t) && n++ < 20)
+            cJSON_AddItemToArray(a, cJSON_CreateString(t->valuestring));
+    }
+    cJSON_AddItemToObject(o, key, a);
+}
+
+/* Adds the mood, its "trend" always an array of scores (a flow keeping another shape, or a
+ * state saved before trends were lists, gives [score] or []). */
+static void add_mood(cJSON *o, const cJSON *state)
+{
+    const cJSON *m = state ? cJSON_GetObjectItemCaseSensitive(state, "mood") : NULL;
+    if (!cJSON_IsObject(m))
+        return;
+    cJSON *copy = dup(m);
+    if (!copy)
+        return;
+    if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(copy, "trend"))) {
+        const cJSON *score = cJSON_GetObjectItemCaseSensitive(copy, "score");
+        cJSON *trend = cJSON_CreateArray();
+        if (trend && cJSON_IsNumber(score))
+            cJSON_AddItemToArray(trend, cJSON_CreateNumber(score->valuedouble));
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "trend");
+        cJSON_AddItemToObject(copy, "trend", trend);
+    }
+    cJSON_AddItemToObject(o, "mood", copy);
+}
+
+/* The escalation summary: why, who, where in the flow, and the conversation's key facts:
+ * reason, priority, group (when the rule gave one), flow, step, turn, customer, category,
+ * severity, mood (with trend, the recent scores), slots, summary, expectation, solution,
+ * deadlines, offered and refused (solution titles), last_text, error (flow_error only). */
+static char *summary_json(flow_run_t *r, const cJSON *state, const char *reason, int priority,
+                          const char *group, const char *error)
+{
+    static const char *const keys[] = {"category",    "severity", "slots",     "summary",
+                                       "expectation", "solution", "deadlines", NULL};
     cJSON *o = cJSON_CreateObject();
     cJSON *cu = cJSON_CreateObject();
     char *s = NULL;
@@ -211,6 +275,10 @@ static char *summary_json(flow_run_t *r, const cJSON *state, const char *error)
         cJSON_Delete(cu);
         goto out;
     }
+    cJSON_AddStringToObject(o, "reason", reason);
+    cJSON_AddNumberToObject(o, "priority", priority);
+    if (group)
+        cJSON_AddStringToObject(o, "group", group);
     cJSON_AddStringToObject(o, "flow", r->flow ? r->flow : "");
     if (r->step)
         cJSON_AddStringToObject(o, "step", r->step);
@@ -227,6 +295,9 @@ static char *summary_json(flow_run_t *r, const cJSON *state, const char *error)
         if (v)
             cJSON_AddItemToObject(o, keys[i], dup(v));
     }
+    add_mood(o, state);
+    add_titles(o, state, "offered");
+    add_titles(o, state, "refused");
     if (r->last_text)
         cJSON_AddStringToObject(o, "last_text", r->last_text);
     if (error) {
@@ -242,8 +313,41 @@ out:
     return s;
 }
 
+/* Appends an escalation to r->escalations, dropping the oldest beyond FLOW_MAX_ESCALATIONS. */
+static void remember_escalation(flow_run_t *r, const char *reason, int priority, const char *group,
+                                const char *by)
+{
+    cJSON *e = cJSON_CreateObject();
+    if (!r->escalations)
+        r->escalations = cJSON_CreateArray();
+    if (!e || !r->escalations) {
+        cJSON_Delete(e);
+        return;
+    }
+    cJSON_AddStringToObject(e, "reason", reason);
+    cJSON_AddNumberToObject(e, "priority", priority);
+    cJSON_AddNumberToObject(e, "turn", (double)r->turn);
+    cJSON_AddNumberToObject(e, "at", flow_run_clock(r));
+    cJSON_AddStringToObject(e, "by", by);
+    if (group)
+        cJSON_AddStringToObject(e, "group", group);
+    while (cJSON_GetArraySize(r->escalations) >= FLOW_MAX_ESCALATIONS)
+        cJSON_DeleteItemFromArray(r->escalations, 0);
+    cJSON_AddItemToArray(r->escalations, e);
+}
+
+void flow_run_push_escalations(lua_State *L, flow_run_t *r)
+{
+    if (r->escalations)
+        flow_push_json(L, r->escalations);
+    else
+        lua_newtable(L);
+    flow_push_readonly(L, -1);
+    lua_remove(L, -2);
+}
+
 int flow_run_escalate(lua_State *L, flow_run_t *r, const char *reason, int priority,
-                      const char *message)
+                      const char *message, const char *group, const char *by)
 {
     if (r->replaying || r->escalated)
         return 0;
@@ -255,7 +359,7 @@ int flow_run_escalate(lua_State *L, flow_run_t *r, const char *reason, int prior
     }
     if (message)
         flow_run_say(r, message, NULL, 0);
-    char *sum = summary_json(r, state ? state : r->cur_state, NULL);
+    char *sum = summary_json(r, state ? state : r->cur_state, reason, priority, group, NULL);
     cJSON_Delete(state);
     if (!sum)
         return -1;
@@ -263,8 +367,9 @@ int flow_run_escalate(lua_State *L, flow_run_t *r, const char *reason, int prior
     free(sum);
     if (rc == 0) {
         r->escalated = 1;
-        log_info(MODULE, "customer %s escalated: %s (priority %d, flow %s step %s)", r->cid, reason,
-                 priority, r->flow, r->step ? r->step : "-");
+        remember_escalation(r, reason, priority, group, by);
+        log_info(MODULE, "customer %s escalated: %s (priority %d, %s, flow %s step %s)", r->cid,
+                 reason, priority, by, r->flow, r->step ? r->step : "-");
     } else {
         log_warn(MODULE, "host refused escalation %s (%d)", reason, rc);
     }
@@ -573,8 +678,13 @@ static int call_on_message(lua_State *L, flow_run_t *r, const char *text)
     return pcall_flow(L, r, 2, 0, "on_message");
 }
 
-/* Runs rules/escalation.lua's hook.  Returns 1 (escalated), 0 (not) or -1 (run failed). */
-static int escalation_hook(lua_State *L, flow_run_t *r, const char *text)
+/* Runs rules/escalation.lua's hook after a customer message (text) or after a due timer or
+ * answer timeout (text NULL; timer names it, "timeout" for an answer timeout).  The hook gets
+ * ctx = {event = "message" | "timer", text, timer, now, state (read-only chat.state), customer,
+ * turn, flow, step, escalations} and returns nil, a reason, or {reason=, priority=, message=,
+ * group=}.
+ * Returns 1 (escalated), 0 (not) or -1 (run failed). */
+static int escalation_hook(lua_State *L, flow_run_t *r, const char *text, const char *timer)
 {
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->e->gen_ref);
     if (lua_getfield(L, -1, "escalation") != LUA_TFUNCTION) {
@@ -582,9 +692,19 @@ static int escalation_hook(lua_State *L, flow_run_t *r, const char *text)
         return 0;
     }
     lua_remove(L, -2);
-    lua_createtable(L, 0, 8);
-    lua_pushstring(L, text);
-    lua_setfield(L, -2, "text");
+    lua_createtable(L, 0, 12);
+    lua_pushstring(L, text ? "message" : "timer");
+    lua_setfield(L, -2, "event");
+    if (text) {
+        lua_pushstring(L, text);
+        lua_setfield(L, -2, "text");
+    }
+    if (timer) {
+        lua_pushstring(L, timer);
+        lua_setfield(L, -2, "timer");
+    }
+    lua_pushnumber(L, flow_run_clock(r));
+    lua_setfield(L, -2, "now");
     flow_run_push_state(L, r);
     flow_push_readonly(L, -1);
     lua_setfield(L, -3, "state");
@@ -601,9 +721,12 @@ static int escalation_hook(lua_State *L, flow_run_t *r, const char *text)
         lua_pushstring(L, r->step);
         lua_setfield(L, -2, "step");
     }
+    flow_run_push_escalations(L, r);
+    lua_setfield(L, -2, "escalations");
     if (pcall_flow(L, r, 1, 1, "escalation hook") != 0)
         return -1;
-    char reason[80] = "", message[FLOW_MAX_SAY + 1] = "";
+    char reason[80] = "", group[FLOW_MAX_GROUP + 1] = "", message[FLOW_MAX_SAY + 1] = "";
+    const char *bad = NULL;
     lua_Integer prio = 2;
     int t = lua_type(L, -1);
     if (t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))) {
@@ -618,17 +741,25 @@ static int escalation_hook(lua_State *L, flow_run_t *r, const char *text)
         lua_pop(L, 1);
         if (lua_getfield(L, -1, "priority") != LUA_TNIL) {
             prio = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
-            if (prio < 1 || prio > 3) {
-                lua_pop(L, 2);
-                return run_fail(r, "escalation hook: priority must be 1, 2 or 3");
-            }
+            if (prio < 1 || prio > 3)
+                bad = "escalation hook: priority must be 1, 2 or 3";
         }
+        lua_pop(L, 1);
+        int gt = lua_getfield(L, -1, "group");
+        size_t glen = 0;
+        const char *g = gt == LUA_TSTRING ? lua_tolstring(L, -1, &glen) : NULL;
+        if (gt != LUA_TNIL && (!g || !flow_group_valid(g, glen)))
+            bad = "escalation hook: group must be 1-32 of a-z 0-9 _";
+        else if (g)
+            memcpy(group, g, glen + 1);
         lua_pop(L, 1);
         if (lua_getfield(L, -1, "message") == LUA_TSTRING)
             snprintf(message, sizeof(message), "%s", lua_tostring(L, -1));
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
+    if (bad)
+        return run_fail(r, "%s", bad);
     size_t rl = strlen(reason);
     int ok = rl > 0 && rl <= 64;
     for (size_t i = 0; i < rl; i++)
@@ -637,8 +768,9 @@ static int escalation_hook(lua_State *L, flow_run_t *r, const char *text)
             ok = 0;
     if (!ok)
         return run_fail(r, "escalation hook must return nil, a reason (a-z 0-9 _ .) or "
-                           "{reason=, priority=, message=}");
-    int rc = flow_run_escalate(L, r, reason, (int)prio, message[0] ? message : DEFAULT_HANDOVER);
+                           "{reason=, priority=, message=, group=}");
+    int rc = flow_run_escalate(L, r, reason, (int)prio, message[0] ? message : DEFAULT_HANDOVER,
+                               group[0] ? group : NULL, "rule");
     return rc == 0 ? 1 : 0;
 }
 
@@ -659,7 +791,7 @@ static int deliver_input(lua_State *L, flow_run_t *r, const char *text, const cJ
         esc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(logged, "e"));
     else if (r->escalated)
         esc = 1;
-    else if ((esc = escalation_hook(L, r, text)) < 0)
+    else if ((esc = escalation_hook(L, r, text, NULL)) < 0)
         return -1;
     if (esc) {
         if (entry)
@@ -970,15 +1102,22 @@ static int tick_entry(lua_State *L)
         cJSON *t = take_timer(r, -1, c->now, &tdue);
         int timeout = r->waiting && !r->escalated && r->ask_due > 0 && r->ask_due <= c->now &&
                       (!t || r->ask_due <= tdue);
+        char name[64] = "timeout";
         r->now = c->now;
         if (timeout) {
             deliver_timeout(L, r);
         } else if (t) {
+            const cJSON *tn = cJSON_GetObjectItemCaseSensitive(t, "name");
+            if (cJSON_IsString(tn))
+                snprintf(name, sizeof(name), "%s", tn->valuestring);
             fire(r, t);
             deliver_timer(L, r);
         } else {
             break;
         }
+        /* the escalation rules also watch the clock (a promised deadline coming due) */
+        if (!r->fail_text && !r->escalated && r->status != FLOW_RUN_FAILED)
+            escalation_hook(L, r, NULL, name);
     }
     capture_state(L, r);
     return 0;
@@ -1038,6 +1177,8 @@ static char *build_doc(flow_run_t *r, int with_state)
         cJSON_AddItemToObject(o, "state", cJSON_CreateObject());
     if (r->last_text)
         cJSON_AddStringToObject(o, "last", r->last_text);
+    if (r->escalations && cJSON_GetArraySize(r->escalations) > 0)
+        cJSON_AddItemReferenceToObject(o, "escalations", r->escalations);
     if (r->status == FLOW_RUN_WAITING && r->step && r->base && r->log) {
         cJSON_AddItemReferenceToObject(o, "base", r->base);
         cJSON_AddItemReferenceToObject(o, "log", r->log);
@@ -1075,9 +1216,11 @@ static void fail_actions(flow_run_t *r)
     }
     if (!r->escalated) {
         flow_run_say(r, r->error_message ? r->error_message : DEFAULT_ERROR_MESSAGE, NULL, 0);
-        char *sum = summary_json(r, r->cur_state, r->error);
-        if (sum && r->ops->escalate(r->host, "flow_error", 2, sum) == 0)
+        char *sum = summary_json(r, r->cur_state, "flow_error", 2, NULL, r->error);
+        if (sum && r->ops->escalate(r->host, "flow_error", 2, sum) == 0) {
             r->escalated = 1;
+            remember_escalation(r, "flow_error", 2, NULL, "error");
+        }
         free(sum);
     }
     free(r->step);
@@ -1177,6 +1320,7 @@ static void free_fields(flow_run_t *r)
     cJSON_Delete(r->log);
     cJSON_Delete(r->cur_state);
     cJSON_Delete(r->firing);
+    cJSON_Delete(r->escalations);
     free(r->last_text);
     free(r->error);
     free(r->fail_text);
@@ -1235,6 +1379,8 @@ int flow_run_start(flow_engine_t *e, const flow_host_ops *ops, void *host, const
         const cJSON *next = cJSON_GetObjectItemCaseSensitive(doc, "next_timer");
         const cJSON *last = cJSON_GetObjectItemCaseSensitive(doc, "last");
         const cJSON *state = cJSON_GetObjectItemCaseSensitive(doc, "state");
+        const cJSON *escs = cJSON_GetObjectItemCaseSensitive(doc, "escalations");
+        r->escalations = cJSON_IsArray(escs) ? dup(escs) : NULL;
         r->turn = cJSON_IsNumber(turn) ? (long long)turn->valuedouble : 0;
         r->next_timer = cJSON_IsNumber(next) ? (long long)next->valuedouble : 0;
         set_str(&r->last_text, cJSON_IsString(last) ? last->valuestring : NULL);
@@ -1332,6 +1478,11 @@ int flow_run_handback(flow_run_t *r)
         return FLOW_EINVAL;
     if (!r->e || r->status == FLOW_RUN_FAILED)
         return FLOW_EENDED;
+    if (r->escalated) {
+        cJSON *last = cJSON_GetArrayItem(r->escalations, cJSON_GetArraySize(r->escalations) - 1);
+        if (cJSON_IsObject(last) && !cJSON_GetObjectItemCaseSensitive(last, "back"))
+            cJSON_AddNumberToObject(last, "back", host_clock(r));
+    }
     r->escalated = 0;
     if (r->status == FLOW_RUN_WAITING && r->waiting && r->pending_text) {
         const char *opts[FLOW_MAX_OPTIONS];

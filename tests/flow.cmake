@@ -21,3 +21,7 @@ add_test(NAME flow_scripts
 add_test(NAME flow_scripts_nokb
   COMMAND redress flow test --rules.dir=${CMAKE_SOURCE_DIR}/rules --kb.seed= --log.level=warn)
 set_tests_properties(flow_check flow_scripts flow_scripts_nokb PROPERTIES TIMEOUT 300)
+
+# The escalation rules over the real server and WebSocket: every rule fires on its trigger
+# (VIP via the customers table, deadlines via a moved flow clock), ordinary complaints do not.
+add_redress_pytest(e2e_escalation e2e/test_escalation.py)

@@ -14,10 +14,17 @@
 --   category     类别 slug；severity 严重程度 1..3；mood 情绪（lib.mood）
 --   complaint    客户对问题的描述；expectation 客户期望的处理方式
 --   solutions    提供过的方案；solution 客户选择的方案；agreed 是否同意
+--   offered      给客户看过的方案标题；refused 客户拒绝的方案标题（转人工时交给人工客服）
 --   satisfaction 满意度 1..5；follow_up_due 承诺回访的时间（秒）
+--   deadlines    承诺的时限 { what, due, at, check, done }（lib.handoff.promise，到期前由
+--                escalation.lua 的 deadline 规则转人工跟进）
+--   failures / failure_log  机器人帮不上忙的次数和记录（chat:failed：没听懂 unclear、
+--                知识库没答案 no_match、方案被拒绝 refused）
+--   opened_turn  当前这个问题从第几条客户消息开始（转人工规则按问题判断“转过没有”）
 
 local T, X, CL, MOOD, SOL, D = lib.text, lib.extract, lib.classify, lib.mood, lib.solutions, lib.dialog
-local CAT, P = lexicon.categories, lexicon.phrases
+local H = lib.handoff
+local CAT, P, ESC = lexicon.categories, lexicon.phrases, lexicon.escalation
 
 -- 文件顶部的内容每个对话各执行一次：这里只放函数，话术和数据在 lexicon/phrases.lua。
 -- This file runs once per conversation: keep it to functions; wording lives in lexicon/phrases.lua.
@@ -44,7 +51,18 @@ local function reset(s)
   s.category, s.category_score, s.text_all, s.severity = nil, nil, nil, nil
   s.complaint, s.expectation, s.confirmed, s.confirm_rounds = nil, nil, nil, nil
   s.solutions, s.solution, s.agreed, s.rejections = nil, nil, nil, nil
+  s.offered, s.refused = nil, nil
   s.idle_end, s.satisfaction = nil, nil
+end
+
+-- 把方案标题加进 s.offered / s.refused 这样的列表（不重复）
+local function note(s, key, title)
+  local list = s[key] or {}
+  for _, t in ipairs(list) do
+    if t == title then return end
+  end
+  list[#list + 1] = title
+  s[key] = list
 end
 
 local function classify_now(chat, s, text)
@@ -71,6 +89,11 @@ return {
     end
     local sev = CL.severity(text, s.category or "general", s.slots, s.mood, chat.customer)
     s.severity = math.max(s.severity or 1, sev)
+    -- 给出方案时客户说“都不满意，转人工”：记下拒绝了哪些方案（转人工规则会接着转人工）
+    if chat.step == "propose" and s.solutions
+      and (T.trim(text) == P.human_option or T.find_any(text, P.human_option_match)) then
+      for _, o in ipairs(s.solutions) do note(s, "refused", o.title) end
+    end
   end,
 
   steps = {
@@ -224,6 +247,10 @@ return {
       local offers, case = SOL.build(result, s.slots, s.category)
       s.solutions = offers
       s.kb_confidence = result and result.confidence or "error"
+      -- 知识库没有答案、也没有具体类别的标准方案：算机器人帮不上忙一次
+      if s.kb_confidence ~= "answer" and s.kb_confidence ~= "suggest" and s.category == "general" then
+        chat:failed("no_match")
+      end
       if case then
         s.similar_case = case.id
         chat:say("我查到了以往类似的情况，当时是这样处理的：" .. T.cut(case.text, 80))
@@ -247,6 +274,7 @@ return {
         if o.compensation and o.compensation ~= "" then line = line .. "，" .. o.compensation end
         lines[i] = line
         options[i] = o.title
+        note(s, "offered", o.title)
       end
       options[#options + 1] = { P.human_option, match = P.human_option_match }
       local intro = #offers == 1 and "针对您的问题，我们可以这样为您处理：\n"
@@ -254,6 +282,7 @@ return {
       local label, i = D.choose(chat, intro .. table.concat(lines, "\n") .. "\n请选择您希望的方案：", options)
       if not label then return D.stop(chat, i) end
       if label == P.human_option then
+        for _, o in ipairs(offers) do note(s, "refused", o.title) end
         chat:record("status", "escalated")
         chat:escalate("solution_rejected", 2, "好的，我马上为您转接人工客服，由专人为您制定方案，请稍候。")
         return nil
@@ -279,20 +308,30 @@ return {
         local hours = o.hours or SOL.hours(o.deadline)
         s.follow_up_due = chat:now() + hours * 3600
         chat:after(hours * 3600, "follow_up", { title = o.title, label = category(s).label })
+        H.promise(chat, o.title, s.follow_up_due)
         chat:record("resolution", { title = o.title, deadline = o.deadline, due = D.stamp(s.follow_up_due) })
         chat:record("follow_up", { due = D.stamp(s.follow_up_due), note = "到期回访：" .. o.title })
         chat:record("status", "agreed")
         return "follow_up"
       end
       s.rejections = (s.rejections or 0) + 1
+      note(s, "refused", o.title)
+      chat:failed("refused")
       local left = {}
       for _, x in ipairs(s.solutions) do
         if x.title ~= o.title then left[#left + 1] = x end
       end
       s.solutions, s.solution = left, nil
-      if s.rejections >= 2 or #left == 0 then
+      -- 两次不同意；或者之前已经有没听懂的情况，累计两次帮不上忙（同 escalation.lua 的
+      -- bot_failed）；或者没有别的方案了：转人工
+      local helpless = H.failures(s, chat.escalations) >= ESC.failures
+      if s.rejections >= 2 or helpless or #left == 0 then
         chat:record("status", "escalated")
-        chat:escalate("no_agreement", 2, "抱歉目前的方案没能让您满意，我为您转接人工客服，由专人和您进一步沟通，请稍候。")
+        if s.rejections < 2 and helpless then
+          chat:escalate("bot_failed", ESC.priority.bot_failed, ESC.messages.bot_failed)
+        else
+          chat:escalate("no_agreement", 2, "抱歉目前的方案没能让您满意，我为您转接人工客服，由专人和您进一步沟通，请稍候。")
+        end
         return nil
       end
       chat:say("好的，那我们看看其他方案。")
@@ -326,6 +365,7 @@ return {
           s.follow_up_answered = true
           if label == "已解决" then
             s.resolved = true
+            H.fulfil(s, s.follow_up_title)
             chat:record("status", "resolved")
             chat:say("太好了，问题已经解决，感谢您的耐心和支持！如有其他需要，随时联系我们。")
           else
@@ -342,6 +382,7 @@ return {
         if yes == nil then return D.stop(chat, why) end
         if yes then
           reset(s)
+          s.opened_turn = chat.turn
           return "receive"
         end
         chat:say("好的，您之前的问题我们会按承诺跟进，有进展会第一时间通知您。")
@@ -349,6 +390,7 @@ return {
       end
       -- 上次没有登记完（超时、不在受理范围）：用这条消息重新开始
       reset(s)
+      s.opened_turn = chat.turn
       s.first_text = text
       D.merge(s, X.all(text, chat:now()), true)
       classify_now(chat, s, text)
@@ -357,12 +399,25 @@ return {
   },
 
   timers = {
+    -- 承诺的时限快到了：什么都不用做，引擎在每个定时任务之后都会运行 escalation.lua，
+    -- 由它的 deadline 规则检查承诺有没有兑现（lib.handoff.promise 安排了这个定时任务）
+    deadline = function(chat, arg) end,
+
     -- 承诺的处理时限到了：主动回访
     follow_up = function(chat, arg)
       local s = chat.state
       if s.resolved then return end
+      -- 人工正在处理：一小时后再来（最多 24 次），不打断人工
+      if chat.escalated then
+        local tries = (arg.tries or 0) + 1
+        if tries <= 24 then
+          chat:after(3600, "follow_up", { title = arg.title, label = arg.label, tries = tries })
+        end
+        return
+      end
       s.follow_up_asked = true
       s.follow_up_answered = nil
+      s.follow_up_title = arg.title
       chat:say("您好，关于您之前反映的【" .. (arg.label or "投诉") .. "】问题（" .. arg.title
         .. "），承诺的处理时限已到。请问问题已经解决了吗？", { "已解决", "还没有解决" })
       chat:record("follow_up_check", { title = arg.title })

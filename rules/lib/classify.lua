@@ -5,8 +5,11 @@
 --                       得分最高者胜出；低于 MIN_SCORE 时为 "general"
 --   label(slug)      -> 中文名称
 --   severity(text, slug, slots, mood, customer) -> 1 一般 / 2 较重 / 3 严重：
---                       类别基础分 + 严重情形用语 (HIGH +2, MID +1) + 金额 (>=1000 +1, >=10000 +2)
---                       + 情绪激烈或威胁 (+1) + 多次投诉的老客户 (+1)，最后限制在 1..3
+--                       类别基础分 + 严重情形用语 (HIGH +2) + 金额 1 万以上 (+1)
+--                       + 其他加重情形合计最多 +1：一般加重用语 (MID)、金额 1000 到 1 万、
+--                         情绪激烈或威胁、多次投诉的老客户
+--                       最后限制在 1..3。所以“严重”要有严重用语、大额，或者基础分高的类别；
+--                       “3999 元的手机一直没发货”这样几个一般情形凑在一起只算“较重”。
 --   is_greeting(text) 只是打招呼（“你好”“在吗”）
 --   has_cue(text)     话里有“出了问题”的意思（没到、扣了、坏了、投诉……）
 
@@ -24,11 +27,11 @@ local M = {}
 
 M.MIN_SCORE = 3
 
-M.HIGH = { "盗刷", "诈骗", "被骗", "骗走", "冒用", "泄露", "全部积蓄", "救命", "医院", "住院",
-  "急用", "手术", "老人", "孩子生病" }
+M.HIGH = { "盗刷", "诈骗", "被骗", "骗走", "冒用", "泄露", "全部积蓄", "救命", "住院",
+  "做手术", "动手术", "孩子生病", "病危" }
 M.MID = { "多次", "好几次", "反复", "第三次", "又一次", "一直", "至今", "半个月", "一个月",
   "好几天", "几天了", "一周了", "没人管", "没人处理", "损失", "很急", "着急", "丢失", "冻结",
-  "影响工作", "耽误" }
+  "影响工作", "耽误", "急用", "医院", "老人" }
 
 M.CUES = { "投诉", "问题", "不满", "怎么回事", "没有", "没", "不能", "无法", "失败", "错",
   "坏", "差", "一直", "还没", "退", "扣", "丢", "慢", "骗", "不行", "不了", "不给", "不到",
@@ -108,21 +111,23 @@ end
 
 function M.severity(text, slug, slots, mood, customer)
   local sev = BASE[slug] or BASE.general
+  local more = false -- 其他加重情形：合计最多 +1
   if find_any(text, M.HIGH) then
     sev = sev + 2
   elseif find_any(text, M.MID) then
-    sev = sev + 1
+    more = true
   end
   local amount = slots and tonumber(slots.amount)
   if amount then
     if amount >= 10000 then
-      sev = sev + 2
-    elseif amount >= 1000 then
       sev = sev + 1
+    elseif amount >= 1000 then
+      more = true
     end
   end
-  if mood and (mood.threat or (mood.score or 0) >= 70) then sev = sev + 1 end
-  if customer and (customer.history_count or 0) >= 2 then sev = sev + 1 end
+  if mood and (mood.threat or (mood.score or 0) >= 70) then more = true end
+  if customer and (customer.history_count or 0) >= 2 then more = true end
+  if more then sev = sev + 1 end
   return math.max(1, math.min(3, sev))
 end
 

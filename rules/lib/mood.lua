@@ -3,13 +3,16 @@
 --   score(text, recent) -> 分值 0..100, 威胁词或 nil, 命中的词表
 --       愤怒词加分（同一个词最多计两次）；感叹号 ! 和 ！ 每个 +5（最多 25），连续三个再 +10；
 --       两个以上问号每个 +3；“说了多少遍”之类 +分；与之前说过的话完全重复 +15；
---       提到媒体、监管、律师、报警等 +20 并标记威胁；谢谢、理解等缓和词减分。
+--       提到媒体、监管、律师、报警等 +20 并标记威胁（threat(text)）；谢谢、理解等缓和词减分。
+--   threat(text) -> 威胁用语或 nil（见下面的说明）
 --   update(m, text) -> m：每条客户消息调用一次，保存在 chat.state.mood：
 --       score   当前分值（比上次高就直接取新分，低则与上次取平均，慢慢回落）
---       last    这条消息本身的分值      peak   最高分      trend  与上次相比的变化
+--       last    这条消息本身的分值      peak   最高分      change  与上次相比的变化
 --       level   平静 / 不满 / 生气 / 愤怒
---       threat  是否出现过威胁（一旦出现保持为 true）；threat_word 最近的威胁词
---       history 最近 5 次的分值（escalation.lua 用它判断“持续升高”）
+--       threat  是否出现过威胁（一旦出现保持为 true）；threat_word 最近的威胁词；
+--               threat_now 这条消息里的威胁词（没有就是 nil）
+--       trend   最近 10 次的分值，每条客户消息一个，从旧到新（escalation.lua 用它判断
+--               “持续升高”，人工客服工作台画成折线）
 --       recent  最近 5 句话的开头（判断重复）
 
 local T = lib.text
@@ -28,19 +31,64 @@ function M.level(score)
   return "平静"
 end
 
--- 威胁词；纯数字的（12315、315）只按完整数字匹配，免得订单号里的数字被误认
--- The threat word in t; numbers (12315, 315) count only as whole numbers.
-local THREATS = {}
-for i, w in ipairs(A.threats) do
-  THREATS[i] = { w, string.match(w, "^%d+$") and ("%f[%d]" .. w .. "%f[%D]") or nil }
-end
+-- 威胁用语（lexicon/anger.lua）：先去掉 threat_exclude（“工商银行”），再找 threats 里的词、
+-- 完整的热线号码（threat_numbers，后面跟“元/块”的是金额）、“发”到社交平台（threat_publish +
+-- threat_platforms）、带着“去/找/向……投诉”的机构（threat_bodies）。返回找到的说法或 nil。
+-- The threat phrase in text, or nil: plain phrases, whole hotline numbers (not amounts), and
+-- publishing verbs right before a platform name.
+local THREATS, NUMBERS = A.threats, {}
+local PUBLISH, PLATFORMS, EXCLUDE = A.threat_publish or {}, A.threat_platforms or {}, A.threat_exclude or {}
+local BODIES, BODY_BEFORE, BODY_AFTER = A.threat_bodies or {}, A.threat_body_before or {},
+  A.threat_body_after or {}
+for i, n in ipairs(A.threat_numbers or {}) do NUMBERS[i] = { n, "%f[%d]" .. n .. "%f[%D]" } end
+local UNITS = { "元", "块", "毛", "rmb" }
+-- 长消息里每个词最多看前 MAX_HITS 处，每处只看前后 WINDOW 个字节
+local MAX_HITS, WINDOW = 20, 24
+local ends_with, replace = T.ends_with, T.replace
 
-function M.threat(t)
+function M.threat(text)
+  local t = string.lower(halfwidth(text))
+  for _, w in ipairs(EXCLUDE) do t = replace(t, w, "#") end
   for _, w in ipairs(THREATS) do
-    if w[2] then
-      if find(t, w[2]) then return w[1] end
-    elseif find(t, w[1], 1, true) then
-      return w[1]
+    if find(t, w, 1, true) then return w end
+  end
+  for _, n in ipairs(NUMBERS) do
+    local i, j = find(t, n[2])
+    local hits = 0
+    while i and hits < MAX_HITS do
+      hits = hits + 1
+      local after = string.sub(t, j + 1, j + 6)
+      local amount = false
+      for _, u in ipairs(UNITS) do
+        if string.sub(after, 1, #u) == u or string.sub(after, 2, #u + 1) == u then amount = true end
+      end
+      if not amount then return n[1] end
+      i, j = find(t, n[2], j + 1)
+    end
+  end
+  for _, p in ipairs(PLATFORMS) do
+    local i, hits = find(t, p, 1, true), 0
+    while i and hits < MAX_HITS do
+      local before = string.sub(t, math.max(1, i - WINDOW), i - 1)
+      for _, v in ipairs(PUBLISH) do
+        if ends_with(before, v) then return v .. p end
+      end
+      i, hits = find(t, p, i + 1, true), hits + 1
+    end
+  end
+  for _, b in ipairs(BODIES) do
+    local i, j = find(t, b, 1, true)
+    local hits = 0
+    while i and hits < MAX_HITS do
+      hits = hits + 1
+      local before, after = string.sub(t, math.max(1, i - WINDOW), i - 1), string.sub(t, j + 1, j + 12)
+      for _, v in ipairs(BODY_BEFORE) do
+        if ends_with(before, v) then return v .. b end
+      end
+      for _, v in ipairs(BODY_AFTER) do
+        if string.sub(after, 1, #v) == v then return b .. v end
+      end
+      i, j = find(t, b, j + 1, true)
     end
   end
   return nil
@@ -88,29 +136,35 @@ local function push(list, v, keep)
   return out
 end
 
+M.TREND = 10 -- trend 保留最近几次的分值
+
 function M.update(m, text)
   m = m or {}
   local s, threat = M.score(text, m.recent)
   local prev = m.score or 0
   local score = s
   if s < prev then score = math.floor((prev + s) / 2 + 0.5) end
+  -- 以前的版本 trend 是一个数、分值列表叫 history：接着用 history
+  local trend = type(m.trend) == "table" and m.trend or m.history or {}
   m.last = s
-  m.trend = score - prev
+  m.change = score - prev
   m.score = score
   m.peak = math.max(m.peak or 0, score)
   m.level = M.level(score)
+  m.threat_now = threat
   if threat then
     m.threat = true
     m.threat_word = threat
   end
-  m.history = push(m.history or {}, score, 5)
+  m.trend = push(trend, score, M.TREND)
+  m.history = nil
   m.recent = push(m.recent or {}, cut(trim(halfwidth(text)), 30), 5)
   return m
 end
 
 -- 最近三次分值持续升高且已达到 min / the last three scores rise and reach min
 function M.rising(m, min)
-  local h = m and m.history or {}
+  local h = m and type(m.trend) == "table" and m.trend or {}
   local n = #h
   return n >= 3 and h[n] > h[n - 1] and h[n - 1] > h[n - 2] and h[n] >= (min or 40)
 end

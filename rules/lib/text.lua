@@ -61,6 +61,26 @@ function M.find_any(s, words)
   return best, at
 end
 
+-- s 是否以 w 结尾 / whether s ends with w (bytes)
+function M.ends_with(s, w)
+  return #w <= #s and sub(s, #s - #w + 1) == w
+end
+
+-- 把 s 里所有的 word 换成 repl（按原样查找，不是模式）/ plain (non-pattern) replace-all
+function M.replace(s, word, repl)
+  if word == "" or not find(s, word, 1, true) then return s end
+  local out, i = {}, 1
+  while true do
+    local a, b = find(s, word, i, true)
+    if not a then break end
+    out[#out + 1] = sub(s, i, a - 1)
+    out[#out + 1] = repl
+    i = b + 1
+  end
+  out[#out + 1] = sub(s, i)
+  return table.concat(out)
+end
+
 -- 统计 word 在 s 中出现的次数 / occurrences of word in s
 function M.count(s, word)
   local n, i = 0, 1
