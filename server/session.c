@@ -75,6 +75,7 @@ struct session {
     int run_parked;     /* run freed while idle; its saved state is in the store (unpark) */
     int saving;         /* flow state saves in flight */
     uint64_t active_ms; /* last call into the run */
+    double stored_due;  /* run_due as the store has it (conversations.flow_due) */
     /* client ids of the customer messages seen (hashes), so that a new id needs no database
      * read; complete while every id of the conversation is here (see known_new_id) */
     uint64_t ids[RECENT_IDS];
@@ -82,7 +83,8 @@ struct session {
 };
 
 struct session_mgr {
-    double clock_offset; /* added to the real time for the flows' clock (flow.clock_start) */
+    double clock_offset;  /* added to the real time for the flows' clock (flow.clock_start) */
+    uint64_t due_scan_ms; /* last look for due timers of conversations not in memory */
     const config_t *cfg;
     store_t *store;
     map_t *by_token;
@@ -203,8 +205,29 @@ void session_mgr_free(session_mgr_t *m)
 static void after_run_call(session_t *s, int rc, const char *what);
 static int unpark(session_t *s);
 
+/* A conversation not in memory has a flow timer due: load it (its run resumes); the sweep
+ * then fires the timer like any other.  Returns 0 to go on. */
+static int wake(long long id, void *arg)
+{
+    session_mgr_t *m = arg;
+    session_t *s = session_mgr_load(m, id);
+    if (!s || (!s->run && !s->run_parked)) { /* nothing to run it: forget it, don't retry */
+        log_warn("session", "conversation %lld: a flow timer is due but the flow cannot resume",
+                 id);
+        store_set_flow_due(m->store, id, 0);
+    }
+    return 0;
+}
+
+#define DUE_SCAN_MS 5000
+#define DUE_SCAN_MAX 50
+
 void session_mgr_sweep(session_mgr_t *m)
 {
+    if (m->flow && !m->stopping && util_now_ms() - m->due_scan_ms >= DUE_SCAN_MS) {
+        m->due_scan_ms = util_now_ms();
+        store_due_conversations(m->store, session_mgr_now(m), DUE_SCAN_MAX, wake, m);
+    }
     uint64_t now = util_now_ms(), keep = (uint64_t)m->cfg->session_memory_s * 1000u,
              idle = (uint64_t)m->cfg->flow_idle_s * 1000u;
     double wall = 0;
@@ -420,6 +443,9 @@ static void after_run_call(session_t *s, int rc, const char *what)
     else if (rc < 0 && rc != FLOW_EENDED)
         log_error("session", "%s: flow %s error %d", s->name, what, rc);
     s->run_due = s->run ? flow_run_next_due(s->run) : 0;
+    if (s->run && s->run_due != s->stored_due &&
+        store_set_flow_due(s->m->store, s->id, s->run_due) == 0)
+        s->stored_due = s->run_due;
 }
 
 /* Host callbacks for the dialogue flow (flow.h): all run inside flow_run_* calls. */

@@ -66,7 +66,7 @@ struct store {
     int batch_max;
     store_tx_t tx; /* writer connection + its statement cache */
     sqlite3 *reader;
-    sqlite3_stmt *r_find_conv, *r_find_client, *r_replay, *r_max_id, *r_customer, *r_token;
+    sqlite3_stmt *r_find_conv, *r_find_client, *r_replay, *r_max_id, *r_customer, *r_token, *r_due;
     store_stats_t stats; /* guarded by lock */
 };
 
@@ -115,6 +115,10 @@ static const struct {
         "  actor TEXT NOT NULL DEFAULT 'system',"
         "  created_at TEXT NOT NULL);"
         "CREATE UNIQUE INDEX events_seq ON events(conversation_id, seq) WHERE seq IS NOT NULL;"},
+    /* the flow's next timer, so that conversations no longer in memory wake up for it */
+    {2, "ALTER TABLE conversations ADD COLUMN flow_due REAL;"
+        "CREATE INDEX conversations_flow_due ON conversations(flow_due)"
+        "  WHERE flow_due IS NOT NULL;"},
 };
 
 static int exec_sql(sqlite3 *db, const char *sql, char *err, size_t errlen)
@@ -357,6 +361,7 @@ static void free_store(store_t *s)
     sqlite3_finalize(s->r_max_id);
     sqlite3_finalize(s->r_customer);
     sqlite3_finalize(s->r_token);
+    sqlite3_finalize(s->r_due);
     if (s->tx.db)
         sqlite3_close(s->tx.db);
     if (s->reader)
@@ -428,7 +433,11 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
                 " FROM customers u WHERE u.external_id = ?",
                 &s->r_customer, err, errlen) != 0 ||
         prepare(s->reader, "SELECT token FROM conversations WHERE id = ?", &s->r_token, err,
-                errlen) != 0)
+                errlen) != 0 ||
+        prepare(s->reader,
+                "SELECT id FROM conversations WHERE flow_due IS NOT NULL AND flow_due <= ?"
+                " ORDER BY flow_due LIMIT ?",
+                &s->r_due, err, errlen) != 0)
         goto fail;
     if (uv_async_init(loop, &s->async, on_async) != 0) {
         snprintf(err, errlen, "uv_async_init failed");
@@ -817,6 +826,68 @@ int store_find_conversation(store_t *s, const char *token, store_conv_t *c)
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc;
+}
+
+int store_due_conversations(store_t *s, double now, int limit, int (*fn)(long long id, void *arg),
+                            void *arg)
+{
+    sqlite3_stmt *st = s->r_due;
+    int rc;
+    sqlite3_bind_double(st, 1, now);
+    sqlite3_bind_int(st, 2, limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (fn(sqlite3_column_int64(st, 0), arg) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE) {
+        log_error("store", "due conversations: %s", sqlite3_errmsg(s->reader));
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct due_op {
+    long long conversation;
+    double due;
+} due_op;
+
+static int work_due(store_tx_t *tx, void *arg)
+{
+    due_op *o = arg;
+    sqlite3_stmt *st = store_tx_stmt(tx, "UPDATE conversations SET flow_due = ? WHERE id = ?");
+    if (!st)
+        return -1;
+    if (o->due > 0)
+        sqlite3_bind_double(st, 1, o->due);
+    else
+        sqlite3_bind_null(st, 1);
+    sqlite3_bind_int64(st, 2, o->conversation);
+    return step_done(tx->db, st);
+}
+
+static void done_due(void *arg, int rc)
+{
+    due_op *o = arg;
+    if (rc != 0)
+        log_error("store", "flow timer of conversation %lld not saved", o->conversation);
+    free(o);
+}
+
+int store_set_flow_due(store_t *s, long long conversation, double due)
+{
+    due_op *o = calloc(1, sizeof(*o));
+    if (!o)
+        return -1;
+    o->conversation = conversation;
+    o->due = due;
+    if (store_submit(s, work_due, done_due, o) != 0) {
+        free(o);
+        return -1;
+    }
+    return 0;
 }
 
 int store_conversation_token(store_t *s, long long id, char *token)

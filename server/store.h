@@ -112,6 +112,13 @@ int store_save_flow_state(store_t *s, long long conversation, const char *json,
  * c->flow_state), 1 when none, negative on error. */
 int store_find_conversation(store_t *s, const char *token, store_conv_t *c);
 
+/* Queues the conversation's next flow timer (flows' clock, epoch seconds; 0 = none). */
+int store_set_flow_due(store_t *s, long long conversation, double due);
+/* Reader: calls fn(id) for up to limit conversations whose flow timer is due at now, earliest
+ * first (fn returns non-zero to stop).  0 or -1. */
+int store_due_conversations(store_t *s, double now, int limit,
+                            int (*fn)(long long id, void *arg), void *arg);
+
 /* Reader: the token (33 bytes with NUL) of conversation id.  0 found, 1 none, <0 error. */
 int store_conversation_token(store_t *s, long long id, char *token);
 
