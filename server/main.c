@@ -13,6 +13,7 @@
 #include "kb.h"
 #include "log.h"
 #include "server.h"
+#include "webhook.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +38,7 @@ static const struct {
     {"kb", kb_cli_main, "knowledge-base tools"},
     {"flow", flow_cli_main, "flow tools: test, check, reload"},
     {"user", user_cli_main, "accounts: add, passwd, list, disable"},
+    {"webhook", webhook_cli_main, "webhooks: add, list, remove, disable, enable, log"},
 };
 
 static void usage(FILE *f)

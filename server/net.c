@@ -24,6 +24,7 @@
 #include "log.h"
 #include "session.h"
 #include "util.h"
+#include "webhook.h"
 #include "ws.h"
 
 #include <signal.h>
@@ -31,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static struct lws_protocols protocols[4];
+static struct lws_protocols protocols[5];
 
 server_t *server_of(struct lws *wsi)
 {
@@ -60,6 +61,8 @@ static void finish_shutdown(server_t *srv)
     session_mgr_set_flow(srv->sessions, NULL);
     flow_engine_destroy(srv->flow);
     srv->flow = NULL;
+    /* before lws: deliveries in flight are abandoned (their rows stay pending) */
+    webhook_close_store(srv->webhooks);
     lws_context_destroy(srv->lws); /* first phase: sockets close, uv handles start closing */
     auth_set_logout_hook(srv->auth, NULL, NULL);
     auth_close(srv->auth); /* before the store: it holds statements on the reader */
@@ -107,6 +110,7 @@ static void on_tick(uv_timer_t *t)
     session_mgr_sweep(srv->sessions);
     agent_mgr_tick(srv->agents);
     complaint_mgr_tick(srv->complaints);
+    webhook_tick(srv->webhooks);
 }
 
 /* Every store connection gets the knowledge base's tokenizer; the writer also migrates the kb
@@ -123,7 +127,7 @@ static int store_init(sqlite3 *db, int is_writer, void *arg, char *err, size_t e
     if (!is_writer)
         return 0;
     if (kb_migrate(db, err, errlen) != 0 || auth_migrate(db, err, errlen) != 0 ||
-        agent_store_migrate(db, err, errlen) != 0)
+        agent_store_migrate(db, err, errlen) != 0 || webhook_migrate(db, err, errlen) != 0)
         return -1;
     n = kb_seed_dir(db, srv->cfg->kb_seed, err, errlen);
     if (n < 0)
@@ -159,7 +163,8 @@ static int start_lws(server_t *srv)
     protocols[0] = http_protocol;
     protocols[1] = ws_chat_protocol;
     protocols[2] = ws_agent_protocol;
-    memset(&protocols[3], 0, sizeof(protocols[3]));
+    protocols[3] = webhook_protocol; /* client connections only (webhook deliveries) */
+    memset(&protocols[4], 0, sizeof(protocols[4]));
 
     /* No lws retry/idle policy and no fd_limit_per_thread: ws.c pings and times out idle chats
      * in its sweep, and lws's own versions cost O(n) per event at 15,000 sockets (a sorted timer
@@ -173,7 +178,8 @@ static int start_lws(server_t *srv)
     info.mounts = &mounts[0];
     info.options = LWS_SERVER_OPTION_LIBUV |
                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
-                   LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN | LWS_SERVER_OPTION_DISABLE_IPV6;
+                   LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN | LWS_SERVER_OPTION_DISABLE_IPV6 |
+                   LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* a TLS client context: https webhooks */
     info.foreign_loops = foreign_loops;
     info.user = srv;
     info.timeout_secs = 20;
@@ -239,6 +245,11 @@ int server_run(const config_t *cfg)
         goto out;
     }
     session_mgr_set_complaints(srv->sessions, srv->complaints);
+    if (webhook_new(&srv->webhooks, srv, err, sizeof(err)) != 0) {
+        log_error("server", "%s", err);
+        goto out;
+    }
+    complaint_set_notify(srv->complaints, webhook_notify, srv->webhooks);
     auth_set_logout_hook(srv->auth, agent_logout, srv->agents);
     if (start_lws(srv) != 0)
         goto out;
@@ -269,6 +280,7 @@ out:
         srv->auth = NULL;
         agent_mgr_close_store(srv->agents);
         complaint_mgr_close_store(srv->complaints);
+        webhook_close_store(srv->webhooks);
         if (srv->store)
             store_close(srv->store);
         uv_run(&srv->loop, UV_RUN_DEFAULT);
@@ -278,6 +290,7 @@ out:
     session_mgr_free(srv->sessions);
     agent_mgr_free(srv->agents);
     complaint_mgr_free(srv->complaints);
+    webhook_free(srv->webhooks);
     if (uv_loop_close(&srv->loop) != 0)
         log_warn("server", "loop closed with handles still open");
     free(srv);

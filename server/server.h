@@ -24,6 +24,7 @@ typedef struct server {
     struct auth *auth;        /* staff accounts and logins (auth.h) */
     struct agent_mgr *agents; /* escalation queue and hand-offs (agent.h) */
     struct complaint_mgr *complaints; /* complaint records and deadlines (complaint.h) */
+    struct webhook *webhooks;         /* outgoing webhooks (webhook.h) */
     uv_signal_t sigint, sigterm;
     uv_timer_t tick;
     uint64_t started_ms;

@@ -28,6 +28,8 @@ set(REDRESS_SERVER_SOURCES
   # complaint records, deadlines, webhooks
   server/complaint.c
   server/complaint_sla.c
+  server/webhook.c
+  server/webhook_cli.c
   # the Lua dialogue engine
   server/flow.c
   server/flow_sandbox.c
