@@ -5,8 +5,9 @@
  * (LWS_SERVER_OPTION_LIBUV + foreign_loops), so lws sockets, lws timers, our signals and
  * timers, and the store's completion handle all share one thread.
  *
- * Start-up (server_run):  loop -> store (open, migrate, writer thread) -> sessions ->
- *   lws context (listen) -> signals + 1 Hz tick -> "listening on ..." on stdout -> uv_run
+ * Start-up (server_run):  loop -> store (open, migrate, writer thread) -> auth -> sessions ->
+ *   flow engine -> agent queue -> complaint records -> webhooks -> lws context (listen) ->
+ *   signals + 4 Hz tick -> "listening on ..." on stdout -> uv_run
  * Shutdown (on_signal -> begin_shutdown): stop accepting; lws_context_destroy() closes every
  *   socket (CLOSED callbacks detach sessions) and its uv handles; sessions stop starting turns;
  *   store_close() drains the write queue; our handles close; uv_run returns when nothing is
