@@ -61,6 +61,7 @@ typedef struct handoff {
     session_t *s;            /* borrowed, see above; NULL until loaded */
     int sent_pos, sent_wait; /* the last queued status the customer got */
     uint64_t acked_ms;       /* callback: last automatic acknowledgement */
+    char cb_reason[16];      /* callback: no_agent | after_hours | wait_timeout ("" unknown) */
 } handoff;
 
 struct agent_sock {
@@ -407,6 +408,7 @@ static void to_callback(agent_mgr_t *am, handoff *h, const char *why)
 
     h->row.state = AGENT_CALLBACK;
     h->row.due = base + am->cfg->agent_callback_s;
+    snprintf(h->cb_reason, sizeof(h->cb_reason), "%s", why);
     save_row(am, h, NULL, NULL, NULL);
     if (s)
         complaint_callback(am->srv->complaints, s, h->row.due, why);
@@ -588,6 +590,7 @@ static void fill_item(agent_mgr_t *am, agent_item_t *it, const handoff *h, int p
     it->waited_s = now - h->row.queued_at > 0 ? now - h->row.queued_at : 0;
     it->due = h->row.due;
     it->sla = complaint_sla_flag(am->srv->complaints, h->row.conversation);
+    it->callback_reason = h->row.state == AGENT_CALLBACK && h->cb_reason[0] ? h->cb_reason : NULL;
 }
 
 /* position within its group (queued only; 0 for callbacks) */

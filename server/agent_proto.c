@@ -354,6 +354,8 @@ static cJSON *item_json(const agent_item_t *it)
         cJSON_AddStringToObject(o, "sla", it->sla);
     else
         cJSON_AddNullToObject(o, "sla");
+    if (it->callback_reason)
+        cJSON_AddStringToObject(o, "callback_reason", it->callback_reason);
     return o;
 }
 

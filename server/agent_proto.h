@@ -64,7 +64,8 @@ char *agent_proto_event(const char *conversation, const store_event_t *ev);
 typedef struct agent_item {
     const char *conversation, *state, *group, *reason, *category, *last_text;
     const char *cust_id, *cust_name, *agent;
-    const char *sla; /* the record's SLA flag: "warning", "breached" or NULL */
+    const char *sla;             /* the record's SLA flag: "warning", "breached" or NULL */
+    const char *callback_reason; /* callback items: no_agent, after_hours, wait_timeout */
     int priority, position, severity, vip;
     double waited_s, due; /* due: epoch seconds, 0 = none */
 } agent_item_t;
