@@ -4,6 +4,8 @@
  *   GET    /api/complaints/followups  unanswered follow-up surveys (agent.chat)
  *   GET    /api/complaints/status complaint_progress(): a record's progress, for the customer
  *                                 holding its number and the conversation's token (no login)
+ *   GET    /api/dashboard[/export.csv]  dashboard_handle(): figures / CSV computed on the thread
+ *                                 pool, answered later (dashboard.view)
  *   GET    /api/kb/...            kb_api_handle() on the loop thread's reader connection
  *   POST/PUT/DELETE /api/kb/...   a store operation: kb_api_handle() runs on the writer thread
  *                                 inside the batch transaction; the reply is sent from the
@@ -19,6 +21,7 @@
 #include "auth.h"
 #include "complaint.h"
 #include "complaint_sla.h"
+#include "dashboard.h"
 
 #include "flow.h"
 #include "kb.h"
@@ -215,6 +218,16 @@ void api_handle(server_t *srv, const http_call_t *call, http_reply_t *h)
             http_reply_json(h, 200, json);
         else
             http_reply_error(h, 500, "internal", "could not read the follow-ups");
+        return;
+    }
+    if (strcmp(call->path, "/api/dashboard") == 0 ||
+        strncmp(call->path, "/api/dashboard/", 15) == 0) {
+        if (strcmp(call->method, "GET") != 0) {
+            http_reply_error(h, 405, "method_not_allowed", "use GET");
+            return;
+        }
+        if (authorized(srv, call, h, AUTH_CAP_DASHBOARD_VIEW))
+            dashboard_handle(srv, call, h);
         return;
     }
     int is_kb = strcmp(call->path, "/api/kb") == 0 || strncmp(call->path, "/api/kb/", 8) == 0;

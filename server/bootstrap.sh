@@ -18,8 +18,10 @@ mode=${1:-}
 build_pkgs="cmake make gcc pkg-config libwebsockets-dev libwebsockets-evlib-uv liblua5.4-dev
 libsqlite3-dev libcjson-dev libuv1-dev libsodium-dev"
 test_pkgs="python3 python3-websockets python3-pytest sqlite3 clang libclang-rt-14-dev chromium nodejs fonts-wqy-microhei"
+# the web pages' npm dependencies (web/package.json: Chart.js for the dashboard)
+web_pkgs="nodejs"
 # NodeSource's nodejs package bundles npm and conflicts with Debian's npm package.
-command -v npm >/dev/null 2>&1 || test_pkgs="$test_pkgs npm"
+command -v npm >/dev/null 2>&1 || web_pkgs="$web_pkgs npm"
 
 need_install() {
     local missing=()
@@ -44,19 +46,28 @@ need_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
+# npm ci in web/ when its dependencies are not installed (the dashboard loads Chart.js from
+# web/node_modules, served as static files under web.root).
+web_deps() {
+    [ -f web/node_modules/chart.js/dist/chart.umd.min.js ] && return 0
+    (cd web && npm ci --no-audit --no-fund)
+}
+
 jobs=$(nproc 2>/dev/null || echo 2)
 
 case "$mode" in
 serve)
     # shellcheck disable=SC2086
-    need_install $build_pkgs
+    need_install $build_pkgs $web_pkgs
+    web_deps || echo "bootstrap: npm ci in web/ failed; the dashboard will have no charts" >&2
     cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
     cmake --build build -j "$jobs"
     exec ./build/redress serve "$@"
     ;;
 test)
     # shellcheck disable=SC2086
-    need_install $build_pkgs $test_pkgs
+    need_install $build_pkgs $web_pkgs $test_pkgs
+    web_deps
     if [ ! -d tests/browser/node_modules ]; then
         (cd tests/browser && npm ci --no-audit --no-fund)
     fi

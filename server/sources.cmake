@@ -30,6 +30,8 @@ set(REDRESS_SERVER_SOURCES
   server/complaint_sla.c
   server/webhook.c
   server/webhook_cli.c
+  # supervisors' dashboard and CSV export
+  server/dashboard.c
   # the Lua dialogue engine
   server/flow.c
   server/flow_sandbox.c
