@@ -1,13 +1,13 @@
 /*
- * harness.mjs - what the widget's browser tests stand on: the real `redress serve`, Debian's
- * chromium driven by playwright-core, a recorder of WebSocket frames, and readers of the
- * widget's shadow DOM.
+ * harness.mjs - what the browser tests (widget, agent console) stand on: the real
+ * `redress serve` and `redress user add`, Debian's chromium driven by playwright-core, a
+ * recorder of WebSocket frames, and readers of the widget's shadow DOM.
  *
  * Environment: REDRESS_BIN (set by ctest, tests/browser.cmake) is the server binary;
  * REDRESS_SOURCE_DIR the repository (default: two levels up); CHROMIUM the browser
  * (default /usr/bin/chromium).  Screenshots go to <repo>/tests/artifacts/.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -47,13 +47,28 @@ function redressBin() {
 }
 
 /*
+ * A staff account in dataDir's database, made with `redress user add` (docs/auth.md): the
+ * password goes in on stdin.  Throws with the CLI's stderr when it refuses.
+ */
+export function addUser(dataDir, username, { role = 'agent', name, password }) {
+  const args = ['user', 'add', username, `--role=${role}`, '--data.dir', dataDir];
+  if (name) args.push(`--name=${name}`);
+  const r = spawnSync(redressBin(), args, { input: `${password}\n`, encoding: 'utf8', timeout: 60000 });
+  if (r.status !== 0)
+    throw new Error(`redress user add ${username} exited with ${r.status ?? r.signal}:\n${r.stderr}`);
+  if (/AddressSanitizer|LeakSanitizer|runtime error:/.test(r.stderr))
+    throw new Error(`sanitizer report from redress user add:\n${r.stderr}`);
+}
+
+/*
  * The real server.  start() resolves once it printed "listening on http://HOST:PORT";
  * stop() sends SIGTERM to its pid and checks that it exited with 0 and without a
- * sanitizer report.
+ * sanitizer report.  options.args: more settings for `redress serve` (e.g. --rules.dir).
  */
 export class Server {
-  constructor(dataDir) {
+  constructor(dataDir, options = {}) {
     this.dataDir = dataDir;
+    this.args = options.args || [];
     this.port = 0;
     this.proc = null;
     this.stderr = '';
@@ -65,7 +80,7 @@ export class Server {
 
   async start(port = 0) {
     const args = ['serve', '--listen.port', String(port), '--data.dir', this.dataDir,
-      '--web.root', join(sourceDir, 'web')];
+      '--web.root', join(sourceDir, 'web'), ...this.args];
     const proc = spawn(redressBin(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     this.stderr = '';

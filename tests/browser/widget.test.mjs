@@ -461,7 +461,7 @@ describe('widget with a scripted protocol peer', () => {
   test('queue position, agent, complaint record, unread badge and duplicates', async () => {
     const queue = page.locator('.banner-queue');
     await queue.waitFor({ state: 'visible' });
-    assert.equal(await queue.textContent(), '排队中，前面还有3位，预计等待2分钟');
+    assert.equal(await queue.textContent(), '排队中，前面还有2位，预计等待2分钟');
     assert.equal(await page.locator('.service-text').textContent(), '正在排队等待人工客服');
     assert.equal(await page.locator('.typing').count(), 0, 'no typing dots while waiting for an agent');
     await screenshot(page, 'desktop-queued');

@@ -16,7 +16,9 @@
  *
  * Panel states: closed (launcher only, unread badge) <-> open (open(), close(), Escape).
  * Service state shown in the header and banner: bot -> queued -> agent -> bot ... -> closed,
- * driven by status events (queued, agent_joined, bot_resumed, closed).
+ * driven by status events: escalated and queued -> queued; record with status "callback" ->
+ * callback (nobody could take the chat in time; an agent may still join); agent_joined ->
+ * agent; bot_resumed -> bot (after `resolved`, which is shown as a note); closed -> closed.
  */
 
 import { ChatClient, MAX_TEXT_CHARS, checkCustomer, checkText, textLength } from './client.js';
@@ -34,6 +36,14 @@ const ICONS = {
 
 const RECORD_STATUS = {
   new: '已受理',
+  received: '已受理',
+  acknowledged: '已确认',
+  investigating: '调查中',
+  solution_offered: '已提供方案',
+  agreed: '方案已确认',
+  callback: '等待客服回电',
+  reopened: '重新处理',
+  out_of_scope: '不属于受理范围',
   open: '已受理',
   accepted: '已受理',
   pending: '待处理',
@@ -55,6 +65,13 @@ const CLOSE_REASON = {
   idle: '由于长时间没有新消息',
   timeout: '由于长时间没有新消息',
   inactive: '由于长时间没有新消息',
+};
+
+/* why a chat became a call-back (record status "callback", detail.reason) */
+const CALLBACK_REASON = {
+  no_agent: '目前暂无客服可以接待',
+  after_hours: '现在不在人工客服服务时间',
+  wait_timeout: '排队等待时间较长',
 };
 
 const MESSAGE_ERROR = {
@@ -125,10 +142,13 @@ function formatDue(due) {
   return `${dayLabel(d)} ${clock(d)} 前`;
 }
 
+/* position 1 is the next chat an agent will take (docs/protocol.md, "What the customer sees") */
 function queueText(detail) {
   const pos = Number.isFinite(detail.position) ? Math.max(0, Math.floor(detail.position)) : null;
   const wait = Number.isFinite(detail.wait_s) ? detail.wait_s : null;
-  let text = pos === null || pos === 0 ? '排队中，即将为您接入客服' : `排队中，前面还有${pos}位`;
+  let text = '排队中，即将为您接入客服';
+  if (pos === 1) text = '排队中，下一位就是您';
+  else if (pos > 1) text = `排队中，前面还有${pos - 1}位`;
   if (wait !== null && wait > 0)
     text += wait < 60 ? '，预计等待不到1分钟' : `，预计等待${Math.ceil(wait / 60)}分钟`;
   return text;
@@ -159,7 +179,7 @@ class Widget {
     this.rows = new Map(); /* seq -> row */
     this.pendingRows = new Map(); /* message id -> row without seq yet */
     this.unread = 0;
-    this.service = 'bot'; /* bot | queued | agent | closed */
+    this.service = 'bot'; /* bot | queued | callback | agent | closed */
     this.agentName = '';
     this.lastDay = null;
     this.lastDelivered = null;
@@ -671,22 +691,38 @@ class Widget {
     switch (ev.state) {
       case 'open':
         return null;
-      case 'queued': {
+      case 'escalated': {
+        /* the flow handed the chat to a human; `queued` (or a call-back record) follows */
         const first = this.service !== 'queued';
+        this.setService('queued');
+        this.queueBanner.textContent = '正在为您转接人工客服…';
+        this.queueBanner.hidden = false;
+        if (!first) return null;
+        const urgent = d.priority >= 3;
+        return this.noteRow(urgent ? '已为您加急转接人工客服，请稍候。' : '正在为您转接人工客服，请稍候。', when);
+      }
+      case 'queued': {
+        const from = this.service;
         this.setService('queued');
         this.queueBanner.textContent = queueText(d);
         this.queueBanner.hidden = false;
-        return first ? this.noteRow('正在为您转接人工客服，请稍候。', when) : null;
+        if (from === 'agent') return this.noteRow('正在为您转接其他客服，请稍候。', when);
+        return from !== 'queued' ? this.noteRow('正在为您转接人工客服，请稍候。', when) : null;
       }
       case 'agent_joined': {
         this.agentName = typeof d.agent === 'string' && d.agent.trim() ? d.agent.trim() : '';
         this.setService('agent');
         return this.noteRow(`客服${this.agentName || ''}已接入，将为您继续服务。`, when);
       }
+      case 'resolved': {
+        const what = typeof d.resolution === 'string' ? d.resolution.trim() : '';
+        return this.noteRow(what ? `客服已处理完毕：${what}` : '客服已处理完毕。', when);
+      }
       case 'bot_resumed':
         this.setService('bot');
         return this.noteRow(`人工服务已结束，${this.opts.botName}继续为您服务。`, when);
       case 'record':
+        if (d.status === 'callback') this.setService('callback');
         return this.recordRow(d, when);
       case 'closed': {
         const why = CLOSE_REASON[d.reason];
@@ -707,12 +743,17 @@ class Widget {
       if (v == null || v === '') return;
       dl.append(el('div', {}, el('dt', { text: k }), el('dd', { text: String(v) })));
     };
+    const callback = d.status === 'callback';
     add('投诉编号', d.number);
     if (d.status != null) add('当前状态', RECORD_STATUS[d.status] || String(d.status));
-    add('承诺处理时限', formatDue(d.due));
+    add(callback ? '预计回电时间' : '承诺处理时限', formatDue(d.due));
+    if (callback) add('登记原因', CALLBACK_REASON[d.reason]);
+    const note = callback
+      ? '客服会在上述时间前与您联系，您也可以继续在这里留言补充情况。'
+      : '请保存投诉编号，以便查询处理进度。';
     return el(
       'div',
-      { class: 'row record' },
+      { class: `row record${callback ? ' record-callback' : ''}` },
       el(
         'div',
         { class: 'record-card' },
@@ -720,11 +761,11 @@ class Widget {
           'div',
           { class: 'record-head' },
           icon('doc', 'icon record-icon'),
-          el('span', { text: '投诉工单' }),
+          el('span', { text: callback ? '回电登记' : '投诉工单' }),
           el('time', { datetime: when.toISOString(), text: clock(when) })
         ),
         dl,
-        el('p', { class: 'record-note', text: '请保存投诉编号，以便查询处理进度。' })
+        el('p', { class: 'record-note', text: note })
       )
     );
   }
@@ -738,6 +779,7 @@ class Widget {
       bot: `${this.opts.botName}为您服务`,
       queued: '正在排队等待人工客服',
       agent: `客服${this.agentName ? ' ' + this.agentName : ''}为您服务`,
+      callback: '已登记，客服将回电联系您',
       closed: '会话已结束',
     };
     this.serviceText.textContent = texts[service];
