@@ -25,6 +25,7 @@
  * The packet is built by build_packet(): one helper per part, each 0 or -1 (SQLite failed);
  * any failure gives NULL (logged).
  */
+#include "agent_proto.h"
 #include "agent_store.h"
 
 #include "log.h"
@@ -145,23 +146,12 @@ static const char *text(sqlite3_stmt *st, int col)
     return (const char *)sqlite3_column_text(st, col);
 }
 
-/* "2026-11-27T03:04:05.123Z" (UTC, milliseconds) of epoch seconds t. */
-static void iso(double t, char *out, size_t n)
-{
-    long long ms = llround(t * 1000.0);
-    time_t sec = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
-
 /* key: the ISO time of t, or null when t is 0 (never). */
 static void add_time(cJSON *o, const char *key, double t)
 {
     char buf[40];
     if (t > 0) {
-        iso(t, buf, sizeof(buf));
+        agent_iso(t, buf, sizeof(buf));
         cJSON_AddStringToObject(o, key, buf);
     } else {
         cJSON_AddNullToObject(o, key);
