@@ -40,6 +40,7 @@ REDRESS=
 PROCS=2
 RUN_PROCS=1
 IDLE_CONNS=15000
+IDLE_HOLD=3
 CONNS_LIST="50 200 1000"
 WARMUP=5
 DURATION=20
@@ -63,6 +64,7 @@ usage: $0 [options] [PHASE...]
   --procs N            load generator processes in the idle phases ($PROCS)
   --run-procs N        load generator processes in the other phases ($RUN_PROCS)
   --idle-conns N       conversations held in the idle phase ($IDLE_CONNS)
+  --idle-hold S        seconds the idle phase holds them before reading the RSS ($IDLE_HOLD)
   --conns "N ..."      closed-loop concurrencies tried by saturate ("$CONNS_LIST")
   --warmup S           seconds before each measurement window ($WARMUP)
   --duration S         measurement window ($DURATION)
@@ -84,6 +86,7 @@ while [ $# -gt 0 ]; do
     --procs) PROCS=$2; shift 2 ;;
     --run-procs) RUN_PROCS=$2; shift 2 ;;
     --idle-conns) IDLE_CONNS=$2; shift 2 ;;
+    --idle-hold) IDLE_HOLD=$2; shift 2 ;;
     --conns) CONNS_LIST=$2; shift 2 ;;
     --warmup) WARMUP=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
@@ -293,7 +296,7 @@ phase_idle() { # KIND NAME
     rss0=$(rss_kb "$SERVER_PID")
     lg_start "$dir" idle "$IDLE_CONNS" 0 --connect-timeout 60 --max-runtime 900 --wait-timeout 300
     lg_wait_ready "$dir" 600
-    sleep 3 # let the store's writer finish the conversations it was given
+    sleep "$IDLE_HOLD" # let the store's writer finish; idle flows park after limits.flow_idle_s
     rss1=$(rss_kb "$SERVER_PID")
     hwm=$(hwm_kb "$SERVER_PID")
     if [ "$kind" = redress ]; then
