@@ -1012,32 +1012,13 @@ void agent_ws_frame(agent_sock_t *a, const char *text, size_t len)
         send_error(a, r.id, proto_error_name(code), msg);
         return;
     }
-    switch (r.kind) {
-    case AGENT_REQ_READY:
-        do_ready(am, a, &r);
-        break;
-    case AGENT_REQ_CLAIM:
-        do_claim(am, a, &r);
-        break;
-    case AGENT_REQ_CONTEXT:
-        do_context(am, a, &r);
-        break;
-    case AGENT_REQ_REPLY:
-        do_reply(am, a, &r);
-        break;
-    case AGENT_REQ_NOTE:
-        do_note(am, a, &r);
-        break;
-    case AGENT_REQ_TRANSFER:
-        do_transfer(am, a, &r);
-        break;
-    case AGENT_REQ_RESOLVE:
-        do_resolve(am, a, &r);
-        break;
-    case AGENT_REQ_HANDBACK:
-        do_handback(am, a, &r);
-        break;
-    }
+    static void (*const handlers[])(agent_mgr_t *, agent_sock_t *, const agent_req_t *) = {
+        [AGENT_REQ_READY] = do_ready,     [AGENT_REQ_CLAIM] = do_claim,
+        [AGENT_REQ_CONTEXT] = do_context, [AGENT_REQ_REPLY] = do_reply,
+        [AGENT_REQ_NOTE] = do_note,       [AGENT_REQ_TRANSFER] = do_transfer,
+        [AGENT_REQ_RESOLVE] = do_resolve, [AGENT_REQ_HANDBACK] = do_handback,
+    };
+    handlers[r.kind](am, a, &r);
     agent_req_clear(&r);
 }
 

@@ -323,7 +323,6 @@ void agent_iso(double t, char *out, size_t outlen)
 
 static cJSON *item_json(const agent_item_t *it)
 {
-    char iso[40];
     cJSON *o = cJSON_CreateObject(), *cu = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "conversation", it->conversation);
     cJSON_AddStringToObject(o, "state", it->state);
@@ -345,12 +344,7 @@ static cJSON *item_json(const agent_item_t *it)
         cJSON_AddNullToObject(o, "category");
     cJSON_AddNumberToObject(o, "severity", it->severity);
     cJSON_AddStringToObject(o, "last_text", it->last_text ? it->last_text : "");
-    if (it->due > 0) {
-        agent_iso(it->due, iso, sizeof(iso));
-        cJSON_AddStringToObject(o, "due", iso);
-    } else {
-        cJSON_AddNullToObject(o, "due");
-    }
+    agent_json_time(o, "due", it->due);
     if (it->agent && *it->agent)
         cJSON_AddStringToObject(o, "agent", it->agent);
     if (it->sla)
@@ -381,7 +375,7 @@ char *agent_proto_items(const char *type, const agent_item_t *items, int n, int 
     return print(o);
 }
 
-static void add_time(cJSON *o, const char *key, double t)
+void agent_json_time(cJSON *o, const char *key, double t)
 {
     char iso[40];
     if (t > 0) {
@@ -406,8 +400,8 @@ char *agent_proto_patch_context(const char *context, const char *state, const ch
         cJSON_AddStringToObject(h, "agent", agent);
     else
         cJSON_AddNullToObject(h, "agent");
-    add_time(h, "queued_at", queued_at);
-    add_time(h, "claimed_at", claimed_at);
+    agent_json_time(h, "queued_at", queued_at);
+    agent_json_time(h, "claimed_at", claimed_at);
     cJSON_AddNumberToObject(h, "transfers", transfers);
     cJSON_DeleteItemFromObjectCaseSensitive(o, "handoff");
     cJSON_AddItemToObject(o, "handoff", h);
@@ -429,7 +423,7 @@ char *agent_proto_record_detail(const char *number, const char *status, double d
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "number", number);
     cJSON_AddStringToObject(o, "status", status);
-    add_time(o, "due", due);
+    agent_json_time(o, "due", due);
     if (reason)
         cJSON_AddStringToObject(o, "reason", reason);
     return print(o);

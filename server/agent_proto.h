@@ -82,6 +82,9 @@ char *agent_proto_patch_context(const char *context, const char *state, const ch
 
 /* ISO 8601 UTC with milliseconds of epoch seconds t into out (>= 25 bytes). */
 void agent_iso(double t, char *out, size_t outlen);
+/* Adds key: agent_iso(t) to a cJSON object, or key: null when t <= 0 (never / none). */
+struct cJSON;
+void agent_json_time(struct cJSON *o, const char *key, double t);
 
 /* Status details for the customer. */
 char *agent_proto_queued_detail(int position, int wait_s, const char *group);
