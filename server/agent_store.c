@@ -39,6 +39,7 @@
 
 #include "kb.h"
 #include "log.h"
+#include "schema.h"
 #include "util.h"
 
 #include <math.h>
@@ -165,102 +166,9 @@ static const char *const migrations[] = {
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
-static int exec(sqlite3 *db, const char *sql, const char *what, char *err, size_t errlen)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, errlen, "agent_store_migrate: %s: %s", what, msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
-}
-
-/* The stored schema version into *version (0 when none).  0 or -1 + err. */
-static int get_version(sqlite3 *db, int *version, char *err, size_t errlen)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = -1;
-
-    *version = 0;
-    if (sqlite3_prepare_v2(db, "SELECT value FROM agent_meta WHERE name = 'schema_version'", -1,
-                           &st, NULL) != SQLITE_OK)
-        goto out;
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW) {
-        const char *v = (const char *)sqlite3_column_text(st, 0);
-        char *end;
-        long n = v ? strtol(v, &end, 10) : -1;
-        if (!v || *end != 0 || n < 0 || n > 1000000) {
-            snprintf(err, errlen, "agent_store_migrate: bad schema_version \"%s\" in agent_meta",
-                     v ? v : "");
-            sqlite3_finalize(st);
-            return -1;
-        }
-        *version = (int)n;
-    } else if (s != SQLITE_DONE) {
-        goto out;
-    }
-    rc = 0;
-out:
-    if (rc != 0)
-        snprintf(err, errlen, "agent_store_migrate: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(st);
-    return rc;
-}
-
-static int set_version(sqlite3 *db, int version, char *err, size_t errlen)
-{
-    char sql[160];
-    snprintf(sql, sizeof(sql),
-             "INSERT INTO agent_meta(name, value) VALUES ('schema_version', '%d')"
-             " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-             version);
-    return exec(db, sql, "agent_meta", err, errlen);
-}
-
 int agent_store_migrate(sqlite3 *db, char *err, size_t errlen)
 {
-    int nested = !sqlite3_get_autocommit(db), version = 0, rc = -1;
-    char e2[16];
-
-    if (exec(db, nested ? "SAVEPOINT agent_migrate" : "BEGIN IMMEDIATE", "begin", err, errlen) != 0)
-        return -1;
-    if (exec(db,
-             "CREATE TABLE IF NOT EXISTS agent_meta(name TEXT PRIMARY KEY, value TEXT NOT NULL)"
-             " WITHOUT ROWID",
-             "agent_meta", err, errlen) != 0 ||
-        get_version(db, &version, err, errlen) != 0)
-        goto out;
-    if (version > SCHEMA_VERSION) {
-        snprintf(err, errlen,
-                 "agent_store_migrate: the database has agent schema version %d, newer than this "
-                 "program's %d",
-                 version, SCHEMA_VERSION);
-        goto out;
-    }
-    for (; version < SCHEMA_VERSION; version++) {
-        char what[32];
-        snprintf(what, sizeof(what), "step %d", version + 1);
-        if (exec(db, migrations[version], what, err, errlen) != 0 ||
-            set_version(db, version + 1, err, errlen) != 0)
-            goto out;
-        log_notice(MODULE, "agent tables at schema version %d", version + 1);
-    }
-    rc = 0;
-out:
-    if (rc == 0) {
-        if (exec(db, nested ? "RELEASE agent_migrate" : "COMMIT", "commit", err, errlen) != 0) {
-            exec(db, nested ? "ROLLBACK TO agent_migrate" : "ROLLBACK", "", e2, sizeof(e2));
-            rc = -1;
-        }
-    } else if (nested) {
-        exec(db, "ROLLBACK TO agent_migrate", "", e2, sizeof(e2));
-        exec(db, "RELEASE agent_migrate", "", e2, sizeof(e2));
-    } else {
-        exec(db, "ROLLBACK", "", e2, sizeof(e2));
-    }
-    return rc;
+    return schema_migrate(db, "agent", migrations, SCHEMA_VERSION, err, errlen);
 }
 
 /* ---- states ---- */

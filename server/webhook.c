@@ -50,6 +50,7 @@
 #include "webhook.h"
 
 #include "log.h"
+#include "schema.h"
 #include "server.h"
 #include "store.h"
 #include "util.h"
@@ -369,97 +370,9 @@ static const char *const migrations[] = {
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
-static int exec(sqlite3 *db, const char *sql, const char *what, char *err, size_t errlen)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, errlen, "webhook_migrate: %s: %s", what, msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
-}
-
-/* The stored schema version into *version (0 when none).  0 or -1 + err. */
-static int get_version(sqlite3 *db, int *version, char *err, size_t errlen)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = -1, s;
-
-    *version = 0;
-    if (sqlite3_prepare_v2(db, "SELECT value FROM webhook_meta WHERE name = 'schema_version'", -1,
-                           &st, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "webhook_migrate: %s", sqlite3_errmsg(db));
-        goto out;
-    }
-    s = sqlite3_step(st);
-    if (s == SQLITE_ROW) {
-        const char *v = (const char *)sqlite3_column_text(st, 0);
-        char *end = NULL;
-        long n = v ? strtol(v, &end, 10) : -1;
-        if (!v || *end != '\0' || n < 0 || n > 1000000) {
-            snprintf(err, errlen, "webhook_migrate: bad schema_version \"%s\" in webhook_meta",
-                     v ? v : "");
-            goto out;
-        }
-        *version = (int)n;
-    } else if (s != SQLITE_DONE) {
-        snprintf(err, errlen, "webhook_migrate: %s", sqlite3_errmsg(db));
-        goto out;
-    }
-    rc = 0;
-out:
-    sqlite3_finalize(st);
-    return rc;
-}
-
 int webhook_migrate(sqlite3 *db, char *err, size_t errlen)
 {
-    int nested = !sqlite3_get_autocommit(db), version = 0, rc = -1;
-    char e2[16], sql[160];
-
-    if (exec(db, nested ? "SAVEPOINT webhook_migrate" : "BEGIN IMMEDIATE", "begin", err, errlen) !=
-        0)
-        return -1;
-    if (exec(db,
-             "CREATE TABLE IF NOT EXISTS webhook_meta(name TEXT PRIMARY KEY, value TEXT NOT NULL)"
-             " WITHOUT ROWID",
-             "webhook_meta", err, errlen) != 0 ||
-        get_version(db, &version, err, errlen) != 0)
-        goto out;
-    if (version > SCHEMA_VERSION) {
-        snprintf(err, errlen,
-                 "webhook_migrate: the database has webhook schema version %d, newer than this "
-                 "program's %d",
-                 version, SCHEMA_VERSION);
-        goto out;
-    }
-    for (; version < SCHEMA_VERSION; version++) {
-        char what[32];
-        snprintf(what, sizeof(what), "step %d", version + 1);
-        snprintf(sql, sizeof(sql),
-                 "INSERT INTO webhook_meta(name, value) VALUES ('schema_version', '%d')"
-                 " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                 version + 1);
-        if (exec(db, migrations[version], what, err, errlen) != 0 ||
-            exec(db, sql, "webhook_meta", err, errlen) != 0)
-            goto out;
-        log_info(MODULE, "webhook tables at schema version %d", version + 1);
-    }
-    rc = 0;
-out:
-    if (rc == 0) {
-        if (exec(db, nested ? "RELEASE webhook_migrate" : "COMMIT", "commit", err, errlen) != 0) {
-            exec(db, nested ? "ROLLBACK TO webhook_migrate" : "ROLLBACK", "", e2, sizeof(e2));
-            rc = -1;
-        }
-    } else if (nested) {
-        exec(db, "ROLLBACK TO webhook_migrate", "", e2, sizeof(e2));
-        exec(db, "RELEASE webhook_migrate", "", e2, sizeof(e2));
-    } else {
-        exec(db, "ROLLBACK", "", e2, sizeof(e2));
-    }
-    return rc;
+    return schema_migrate(db, "webhook", migrations, SCHEMA_VERSION, err, errlen);
 }
 
 /* ---- the sender ---- */
