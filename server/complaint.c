@@ -940,6 +940,26 @@ char *complaint_progress(complaint_mgr_t *cm, const char *number, const char *to
     return out;
 }
 
+char *complaint_brief(complaint_mgr_t *cm, long long conversation)
+{
+    record *r = cm ? find(cm, conversation) : NULL;
+    if (!r)
+        return NULL;
+    double due = r->callback_due > 0 ? r->callback_due : next_due(r);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "number", r->number);
+    cJSON_AddStringToObject(o, "status", r->status);
+    cJSON_AddStringToObject(o, "status_text", complaint_status_text(r->status));
+    if (due > 0)
+        cJSON_AddNumberToObject(o, "next_due", due);
+    else
+        cJSON_AddNullToObject(o, "next_due");
+    cJSON_AddNumberToObject(o, "created_at", r->created_at);
+    char *out = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return out;
+}
+
 char *complaint_followups(complaint_mgr_t *cm)
 {
     sqlite3_stmt *st = cm ? cm->r_followups : NULL;

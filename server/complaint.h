@@ -77,6 +77,12 @@ char *complaint_progress(complaint_mgr_t *cm, const char *number, const char *to
  * NULL on error. */
 char *complaint_followups(complaint_mgr_t *cm);
 
+/* The open record of conversation for the flow's chat:complaint(): JSON text (malloc'ed)
+ * {number, status, status_text, next_due, created_at}, times in seconds since the epoch
+ * (next_due: the call-back promised, else the earliest unmet deadline, else null).  NULL when
+ * the conversation has no open record (none yet, or closed) or on error. */
+char *complaint_brief(complaint_mgr_t *cm, long long conversation);
+
 /* The Chinese name of a lifecycle status ("处理中" ...), or the input when unknown. */
 const char *complaint_status_text(const char *status);
 

@@ -76,6 +76,11 @@ typedef struct flow_host_ops {
     /* Wall-clock time in seconds since the Unix epoch.  Optional: NULL uses the system clock.
      * Tests inject a fake clock here so that timers need no sleeps. */
     double (*now)(void *host);
+    /* The conversation's complaint record, for chat:complaint(): a malloc'ed JSON object text
+     * {number, status, status_text, next_due, created_at} (times in seconds since the epoch,
+     * next_due null when no deadline is pending) that the engine frees, or NULL when the
+     * conversation has none.  Optional: NULL means never a record. */
+    char *(*complaint)(void *host);
 } flow_host_ops;
 
 /* Who the conversation is with.  Strings are copied by flow_run_start. */
@@ -156,12 +161,18 @@ int flow_run_tick(flow_run_t *r, double now);
 double flow_run_next_due(const flow_run_t *r);
 
 /*
- * An agent handed the conversation back to the bot: clears the escalated mark, which also lets
- * the escalation hook fire again (the hand-back time is kept in ctx.escalations, so rules can
- * tell old triggers from new ones), and repeats the question the flow is waiting on.  Returns 0
- * or an error as flow_run_input.
+ * An agent ended the hand-off: how is "resolved" (the agent resolved the complaint) or
+ * "handback" (handed back without a resolution; NULL means "handback").  Clears the escalated
+ * mark, which also lets the escalation hook fire again (the hand-back time and how are kept in
+ * the last entry of ctx.escalations / chat.escalations as back and how, so rules can tell old
+ * triggers from new ones).  Then the flow's on_handback decides what the bot does: a step name
+ * (the field itself, or what function(chat, how) returns) enters that step - from wherever the
+ * run was, waiting or done, dropping the pending question - and runs it until it waits; nil, or
+ * no on_handback, repeats the question the flow is waiting on (nothing when it waits on none).
+ * Returns 0, FLOW_EINVAL (how is neither), or an error as flow_run_input (FLOW_EFAILED when
+ * on_handback or the step failed).
  */
-int flow_run_handback(flow_run_t *r);
+int flow_run_handback(flow_run_t *r, const char *how);
 
 flow_run_status_t flow_run_status(const flow_run_t *r);
 

@@ -9,13 +9,13 @@
  *
  * The methods are built in two layers:
  *   - C primitives (api_say, api_ask, api_escalate, api_record, api_status, api_after,
- *     api_cancel, api_now) validate arguments and call the run (flow_run.c), which talks to
- *     the host.  They live in a private table that only the prelude sees.
+ *     api_cancel, api_now, api_complaint) validate arguments and call the run (flow_run.c),
+ *     which talks to the host.  They live in a private table that only the prelude sees.
  *   - The prelude, a Lua chunk compiled once per VM from PRELUDE below, builds the public
  *     methods on top: say, ask, wait, choose (quick replies with forgiving matching: label,
  *     number, synonyms, negation), confirm (yes/no), match (the same matching for any text),
- *     escalate, record, status, after, cancel, now, failed.  Its table is frozen (read-only view)
- * and shared by all runs; it keeps no state.
+ *     escalate, record, status, after, cancel, now, complaint, failed.  Its table is frozen
+ * (read-only view) and shared by all runs; it keeps no state.
  *
  * chat:ask is the only thing that yields a step's coroutine: api_ask says the question, marks
  * the run waiting and calls lua_yield; flow_run.c resumes the coroutine with the customer's
@@ -376,6 +376,29 @@ static int api_now(lua_State *L)
     return 1;
 }
 
+/* chat:complaint(): the host's view of the conversation's complaint record as a table
+ * {number, status, status_text, next_due, created_at}, or nil.  Live data, not replayed: the
+ * host answers with the record as it is now, also while a restart replays a step. */
+static int api_complaint(lua_State *L)
+{
+    flow_run_t *r = check_chat(L, 1);
+    char *text = r->ops->complaint ? r->ops->complaint(r->host) : NULL;
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        lua_pushnil(L);
+        return 1;
+    }
+    /* held by the run while pushed: a memory error in flow_push_json leaves it to finish_call */
+    cJSON_Delete(r->scratch);
+    r->scratch = j;
+    flow_push_json(L, j);
+    r->scratch = NULL;
+    cJSON_Delete(j);
+    return 1;
+}
+
 /* ---- kb ---- */
 
 /* Protected helper: converts a kb_result_t (light userdata) into a Lua table. */
@@ -603,6 +626,7 @@ static const char PRELUDE[] =
     "function M.after(chat, seconds, name, arg) return P.after(chat, seconds, name, arg) end\n"
     "function M.cancel(chat, what) return P.cancel(chat, what) end\n"
     "function M.now(chat) return P.now(chat) end\n"
+    "function M.complaint(chat) return P.complaint(chat) end\n"
     /* failures: the count; failure_log: the last 10 as {turn, why} (escalation.lua counts
      * those after the last escalation) */
     "function M.failed(chat, reason)\n"
@@ -761,7 +785,8 @@ int flow_api_open(lua_State *L)
     static const luaL_Reg prims[] = {
         {"say", api_say},       {"ask", api_ask},       {"escalate", api_escalate},
         {"record", api_record}, {"status", api_status}, {"after", api_after},
-        {"cancel", api_cancel}, {"now", api_now},       {NULL, NULL},
+        {"cancel", api_cancel}, {"now", api_now},       {"complaint", api_complaint},
+        {NULL, NULL},
     };
     luaL_newmetatable(L, "redress.chat");
     lua_pushcfunction(L, chat_index);

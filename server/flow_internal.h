@@ -83,6 +83,7 @@ struct flow_run {
     cJSON *log;  /* events of the step: {k:"in",x,t[,e]} {k:"timer",id,t} {k:"timeout",t} */
     cJSON *cur_state;    /* chat.state as of the end of the last call */
     cJSON *firing;       /* the timer being run (detached from timers) */
+    cJSON *scratch;      /* a tree being pushed into Lua (freed by finish_call on an error) */
     char *last_text;     /* the last customer message */
     char *error;         /* why the run failed */
     char *fail_text;     /* set during a call that is failing the run */

@@ -25,10 +25,10 @@
  * shared between conversations.
  *
  * Checks beyond compiling: module files must return a value; flow tables are validated (known
- * fields, step functions, start/on_done naming existing steps, timers functions), and every
- * `return "name"` inside a step function must name an existing step (a textual scan limited
- * to the step's lines, so typos are caught before a customer meets them).  Exactly one flow is
- * the default (default = true, or the only flow).
+ * fields, step functions, start/on_done/on_handback naming existing steps, timers functions), and
+ * every `return "name"` inside a step function (or an on_handback function) must name an existing
+ * step (a textual scan limited to the function's lines, so typos are caught before a customer
+ * meets them).  Exactly one flow is the default (default = true, or the only flow).
  *
  * Lifetimes: a generation lives while the engine references it or a run's flow instance uses
  * its environment.  Nothing here holds C memory across a Lua call: file contents live in a
@@ -256,7 +256,7 @@ static void push_modules(lua_State *L, const char *dir, int env)
 /* ---- flows ---- */
 
 static const char *const flow_fields[] = {
-    "start",   "steps",         "timers",      "on_message", "on_done",
+    "start",   "steps",         "timers",      "on_message", "on_done", "on_handback",
     "default", "error_message", "description", "name",       NULL,
 };
 
@@ -540,6 +540,21 @@ static void check_flow(lua_State *L, int idx, const char *path, int scan)
     if (t != LUA_TNIL &&
         (t != LUA_TSTRING || !step_exists(L, steps, lua_tostring(L, -1), lua_rawlen(L, -1))))
         luaL_error(L, "%s: on_done must name one of the steps", path);
+    lua_pop(L, 1);
+    t = lua_getfield(L, idx, "on_handback");
+    if (t != LUA_TNIL && t != LUA_TFUNCTION &&
+        (t != LUA_TSTRING || !step_exists(L, steps, lua_tostring(L, -1), lua_rawlen(L, -1))))
+        luaL_error(L, "%s: on_handback must name one of the steps or be a function(chat, how)",
+                   path);
+    if (scan && t == LUA_TFUNCTION) {
+        const char *text;
+        size_t len;
+        int last, first = line_of(L, lua_gettop(L), &last);
+        push_text(L, path, &text, &len);
+        if (first > 0)
+            scan_step(L, path, text, len, first, steps);
+        lua_pop(L, 1);
+    }
     lua_pop(L, 1);
     t = lua_getfield(L, idx, "on_message");
     if (t != LUA_TNIL && t != LUA_TFUNCTION)

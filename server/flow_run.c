@@ -48,7 +48,9 @@
  *   WAITING --flow_run_input/tick: step returns "T"--> WAITING (step T)
  *   WAITING --step returns nothing--> DONE --flow_run_input, flow has on_done--> WAITING
  *   any --error/kill/bad state (finish_call)--> FAILED
- *   escalated mark: set by chat:escalate or the hook, cleared by flow_run_handback
+ *   escalated mark: set by chat:escalate or the hook, cleared by flow_run_handback, which then
+ *   asks the flow's on_handback: a step name enters that step (from WAITING or DONE, like
+ *   on_done), nil repeats the pending question
  *
  * Every public call: flow_begin -> flow_protected(entry) -> finish_call (failure handling,
  * flow_end, ops->save).
@@ -68,12 +70,12 @@
 #define DEFAULT_HANDOVER "正在为您转接人工客服，请稍候。"
 #define MAX_TICK_EVENTS 256
 
-enum { CALL_START, CALL_RESTORE, CALL_INPUT, CALL_TICK, CALL_FREE, CALL_DROP };
+enum { CALL_START, CALL_RESTORE, CALL_INPUT, CALL_TICK, CALL_HANDBACK, CALL_FREE, CALL_DROP };
 
 typedef struct call_ctx {
     flow_run_t *r;
     int kind;
-    const char *text;
+    const char *text; /* the customer's message; for a hand-back, how */
     double now;
     const cJSON *doc;
     int rc; /* FLOW_OK, or FLOW_ESTATE for a start that names no known flow */
@@ -1123,6 +1125,76 @@ static int tick_entry(lua_State *L)
     return 0;
 }
 
+/* Says the question the flow waits on again, with its quick replies (nothing when it waits on
+ * none). */
+static void repeat_pending(flow_run_t *r)
+{
+    const char *opts[FLOW_MAX_OPTIONS];
+    int n = 0;
+    const cJSON *o;
+    if (r->status != FLOW_RUN_WAITING || !r->waiting || !r->pending_text)
+        return;
+    cJSON_ArrayForEach(o, r->pending_options)
+    {
+        if (n < FLOW_MAX_OPTIONS && cJSON_IsString(o))
+            opts[n++] = o->valuestring;
+    }
+    flow_run_say(r, r->pending_text, opts, n);
+}
+
+/* Asks the flow's on_handback (a step name, or function(chat, how) returning one or nil) where
+ * to go after a hand-back; fills step ("" = nowhere: repeat the pending question).  Returns 0,
+ * or -1 when the run failed. */
+static int handback_step(lua_State *L, flow_run_t *r, const char *how, char *step, size_t len)
+{
+    step[0] = '\0';
+    flow_run_push_inst(L, r);
+    int t = lua_getfield(L, -1, "on_handback");
+    lua_remove(L, -2);
+    if (t == LUA_TFUNCTION) {
+        push_rt(L, r);
+        lua_getfield(L, -1, "chat");
+        lua_remove(L, -2);
+        lua_pushstring(L, how);
+        if (pcall_flow(L, r, 2, 1, "on_handback") != 0)
+            return -1;
+        t = lua_type(L, -1);
+    }
+    if (t == LUA_TSTRING) {
+        size_t n;
+        const char *name = lua_tolstring(L, -1, &n);
+        if (n > 0 && n < len)
+            memcpy(step, name, n + 1);
+        else
+            t = LUA_TNONE;
+    } else if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+        t = LUA_TNIL;
+    }
+    lua_pop(L, 1);
+    if (t != LUA_TSTRING && t != LUA_TNIL)
+        return run_fail(r, "on_handback must be a step name, or a function(chat, how) returning "
+                           "a step name or nil");
+    return 0;
+}
+
+static int handback_entry(lua_State *L)
+{
+    call_ctx *c = lua_touserdata(L, 1);
+    flow_run_t *r = c->r;
+    char step[64];
+    if (handback_step(L, r, c->text, step, sizeof(step)) == 0) {
+        if (step[0]) {
+            lua_State *co = enter_step(L, r, step);
+            if (co)
+                drive(L, r, co, 2);
+        } else {
+            repeat_pending(r);
+        }
+    }
+    capture_state(L, r);
+    return 0;
+}
+
 /* Drops the coroutine of a failed run. */
 static int drop_entry(lua_State *L)
 {
@@ -1260,6 +1332,8 @@ static int finish_call(flow_run_t *r, int prc, const char *perr)
         flow_end(r->e);
     cJSON_Delete(r->firing);
     r->firing = NULL;
+    cJSON_Delete(r->scratch);
+    r->scratch = NULL;
     if (!doc)
         return rc == FLOW_OK ? FLOW_ENOMEM : rc;
     if (r->ops->save(r->host, doc) != 0) {
@@ -1320,6 +1394,7 @@ static void free_fields(flow_run_t *r)
     cJSON_Delete(r->log);
     cJSON_Delete(r->cur_state);
     cJSON_Delete(r->firing);
+    cJSON_Delete(r->scratch);
     cJSON_Delete(r->escalations);
     free(r->last_text);
     free(r->error);
@@ -1472,35 +1547,28 @@ double flow_run_next_due(const flow_run_t *r)
     return best;
 }
 
-int flow_run_handback(flow_run_t *r)
+int flow_run_handback(flow_run_t *r, const char *how)
 {
-    if (!r)
+    char perr[2048] = "";
+    if (!how)
+        how = "handback";
+    if (!r || (strcmp(how, "resolved") != 0 && strcmp(how, "handback") != 0))
         return FLOW_EINVAL;
-    if (!r->e || r->status == FLOW_RUN_FAILED)
-        return FLOW_EENDED;
+    int rc = begin_call(r);
+    if (rc != FLOW_OK)
+        return rc;
+    call_ctx cc = {r, CALL_HANDBACK, how, host_clock(r), NULL, FLOW_OK};
+    r->now = cc.now;
     if (r->escalated) {
         cJSON *last = cJSON_GetArrayItem(r->escalations, cJSON_GetArraySize(r->escalations) - 1);
-        if (cJSON_IsObject(last) && !cJSON_GetObjectItemCaseSensitive(last, "back"))
-            cJSON_AddNumberToObject(last, "back", host_clock(r));
+        if (cJSON_IsObject(last) && !cJSON_GetObjectItemCaseSensitive(last, "back")) {
+            cJSON_AddNumberToObject(last, "back", cc.now);
+            cJSON_AddStringToObject(last, "how", how);
+        }
     }
     r->escalated = 0;
-    if (r->status == FLOW_RUN_WAITING && r->waiting && r->pending_text) {
-        const char *opts[FLOW_MAX_OPTIONS];
-        int n = 0;
-        const cJSON *o;
-        cJSON_ArrayForEach(o, r->pending_options)
-        {
-            if (n < FLOW_MAX_OPTIONS && cJSON_IsString(o))
-                opts[n++] = o->valuestring;
-        }
-        flow_run_say(r, r->pending_text, opts, n);
-    }
-    char *doc = build_doc(r, 1);
-    if (!doc)
-        return FLOW_ENOMEM;
-    int rc = r->ops->save(r->host, doc) == 0 ? FLOW_OK : FLOW_EHOST;
-    free(doc);
-    return rc;
+    int prc = flow_protected(r->e, handback_entry, &cc, perr, sizeof(perr));
+    return finish_call(r, prc, perr);
 }
 
 flow_run_status_t flow_run_status(const flow_run_t *r)

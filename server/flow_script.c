@@ -2,15 +2,16 @@
  * flow_script.c - `redress flow test`: conversation scripts run against the real engine.
  *
  * A script (rules/tests/NAME.test, format in rules/README.md) alternates actions - a customer
- * line, a clock jump, a restart, a reload, a hand-back - with expectations about what the bot
- * did since the last action: messages (substring), quick-reply options, slots and other state,
- * category, severity, escalations, complaint-record updates, status events, the run's step and
- * status.  Lines before the first "=== title" are headers shared by every case; each case
- * starts a fresh conversation.
+ * line, a clock jump, a restart, a reload, an agent's hand-back or resolve - with expectations
+ * about what the bot did since the last action: messages (substring), quick-reply options, slots
+ * and other state, category, severity, escalations, complaint-record updates, status events, the
+ * run's step and status.  Lines before the first "=== title" are headers shared by every case; each
+ * case starts a fresh conversation.
  *
  * The host here (script_host) records every callback as an event in order; `mark` is the first
  * event of the current action, and expectations look at events from there on.  The clock is
- * fake (@time, `wait N`), so timers run without sleeping.  A restart frees the run and the
+ * fake (@time, `wait N`), so timers run without sleeping.  chat:complaint() gets the record a
+ * `complaint` line set (NULL until then).  A restart frees the run and the
  * engine, builds a new engine from the same rules and resumes from the last saved JSON, as a
  * server restart would.
  *
@@ -21,6 +22,7 @@
  * flow_script_run_files returns.  Failures are printed as "file:line: [case] expected ..., got
  * ..." with the bot's messages since the last action.
  */
+#include "complaint.h"
 #include "flow_internal.h"
 #include "kb.h"
 #include "log.h"
@@ -51,6 +53,7 @@ typedef struct script_host {
     size_t mark; /* first event of the current action */
     char *saved;
     double now;
+    char *complaint; /* what chat:complaint() gets (JSON text), or NULL: no record */
     FILE *out;
     int verbose;
 } script_host;
@@ -162,7 +165,14 @@ static double h_now(void *host)
     return ((script_host *)host)->now;
 }
 
-static const flow_host_ops script_ops = {h_say, h_status, h_escalate, h_save, h_record, h_now};
+static char *h_complaint(void *host)
+{
+    script_host *h = host;
+    return h->complaint ? strdup(h->complaint) : NULL;
+}
+
+static const flow_host_ops script_ops = {h_say,    h_status, h_escalate, h_save,
+                                         h_record, h_now,    h_complaint};
 
 static void host_clear(script_host *h)
 {
@@ -172,6 +182,7 @@ static void host_clear(script_host *h)
     }
     free(h->ev);
     free(h->saved);
+    free(h->complaint);
     memset(h, 0, sizeof(*h));
 }
 
@@ -477,6 +488,47 @@ static double parse_time(const char *s)
     return (double)(timegm(&tm) - 8 * 3600); /* script times are China time (UTC+8) */
 }
 
+/* "complaint none" or "complaint NUMBER STATUS [YYYY-MM-DD HH:MM]": the record chat:complaint()
+ * returns from now on (the time is its next deadline, China time; created_at is the case's
+ * start).  Not an action: expectations still look at what the last action did.  0 or -1. */
+static int set_complaint(tcase *c, int line, const char *a)
+{
+    char number[64] = "", status[32] = "";
+    int used = 0;
+    free(c->host.complaint);
+    c->host.complaint = NULL;
+    if (strcmp(a, "none") == 0)
+        return 0;
+    if (sscanf(a, "%63s %31s %n", number, status, &used) < 2) {
+        fail(c, line,
+             "complaint: expected \"none\" or NUMBER STATUS [YYYY-MM-DD HH:MM], got \"%s\"", a);
+        return -1;
+    }
+    double due = 0;
+    if (a[used] && (due = parse_time(a + used)) < 0) {
+        fail(c, line, "complaint: expected the deadline as YYYY-MM-DD HH:MM, got \"%s\"", a + used);
+        return -1;
+    }
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        cJSON_AddStringToObject(o, "number", number);
+        cJSON_AddStringToObject(o, "status", status);
+        cJSON_AddStringToObject(o, "status_text", complaint_status_text(status));
+        if (due > 0)
+            cJSON_AddNumberToObject(o, "next_due", due);
+        else
+            cJSON_AddNullToObject(o, "next_due");
+        cJSON_AddNumberToObject(o, "created_at", c->start);
+        c->host.complaint = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+    }
+    if (!c->host.complaint) {
+        fail(c, line, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 /* Applies a header line (@...) to c.  Returns 0 or -1. */
 static int header(tcase *c, int line, const char *s)
 {
@@ -601,16 +653,25 @@ static int directive(tcase *c, runner *R, int line, const char *s)
         }
         return 0;
     }
-    if (strcmp(s, "handback") == 0) {
-        verbose_line(c, "  (hand back to the bot%s)\n", "");
+    if ((a = word_arg(s, "handback"))) {
+        const char *how = a[0] ? a : "handback";
+        if (strcmp(how, "resolved") != 0 && strcmp(how, "handback") != 0) {
+            fail(c, line, "handback: expected nothing, \"resolved\" or \"handback\", got \"%s\"",
+                 a);
+            return -1;
+        }
+        verbose_line(c, "  (the agent ends the hand-off: %s)\n", how);
         action_mark(c);
-        rc = flow_run_handback(c->run);
-        if (rc != FLOW_OK) {
+        rc = flow_run_handback(c->run, how);
+        if (rc != FLOW_OK && !(rc == FLOW_EFAILED && c->expect_failed)) {
             fail(c, line, "flow_run_handback returned %d", rc);
+            show_bot(c);
             return -1;
         }
         return 0;
     }
+    if ((a = word_arg(s, "complaint")))
+        return set_complaint(c, line, a);
     if ((a = word_arg(s, "options"))) {
         expect_options(c, line, a);
         return 0;

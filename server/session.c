@@ -511,8 +511,14 @@ static double host_now(void *host)
     return util_wall_s() + s->m->clock_offset;
 }
 
+static char *host_complaint(void *host)
+{
+    session_t *s = host;
+    return complaint_brief(s->m->complaints, s->id);
+}
+
 static const flow_host_ops host_ops = {
-    host_say, host_status, host_escalate, host_save, host_record, host_now,
+    host_say, host_status, host_escalate, host_save, host_record, host_now, host_complaint,
 };
 
 /* Starts (state NULL) or resumes the session's flow.  Returns 0, or -1 when there is none. */
@@ -903,7 +909,7 @@ int session_handback(session_t *s, const char *how)
     s->detached_ms = util_now_ms();
     if (!s->m->stopping && unpark(s) == 0) {
         s->active_ms = util_now_ms();
-        after_run_call(s, flow_run_handback(s->run), how);
+        after_run_call(s, flow_run_handback(s->run, how), how);
     }
     return rc;
 }

@@ -25,3 +25,8 @@ set_tests_properties(flow_check flow_scripts flow_scripts_nokb PROPERTIES TIMEOU
 # The escalation rules over the real server and WebSocket: every rule fires on its trigger
 # (VIP via the customers table, deadlines via a moved flow clock), ordinary complaints do not.
 add_redress_pytest(e2e_escalation e2e/test_escalation.py)
+
+# Follow-up after resolution over the real server with the shipped rules: an agent resolves, the
+# survey's answers land in the surveys table and close the record; an unanswered survey is listed
+# by GET /api/complaints/followups and becomes overdue; progress questions answered in the chat.
+add_redress_pytest(e2e_followup e2e/test_followup.py)

@@ -515,7 +515,7 @@ static void test_escalation_hook(void)
     CHECK(h.n == 0);
     CHECK(flow_run_escalated(r));
     /* hand-back repeats the pending question with its options */
-    CHECK(flow_run_handback(r) == FLOW_OK);
+    CHECK(flow_run_handback(r, "handback") == FLOW_OK);
     CHECK(th_find(&h, "say Q 请描述问题 [退款|其他]") == 0);
     CHECK(!flow_run_escalated(r));
     CHECK(flow_run_input(r, "退款") == FLOW_OK);

@@ -100,7 +100,8 @@ static TH_UNUSED double th_now(void *host)
     return ((th_host *)host)->now;
 }
 
-static const flow_host_ops th_ops = {th_say, th_status, th_escalate, th_save, th_record, th_now};
+static const flow_host_ops th_ops = {th_say,    th_status, th_escalate, th_save,
+                                     th_record, th_now,    NULL};
 
 static TH_UNUSED void th_clear(th_host *h)
 {
