@@ -23,7 +23,7 @@ import pytest
 
 from redress_client import connect, run
 
-UNSUPPORTED = ("wait", "restart", "reload", "handback")
+UNSUPPORTED = ("wait", "restart", "reload", "handback", "complaint")
 
 
 def parse(path):
