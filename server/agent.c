@@ -851,6 +851,13 @@ static void do_note(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
     }
 }
 
+static void queue_transfer_note(agent_mgr_t *am, agent_sock_t *a, handoff *h, const agent_req_t *r)
+{
+    if (r->text && agent_store_note(am->store, r->conversation, a->user.username, r->text,
+                                    now_s(am), NULL, NULL) != 0)
+        log_error("agent", "%s: transfer note not queued", h->name);
+}
+
 static void do_transfer(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
 {
     handoff *h = owned(am, a, r, 1);
@@ -873,6 +880,7 @@ static void do_transfer(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
             send_error(a, r->id, "not_found", "that account may not take chats");
             return;
         }
+        queue_transfer_note(am, a, h, r); /* before the row: the new owner's context has it */
         h->row.state = AGENT_ACTIVE;
         snprintf(h->row.agent, sizeof(h->row.agent), "%s", r->to_agent);
         h->row.claimed_at = now_s(am);
@@ -894,6 +902,7 @@ static void do_transfer(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
         }
         save_row(am, h, NULL, o ? op_done : NULL, o);
     } else {
+        queue_transfer_note(am, a, h, r);
         h->row.state = AGENT_QUEUED;
         h->row.agent[0] = '\0';
         snprintf(h->row.group, sizeof(h->row.group), "%s", r->to_group);
@@ -911,9 +920,6 @@ static void do_transfer(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
         else if (agents_for(am, h->row.group) == 0)
             to_callback(am, h, "no_agent");
     }
-    if (r->text && agent_store_note(am->store, r->conversation, a->user.username, r->text,
-                                    now_s(am), NULL, NULL) != 0)
-        log_error("agent", "%s: transfer note not queued", h->name);
     log_info("agent", "%s transferred by %s to %s", h->name, a->user.username,
              r->to_agent[0] ? r->to_agent : r->to_group);
     am->dirty = 1;

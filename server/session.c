@@ -521,16 +521,21 @@ static const flow_host_ops host_ops = {
     host_say, host_status, host_escalate, host_save, host_record, host_now, host_complaint,
 };
 
-/* Starts (state NULL) or resumes the session's flow.  Returns 0, or -1 when there is none. */
-static int start_run(session_t *s, const char *state, int earlier)
+/* Starts (state NULL) or resumes the session's flow.  vip and count are the customer's VIP
+ * level and number of earlier conversations, or count < 0 to read them now (a stored
+ * conversation, which counts itself).  Returns 0, or -1 when there is none. */
+static int start_run(session_t *s, const char *state, int vip, int count)
 {
-    int vip = 0, count = 0;
+    int earlier = 0;
     flow_customer_t c = {0};
 
     if (!s->m->flow)
         return -1;
-    if (store_customer_info(s->m->store, s->customer_id, &vip, &count) != 0)
-        vip = count = 0;
+    if (count < 0) {
+        earlier = 1;
+        if (store_customer_info(s->m->store, s->customer_id, &vip, &count) != 0)
+            vip = count = 0;
+    }
     c.id = s->customer_id;
     c.name = s->customer_name[0] ? s->customer_name : NULL;
     c.channel = s->channel;
@@ -562,7 +567,7 @@ static int unpark(session_t *s)
         log_error("session", "%s: the idle flow could not be restored", s->name);
         return -1;
     }
-    rc = start_run(s, row.flow_state, 1);
+    rc = start_run(s, row.flow_state, 0, -1);
     free(row.flow_state);
     return rc;
 }
@@ -606,6 +611,7 @@ static void on_created(void *arg, int rc)
 static void new_conversation(session_mgr_t *m, ws_conn_t *c, const proto_in_t *in)
 {
     store_conv_t row;
+    int vip = 0, count = 0;
     session_t *s = session_new(m);
 
     if (!s)
@@ -626,6 +632,9 @@ static void new_conversation(session_mgr_t *m, ws_conn_t *c, const proto_in_t *i
     memcpy(row.channel, s->channel, sizeof(row.channel));
     if (map_put(m->by_token, s->token, s) != 0)
         goto fail_free;
+    /* read before the row is queued: the writer may commit it before a later read */
+    if (store_customer_info(m->store, s->customer_id, &vip, &count) != 0)
+        vip = count = 0;
     s->refs++;
     if (store_create_conversation(m->store, &row, on_created, s) != 0) {
         s->refs--;
@@ -635,7 +644,7 @@ static void new_conversation(session_mgr_t *m, ws_conn_t *c, const proto_in_t *i
     attach(s, c);
     if (session_status(s, "open", "{}") != 0)
         log_error("session", "%s: open status not queued", s->name);
-    if (start_run(s, NULL, 0) != 0 && session_say(s, "bot", greeting, NULL, 0) != 0)
+    if (start_run(s, NULL, vip, count) != 0 && session_say(s, "bot", greeting, NULL, 0) != 0)
         log_error("session", "%s: greeting not queued", s->name);
     log_info("session", "%s started (channel %s)", s->name, s->channel);
     return;
@@ -676,7 +685,7 @@ static session_t *load_conversation(session_mgr_t *m, const char *token, int *er
     }
     /* the flow resumes silently where it was; this conversation counts as one of the customer's */
     if (m->flow && row.flow_state)
-        start_run(s, row.flow_state, 1);
+        start_run(s, row.flow_state, 0, -1);
     free(row.flow_state);
     agent_session_loaded(m->agent, s);
     return s;
