@@ -3,6 +3,8 @@
 # real `redress serve`.
 #   browser_widget   the customer chat widget (web/widget/)
 #   browser_handoff  the widget and the agent console (web/console/) through one full hand-off
+#   browser_followup after a resolved hand-off: the console's follow-up list (待回访) and the
+#                    widget's link to the complaint progress page (web/status/)
 # Screenshots land in tests/artifacts/.  -DREDRESS_BROWSER_TESTS=OFF leaves the tests out.
 option(REDRESS_BROWSER_TESTS "Register the browser tests (need node, npm ci, chromium)" ON)
 
@@ -27,4 +29,5 @@ if(REDRESS_BROWSER_TESTS)
 
   add_browser_test(browser_widget widget.test.mjs)
   add_browser_test(browser_handoff handoff.test.mjs)
+  add_browser_test(browser_followup followup.test.mjs)
 endif()

@@ -250,9 +250,9 @@ export class AgentClient extends EventTarget {
 }
 
 /*
- * The HTTP side (docs/auth.md, kb/README.md).  Each returns the parsed JSON body, or throws an
- * AgentError whose code is the server's error code (or "network" / "http_<status>") and
- * which carries `status` and, for 429, `retryAfter` in seconds.
+ * The HTTP side (docs/auth.md, kb/README.md, docs/complaints.md).  Each returns the parsed
+ * JSON body, or throws an AgentError whose code is the server's error code (or "network" /
+ * "http_<status>") and which carries `status` and, for 429, `retryAfter` in seconds.
  */
 async function api(method, path, body) {
   let res;
@@ -286,4 +286,7 @@ export const http = {
   me: () => api('GET', '/api/auth/me'),
   kbSearch: (q, limit = 8) =>
     api('GET', `/api/kb/search?q=${encodeURIComponent(q)}&limit=${encodeURIComponent(limit)}`),
+  /* {items: [{number, conversation, category, status, owner, customer_name, asked_at,
+   * waited_h, overdue}], overdue, pending_after_h} (docs/complaints.md, "Follow-up") */
+  followups: () => api('GET', '/api/complaints/followups'),
 };

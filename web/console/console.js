@@ -1,7 +1,8 @@
 /*
- * console.js - the agent console: login, queue, my chats, chat pane, context side panel,
- * knowledge-base search, notes, transfer, resolve, hand back (docs/protocol.md, agent
- * protocol v1).  Plain ES module, no framework, no build step; Simplified Chinese interface.
+ * console.js - the agent console: login, queue, my chats, follow-ups, chat pane, context side
+ * panel, knowledge-base search, notes, transfer, resolve, hand back (docs/protocol.md, agent
+ * protocol v1; docs/complaints.md for the follow-ups).  Plain ES module, no framework, no build
+ * step; Simplified Chinese interface.
  *
  * The skeleton is static markup in index.html; this file fills it.  Every piece of customer or
  * server text goes into the DOM with textContent (el() in format.js): nothing received becomes
@@ -22,6 +23,13 @@
  * Transcript rows are keyed by seq: the context packet's transcript and live `message` frames
  * merge without duplicates.  A reply is shown at once as "sending"; its row gets its seq from
  * the `ok` (or from the echo of the stored event, whichever comes first).
+ *
+ * Follow-ups (待回访, the sidebar's second tab): resolved complaints whose satisfaction survey
+ * the customer has not answered, from GET /api/complaints/followups (S.followups), oldest
+ * first, the overdue ones marked.  Not on the socket, so the list is fetched: at each welcome,
+ * when its tab is opened, every 60 s while the page is visible and when the window gets the
+ * focus back (not while the socket is down).  Only the newest answer counts (S.fuSeq).  401
+ * goes back to the login form; 403 hides the tab (the role may not see them).
  */
 
 import { AgentClient, MAX_TEXT_CHARS, http, textLength } from './agent-client.js';
@@ -78,7 +86,13 @@ const S = {
   groupFilter: null, /* null: all groups */
   welcomed: false,
   kbSeq: 0,
+  listTab: 'chats', /* the sidebar's tab: chats | followups */
+  followups: { items: [], overdue: 0, after: 72, at: 0 },
+  fuSeq: 0, /* the newest follow-up request; older answers are dropped */
+  fuForbidden: false, /* 403: this role does not see follow-ups */
 };
+
+const FOLLOWUP_REFRESH_MS = 60000;
 
 let client = null;
 
@@ -231,6 +245,12 @@ function teardown() {
   S.chats.clear();
   S.selected = null;
   S.welcomed = false;
+  S.fuSeq++; /* an answer still on its way belongs to the old session */
+  S.fuForbidden = false;
+  S.followups = { items: [], overdue: 0, after: 72, at: 0 };
+  $('lists-followups-btn').hidden = false;
+  selectListTab('chats', false);
+  renderFollowups();
   $('queue-list').replaceChildren();
   $('mine-list').replaceChildren();
   $('log-host').replaceChildren();
@@ -328,6 +348,7 @@ function onWelcome(f) {
     if (!chat.ended && !S.mine.has(chat.id)) markEnded(chat, null);
   /* after a reconnect: fetch what was missed in the chats we kept */
   if (again) for (const chat of S.chats.values()) if (!chat.ended) loadContext(chat);
+  loadFollowups();
 }
 
 /* ---- presence and groups ---- */
@@ -516,6 +537,10 @@ function renderQueue() {
   reconcile($('queue-list'), items, (it) => it.conversation, createQueueItem, updateQueueItem);
   $('queue-count').textContent = String(S.queue.total);
   $('queue-empty').hidden = items.length > 0;
+  const tabCount = $('chats-tab-count');
+  tabCount.textContent = String(S.queue.total);
+  tabCount.title = `${S.queue.total} 位客户排队等待`;
+  tabCount.hidden = S.queue.total === 0;
 }
 
 function onMine(f) {
@@ -616,6 +641,125 @@ async function claim(conversation, btn) {
     btn.disabled = false;
     btn.textContent = '接入';
   }
+}
+
+/* ---- follow-ups (待回访) ---- */
+
+/* Shows the sidebar's tab `name` (chats | followups); opening the follow-ups fetches them. */
+function selectListTab(name, load = true) {
+  if (name === 'followups' && S.fuForbidden) name = 'chats';
+  S.listTab = name;
+  for (const t of ['chats', 'followups']) {
+    const on = t === name;
+    const btn = $(`lists-${t}-btn`);
+    btn.setAttribute('aria-selected', String(on));
+    btn.tabIndex = on ? 0 : -1;
+    $(`lists-${t}`).hidden = !on;
+  }
+  if (name === 'followups' && load) loadFollowups();
+}
+
+/* Fetches the follow-up list; see the file comment for when. */
+async function loadFollowups() {
+  /* offline: the server is out of reach anyway, and the next welcome fetches the list */
+  if (!S.welcomed || S.fuForbidden || client?.state !== 'online') return;
+  const seq = ++S.fuSeq;
+  $('lists-followups').setAttribute('aria-busy', 'true');
+  try {
+    const res = await http.followups();
+    if (seq !== S.fuSeq) return;
+    applyFollowups(res);
+  } catch (e) {
+    if (seq !== S.fuSeq) return;
+    if (e.status === 401) {
+      showLogin('登录已失效，请重新登录。');
+      return;
+    }
+    if (e.status === 403) {
+      S.fuForbidden = true;
+      $('lists-followups-btn').hidden = true;
+      if (S.listTab === 'followups') selectListTab('chats');
+      return;
+    }
+    const status = $('followup-status');
+    status.textContent = e.code === 'network' ? '无法连接服务器，待回访列表未更新' : '待回访列表未能更新，请稍后再试';
+    status.hidden = false;
+  } finally {
+    if (seq === S.fuSeq) $('lists-followups').removeAttribute('aria-busy');
+  }
+}
+
+function applyFollowups(res) {
+  const ms = (it) => F.toDate(it.asked_at)?.getTime() ?? 0;
+  const items = (Array.isArray(res?.items) ? res.items : [])
+    .filter((it) => it && typeof it.number === 'string' && it.number !== '')
+    .sort((a, b) => ms(a) - ms(b)); /* oldest first (the server's order too) */
+  const after = Number.isFinite(res?.pending_after_h) ? res.pending_after_h : 72;
+  S.followups = { items, overdue: items.filter((it) => it.overdue === true).length, after, at: Date.now() };
+  $('followup-status').hidden = true;
+  renderFollowups();
+}
+
+function createFollowupItem() {
+  const r = {};
+  r.number = el('span', { class: 'fu-number' });
+  r.overdue = el('span', { class: 'badge fu-overdue', text: '已超期', hidden: true });
+  r.waited = el('span', { class: 'fu-waited' });
+  r.name = el('span', { class: 'fu-name' });
+  r.cat = el('span', { class: 'fu-cat' });
+  r.status = el('span', { class: 'fu-state' });
+  r.asked = el('span', { class: 'fu-asked' });
+  r.owner = el('span', { class: 'fu-owner' });
+  const li = el(
+    'li',
+    { class: 'fuitem' },
+    el('div', { class: 'fu-top' }, r.number, r.overdue, r.status),
+    el('div', { class: 'fu-tags' }, r.name, r.cat, r.owner),
+    el('div', { class: 'fu-bottom' }, r.asked, r.waited)
+  );
+  li._r = r;
+  return li;
+}
+
+function updateFollowupItem(li, it) {
+  const r = li._r;
+  const overdue = it.overdue === true;
+  li.dataset.number = it.number;
+  li.dataset.conversation = typeof it.conversation === 'string' ? it.conversation : '';
+  li.dataset.overdue = String(overdue);
+  r.number.textContent = it.number;
+  r.number.title = li.dataset.conversation ? `会话 ${li.dataset.conversation}` : '';
+  r.overdue.hidden = !overdue;
+  r.overdue.title = `客户超过 ${S.followups.after} 小时未回复评价`;
+  const waited = F.hoursText(it.waited_h);
+  r.waited.textContent = waited ? `已等待${/^\d/.test(waited) ? ' ' : ''}${waited}` : '';
+  r.waited.title = Number.isFinite(it.waited_h) ? `已等待 ${it.waited_h} 小时` : '';
+  r.name.textContent = it.customer_name || '未留姓名';
+  r.cat.textContent = F.categoryName(it.category) || '未分类';
+  r.cat.title = it.category || '';
+  r.status.textContent = F.name(F.RECORD_STATUS, it.status);
+  r.status.hidden = !it.status;
+  r.status.dataset.status = it.status || '';
+  const asked = F.when(it.asked_at);
+  r.asked.textContent = asked ? `回访发出 ${asked}` : '';
+  const me = it.owner && it.owner === S.user?.username;
+  r.owner.textContent = it.owner ? `处理坐席 ${me ? '我' : it.owner}` : '';
+  r.owner.hidden = !it.owner;
+}
+
+function renderFollowups() {
+  const { items, overdue, after, at } = S.followups;
+  reconcile($('followup-list'), items, (it) => it.number, createFollowupItem, updateFollowupItem);
+  const count = $('followup-count');
+  count.textContent = String(items.length);
+  count.dataset.overdue = String(overdue > 0);
+  count.title = overdue ? `${items.length} 条待回访，其中 ${overdue} 条已超期` : `${items.length} 条待回访`;
+  $('followup-empty').hidden = items.length > 0;
+  const summary = $('followup-summary');
+  summary.textContent = at
+    ? `共 ${items.length} 条${overdue ? `，${overdue} 条已超期` : ''} · ${F.clock(new Date(at))} 更新`
+    : '';
+  summary.title = `已结束处理、客户未回复满意度评价的投诉；超过 ${after} 小时未回复即为超期`;
 }
 
 /* ---- chats ---- */
@@ -1349,6 +1493,24 @@ function wire() {
     openSide(false);
     $('side-toggle').focus();
   });
+
+  const listTabs = ['chats', 'followups'];
+  for (const t of listTabs) {
+    const btn = $(`lists-${t}-btn`);
+    btn.addEventListener('click', () => selectListTab(t));
+    btn.addEventListener('keydown', (e) => {
+      const d = e.key === 'ArrowRight' ? 1 : e.key === 'ArrowLeft' ? -1 : 0;
+      if (!d || S.fuForbidden) return;
+      const next = listTabs[(listTabs.indexOf(t) + d + listTabs.length) % listTabs.length];
+      selectListTab(next);
+      $(`lists-${next}-btn`).focus();
+    });
+  }
+  $('followup-refresh').addEventListener('click', () => loadFollowups());
+  setInterval(() => {
+    if (document.visibilityState === 'visible') loadFollowups();
+  }, FOLLOWUP_REFRESH_MS);
+  window.addEventListener('focus', () => loadFollowups());
 
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible' && S.selected && S.selected.unread) {

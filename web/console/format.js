@@ -339,6 +339,19 @@ export function duration(s) {
   return h ? `${h}:${pad(m)}:${pad(sec)}` : `${m}:${pad(sec)}`;
 }
 
+/*
+ * Hours as the follow-up list shows a wait (waited_h, with one decimal): 不到 1 小时 /
+ * 5 小时 / 3 天 2 小时.  '' for anything that is not a number.
+ */
+export function hoursText(h) {
+  if (typeof h !== 'number' || !Number.isFinite(h)) return '';
+  if (h < 1) return '不到 1 小时';
+  const whole = Math.floor(h);
+  if (whole < 24) return `${whole} 小时`;
+  const rest = whole % 24;
+  return `${Math.floor(whole / 24)} 天${rest ? ` ${rest} 小时` : ''}`;
+}
+
 /* Any JSON value as one line of text for the side panel. */
 export function plain(v) {
   if (v == null) return '';

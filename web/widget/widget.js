@@ -31,6 +31,7 @@ const ICONS = {
   down: 'M6.7 8.8a1 1 0 0 1 1.4 0L12 12.6l3.9-3.8a1 1 0 1 1 1.4 1.4l-4.6 4.5a1 1 0 0 1-1.4 0L6.7 10.2a1 1 0 0 1 0-1.4z',
   send: 'M3.4 20.4 21 12.9a1 1 0 0 0 0-1.8L3.4 3.6a.9.9 0 0 0-1.3 1l1.6 6.1 9 1.3-9 1.3-1.6 6.1a.9.9 0 0 0 1.3 1z',
   alert: 'M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20zm0 5a1 1 0 0 1 1 1v5a1 1 0 1 1-2 0V8a1 1 0 0 1 1-1zm0 8.5a1.2 1.2 0 1 1 0 2.4 1.2 1.2 0 0 1 0-2.4z',
+  out: 'M14 3h6a1 1 0 0 1 1 1v6a1 1 0 1 1-2 0V6.4l-8.3 8.3a1 1 0 0 1-1.4-1.4L17.6 5H14a1 1 0 1 1 0-2zM5 7a1 1 0 0 1 1-1h4a1 1 0 1 1 0 2H7v9h9v-3a1 1 0 1 1 2 0v4a1 1 0 0 1-1 1H6a1 1 0 0 1-1-1z',
   doc: 'M7 2h7l5 5v13a2 2 0 0 1-2 2H7a2 2 0 0 1-2-2V4a2 2 0 0 1 2-2zm6 1.5V8h4.5zM8 12a1 1 0 0 0 0 2h8a1 1 0 1 0 0-2zm0 4a1 1 0 1 0 0 2h5a1 1 0 1 0 0-2z',
 };
 
@@ -169,6 +170,21 @@ function chatUrl(server) {
     throw new TypeError(`server must be an http(s) or ws(s) URL, got "${server}"`);
   if (u.pathname === '/' || u.pathname === '') u.pathname = '/chat';
   return u.href;
+}
+
+/*
+ * The progress page of a complaint (web/status/, docs/complaints.md): an absolute URL on the
+ * redress server's origin, since the widget may sit on another site's page, e.g.
+ * ws://h:8080/chat -> http://h:8080/status/?number=TS...&token=....  null without a number or
+ * a token.
+ */
+function statusUrl(chat, number, token) {
+  if (typeof number !== 'string' || !number || typeof token !== 'string' || !token) return null;
+  const server = new URL(chat);
+  server.protocol = server.protocol === 'wss:' ? 'https:' : 'http:';
+  const page = new URL('/status/', server.origin);
+  page.search = new URLSearchParams({ number, token }).toString();
+  return page.href;
 }
 
 /* ---- the widget ---- */
@@ -751,6 +767,8 @@ class Widget {
     const note = callback
       ? '客服会在上述时间前与您联系，您也可以继续在这里留言补充情况。'
       : '请保存投诉编号，以便查询处理进度。';
+    /* the token is the conversation's: this card belongs to the conversation on screen */
+    const progress = statusUrl(this.opts.url, d.number, this.client.token);
     return el(
       'div',
       { class: `row record${callback ? ' record-callback' : ''}` },
@@ -765,7 +783,21 @@ class Widget {
           el('time', { datetime: when.toISOString(), text: clock(when) })
         ),
         dl,
-        el('p', { class: 'record-note', text: note })
+        el('p', { class: 'record-note', text: note }),
+        progress
+          ? el(
+              'a',
+              {
+                class: 'record-link',
+                href: progress,
+                target: '_blank',
+                rel: 'noopener',
+                'aria-label': `查看进度：投诉 ${d.number}（在新窗口打开）`,
+              },
+              el('span', { text: '查看进度' }),
+              icon('out', 'icon record-link-icon')
+            )
+          : null
       )
     );
   }
