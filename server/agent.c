@@ -416,7 +416,9 @@ static void to_callback(agent_mgr_t *am, handoff *h, const char *why)
     log_info("agent", "%s: call-back by %.0f (%s)", h->name, h->row.due, why);
     if (!s)
         return;
-    char *detail = agent_proto_record_detail(h->row.record, "callback", h->row.due, why);
+    char code[COMPLAINT_CODE_LEN + 1];
+    complaint_status_code(session_token(s), code);
+    char *detail = agent_proto_record_detail(h->row.record, "callback", h->row.due, why, code);
     if (!detail || session_status(s, "record", detail) != 0)
         log_error("agent", "%s: call-back record status not queued", h->name);
     free(detail);

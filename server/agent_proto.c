@@ -418,7 +418,7 @@ char *agent_proto_queued_detail(int position, int wait_s, const char *group)
 }
 
 char *agent_proto_record_detail(const char *number, const char *status, double due,
-                                const char *reason)
+                                const char *reason, const char *code)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "number", number);
@@ -426,6 +426,8 @@ char *agent_proto_record_detail(const char *number, const char *status, double d
     agent_json_time(o, "due", due);
     if (reason)
         cJSON_AddStringToObject(o, "reason", reason);
+    if (code && *code)
+        cJSON_AddStringToObject(o, "code", code);
     return print(o);
 }
 

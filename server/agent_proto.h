@@ -89,7 +89,7 @@ void agent_json_time(struct cJSON *o, const char *key, double t);
 /* Status details for the customer. */
 char *agent_proto_queued_detail(int position, int wait_s, const char *group);
 char *agent_proto_record_detail(const char *number, const char *status, double due,
-                                const char *reason);
+                                const char *reason, const char *code);
 char *agent_proto_kv(const char *key, const char *value); /* {"key":"value"} */
 
 /* {"author","text","ts"} */

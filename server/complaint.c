@@ -38,6 +38,7 @@
 #include "util.h"
 
 #include <cjson/cJSON.h>
+#include <sodium.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -402,7 +403,9 @@ static void push(complaint_mgr_t *cm, record *r, session_t *s)
 {
     if (!s)
         return;
-    char *detail = agent_proto_record_detail(r->number, r->status, next_due(r), NULL);
+    char code[COMPLAINT_CODE_LEN + 1];
+    complaint_status_code(session_token(s), code);
+    char *detail = agent_proto_record_detail(r->number, r->status, next_due(r), NULL, code);
     if (!detail || session_status(s, "record", detail) != 0)
         log_error("complaint", "%s: record status not queued", r->number);
     free(detail);
@@ -874,6 +877,22 @@ void complaint_mgr_free(complaint_mgr_t *cm)
 
 /* ---- the progress page ---- */
 
+void complaint_status_code(const char *token, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, (const unsigned char *)"redress status ", 15);
+    crypto_hash_sha256_update(&st, (const unsigned char *)token, strlen(token));
+    crypto_hash_sha256_final(&st, h);
+    for (int i = 0; i < COMPLAINT_CODE_LEN / 2; i++) {
+        out[2 * i] = hex[h[i] >> 4];
+        out[2 * i + 1] = hex[h[i] & 15];
+    }
+    out[COMPLAINT_CODE_LEN] = '\0';
+}
+
 static int same_token(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
@@ -896,7 +915,10 @@ char *complaint_progress(complaint_mgr_t *cm, const char *number, const char *to
         *found = 0;
     } else if (rc == SQLITE_ROW) {
         const char *tok = (const char *)sqlite3_column_text(st, 5);
-        if (!tok || !same_token(tok, token)) {
+        char code[COMPLAINT_CODE_LEN + 1];
+        if (tok)
+            complaint_status_code(tok, code);
+        if (!tok || !same_token(code, token)) {
             *found = 0;
         } else {
             long long conv = sqlite3_column_int64(st, 0);

@@ -65,7 +65,14 @@ const char *complaint_sla_flag(complaint_mgr_t *cm, long long conversation);
 
 /* ---- reads ---- */
 
-/* The public progress view of record `number` if token is its conversation's token: JSON
+/* The status code of a conversation: the first COMPLAINT_CODE_LEN hex digits of
+ * SHA-256("redress status " + its resume token).  It lets the customer read the record's
+ * progress (GET /api/complaints/status) but, unlike the token, not resume the chat.  out needs
+ * COMPLAINT_CODE_LEN + 1 bytes. */
+#define COMPLAINT_CODE_LEN 20
+void complaint_status_code(const char *token, char *out);
+
+/* The public progress view of record `number` if token is its status code: JSON
  * text (malloc'ed) {number, status, status_text, category, created_at, next_due, history:
  * [{status, at}]}.  NULL and *found = 0 when no such record or the token differs (one answer
  * for both), NULL and *found = -1 on error. */

@@ -881,6 +881,11 @@ const char *session_name(const session_t *s)
     return s->name;
 }
 
+const char *session_token(const session_t *s)
+{
+    return s->token;
+}
+
 const char *session_channel(const session_t *s)
 {
     return s->channel;

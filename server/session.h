@@ -64,6 +64,7 @@ int session_status(session_t *s, const char *state, const char *detail_json);
 long long session_id(const session_t *s);
 const char *session_name(const session_t *s);    /* "c-000000000012" */
 const char *session_channel(const session_t *s);
+const char *session_token(const session_t *s); /* the resume token (32 hex digits) */
 const char *session_customer_id(const session_t *s);
 const char *session_customer_name(const session_t *s);
 /* open = 1: the chat is with the agents: customer messages go to agent_event() instead of the

@@ -64,8 +64,9 @@ def test_lifecycle_pushed_recorded_and_visible(server_factory):
         c = await connect(srv)
         await c.hello(customer_id="u-life", name="李女士")
         rec = await record_after(c, "m-1", COMPLAINT)
-        number = rec["detail"]["number"]
+        number, code = rec["detail"]["number"], rec["detail"]["code"]
         assert NUMBER_RE.match(number), rec
+        assert re.fullmatch(r"[0-9a-f]{20}", code), rec
         assert rec["detail"]["status"] == "received" and rec["detail"]["due"], rec
         await c.say("m-2", "转人工")
         await wait_event(c, is_status("queued"))
@@ -99,14 +100,16 @@ def test_lifecycle_pushed_recorded_and_visible(server_factory):
         assert row["channel"] == "web" and row["category"], dict(row)
 
         # the customer's progress page: right token -> the record; wrong token or number -> 404
-        status, doc = progress(srv, number, c.token)
+        status, doc = progress(srv, number, code)
         assert status == 200, doc
         assert doc["number"] == number and doc["status"] == "resolved"
         assert doc["status_text"] == "已解决"
         assert [h["status"] for h in doc["history"]][:1] == ["received"]
         assert doc["history"][-1]["status"] == "resolved"
-        assert progress(srv, number, "0" * 32)[0] == 404
-        assert progress(srv, "TS20261120-999999", c.token)[0] == 404
+        assert progress(srv, number, "0" * 20)[0] == 404
+        # the resume token itself does not open the progress page: only the read-only code
+        assert progress(srv, number, c.token)[0] == 404
+        assert progress(srv, "TS20261120-999999", code)[0] == 404
         status, _, _ = http_request(srv.port, "GET", "/api/complaints/status?number=" + number)
         assert status == 400
         await agent.close()
@@ -123,8 +126,8 @@ def test_deadlines_warn_and_breach_across_restarts(server_factory):
         await c.hello(customer_id="u-sla", name="赵先生")
         rec = await record_after(c, "m-1", COMPLAINT)
         await c.close()
-        return c.token, rec["detail"]["number"]
-    token, number = run(first())
+        return c.token, rec["detail"]["number"], rec["detail"]["code"]
+    token, number, code = run(first())
     with db(srv) as d:
         row = d.execute("SELECT * FROM complaints WHERE number = ?", (number,)).fetchone()
     assert row["status"] in ("received", "acknowledged", "investigating"), dict(row)
@@ -164,7 +167,7 @@ def test_deadlines_warn_and_breach_across_restarts(server_factory):
         w, replay = await c.resume(token, 0)
         esc = [f for f in replay if f.get("type") == "status" and f["state"] == "escalated"]
         assert any(f["detail"]["reason"] == "sla_breach" for f in esc), esc
-        status, doc = progress(last, number, token)
+        status, doc = progress(last, number, code)
         assert status == 200 and doc["status"] != "closed", doc
         await c.close()
     run(third())

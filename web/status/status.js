@@ -5,8 +5,9 @@
  * shows the record: number, status, times, history.  Every value from the server goes into
  * the page with textContent.
  *
- * The token is the conversation's resume token, so it does not stay in the address bar (where
- * it would be copied along with the link, or kept in the history): once read from the query
+ * The token is the record's status code (查询码: derived from the conversation's resume token; it
+ * can read the progress but not resume the chat).  It still does not stay in the address bar
+ * (where it would be copied along with the link, or kept in the history): once read from the query
  * string it moves to sessionStorage (this tab only, so a reload still works) and the address
  * becomes ?number=... alone.
  *

@@ -175,8 +175,8 @@ function chatUrl(server) {
 /*
  * The progress page of a complaint (web/status/, docs/complaints.md): an absolute URL on the
  * redress server's origin, since the widget may sit on another site's page, e.g.
- * ws://h:8080/chat -> http://h:8080/status/?number=TS...&token=....  null without a number or
- * a token.
+ * ws://h:8080/chat -> http://h:8080/status/?number=TS...&token=<the record's status code>.  null
+ * without a number or a code.
  */
 function statusUrl(chat, number, token) {
   if (typeof number !== 'string' || !number || typeof token !== 'string' || !token) return null;
@@ -767,8 +767,8 @@ class Widget {
     const note = callback
       ? '客服会在上述时间前与您联系，您也可以继续在这里留言补充情况。'
       : '请保存投诉编号，以便查询处理进度。';
-    /* the token is the conversation's: this card belongs to the conversation on screen */
-    const progress = statusUrl(this.opts.url, d.number, this.client.token);
+    /* the record's status code (read-only: it cannot resume the chat, unlike the token) */
+    const progress = statusUrl(this.opts.url, d.number, d.code);
     return el(
       'div',
       { class: `row record${callback ? ' record-callback' : ''}` },
