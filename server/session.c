@@ -237,7 +237,7 @@ void session_mgr_sweep(session_mgr_t *m)
         if ((s->run || s->run_parked) && s->run_due > 0 && !s->handoff && !m->stopping) {
             /* (with the agents the flow's timers wait; they fire after the hand back) */
             if (wall == 0)
-                wall = util_wall_s() + m->clock_offset;
+                wall = session_mgr_now(m);
             if (s->run_due <= wall && unpark(s) == 0) {
                 s->active_ms = now;
                 after_run_call(s, flow_run_tick(s->run, wall), "timer");
@@ -433,6 +433,17 @@ int session_status(session_t *s, const char *state, const char *detail_json)
 static const char *const greeting =
     "您好，这里是客户服务中心，很高兴为您服务。请描述您遇到的问题，我们会尽快为您处理。";
 
+/* Keeps conversations.flow_due equal to the timer the due scan must wake this conversation
+ * for.  None while the agents have the chat: its timers wait (the session stays in memory and
+ * the sweep fires them after the hand back), and a due row there would be returned by every
+ * scan and crowd out the conversations that are not in memory. */
+static void sync_due(session_t *s)
+{
+    double want = s->handoff ? 0 : s->run_due;
+    if (want != s->stored_due && store_set_flow_due(s->m->store, s->id, want) == 0)
+        s->stored_due = want;
+}
+
 static void after_run_call(session_t *s, int rc, const char *what)
 {
     if (rc == FLOW_EFAILED)
@@ -443,9 +454,7 @@ static void after_run_call(session_t *s, int rc, const char *what)
     else if (rc < 0 && rc != FLOW_EENDED)
         log_error("session", "%s: flow %s error %d", s->name, what, rc);
     s->run_due = s->run ? flow_run_next_due(s->run) : 0;
-    if (s->run && s->run_due != s->stored_due &&
-        store_set_flow_due(s->m->store, s->id, s->run_due) == 0)
-        s->stored_due = s->run_due;
+    sync_due(s);
 }
 
 /* Host callbacks for the dialogue flow (flow.h): all run inside flow_run_* calls. */
@@ -508,7 +517,7 @@ static int host_record(void *host, const char *field, const char *value_json)
 static double host_now(void *host)
 {
     session_t *s = host;
-    return util_wall_s() + s->m->clock_offset;
+    return session_mgr_now(s->m);
 }
 
 static char *host_complaint(void *host)
@@ -856,10 +865,7 @@ session_t *session_mgr_load(session_mgr_t *m, long long id)
 {
     char token[33];
     int err = 0;
-    for (session_t *s = m->all; s; s = s->next)
-        if (s->id == id && s->state != S_DEAD)
-            return s;
-    int rc = store_conversation_token(m->store, id, token);
+    int rc = store_conversation_token(m->store, id, token); /* the key of the session map */
     if (rc != 0) {
         if (rc < 0)
             log_error("session", "conversation %lld: cannot read it", id);
@@ -904,8 +910,11 @@ const char *session_customer_name(const session_t *s)
 void session_set_handoff(session_t *s, int open)
 {
     s->handoff = open;
-    if (!open)
+    if (!open) {
         s->detached_ms = util_now_ms(); /* kept in memory for the usual time from now on */
+    } else {
+        sync_due(s);
+    }
 }
 
 int session_agent_say(session_t *s, const char *text, long long *seq)
@@ -919,8 +928,7 @@ int session_agent_say(session_t *s, const char *text, long long *seq)
 int session_handback(session_t *s, const char *how)
 {
     int rc = session_status(s, "bot_resumed", "{}");
-    s->handoff = 0;
-    s->detached_ms = util_now_ms();
+    session_set_handoff(s, 0);
     if (!s->m->stopping && unpark(s) == 0) {
         s->active_ms = util_now_ms();
         after_run_call(s, flow_run_handback(s->run, how), how);
