@@ -596,18 +596,49 @@ static void fill_item(agent_mgr_t *am, agent_item_t *it, const handoff *h, int p
 }
 
 /* position within its group (queued only; 0 for callbacks) */
-static void positions(handoff **v, int n, int *pos)
+static int wait_estimate(agent_mgr_t *am, int position, int agents)
 {
+    double w = position * am->handle_avg / (agents > 0 ? agents : 1);
+    return (int)(ceil(w / 10.0) * 10.0);
+}
+
+typedef struct group_count {
+    int queued; /* queued hand-offs of the group seen so far */
+    int agents; /* agents_for() the group */
+} group_count;
+
+/*
+ * One pass over the queue in order: pos[i] = position within its group (queued only; 0 for
+ * call-backs) and, when wait is not NULL, wait[i] = the customer's estimated wait.  Each
+ * group's count of agents is computed once.  Returns 0, or -1 when out of memory.
+ */
+static int positions(agent_mgr_t *am, handoff **v, int n, int *pos, int *wait)
+{
+    map_t *groups = map_new();
+    group_count *counts = calloc((size_t)n + 1, sizeof(*counts));
+    int used = 0, rc = -1;
+    if (!groups || !counts)
+        goto out;
     for (int i = 0; i < n; i++) {
         pos[i] = 0;
         if (v[i]->row.state != AGENT_QUEUED)
             continue;
-        int p = 1;
-        for (int j = 0; j < i; j++)
-            if (v[j]->row.state == AGENT_QUEUED && strcmp(v[j]->row.group, v[i]->row.group) == 0)
-                p++;
-        pos[i] = p;
+        group_count *g = map_get(groups, v[i]->row.group);
+        if (!g) {
+            g = &counts[used++];
+            g->agents = wait ? agents_for(am, v[i]->row.group) : 0;
+            if (map_put(groups, v[i]->row.group, g) != 0)
+                goto out;
+        }
+        pos[i] = ++g->queued;
+        if (wait)
+            wait[i] = wait_estimate(am, pos[i], g->agents);
     }
+    rc = 0;
+out:
+    map_free(groups);
+    free(counts);
+    return rc;
 }
 
 static char *queue_for(agent_sock_t *a, handoff **v, const int *pos, int n, double now,
@@ -649,31 +680,25 @@ static char *mine_for(agent_mgr_t *am, agent_sock_t *a, double now, int as_array
     return json;
 }
 
-static int wait_estimate(agent_mgr_t *am, int position, const char *group)
-{
-    int agents = agents_for(am, group);
-    double w = position * am->handle_avg / (agents > 0 ? agents : 1);
-    return (int)(ceil(w / 10.0) * 10.0);
-}
-
 /* Pushes the queue to every socket and positions to queued customers. */
 static void push(agent_mgr_t *am)
 {
     int n = 0;
     double now = now_s(am);
     handoff **v = sorted_queue(am, &n);
-    int *pos = n ? calloc((size_t)n, sizeof(*pos)) : NULL;
-    if (n && !pos) {
+    int *pos = calloc((size_t)n + 1, sizeof(*pos)), *waits = calloc((size_t)n + 1, sizeof(*waits));
+    if (!pos || !waits || positions(am, v, n, pos, waits) != 0) {
+        free(pos);
+        free(waits);
         free(v);
+        am->dirty = 1; /* try again at the next tick */
         return;
     }
-    if (n)
-        positions(v, n, pos);
     for (int i = 0; i < n; i++) {
         handoff *h = v[i];
         if (h->row.state != AGENT_QUEUED)
             continue;
-        int wait = wait_estimate(am, pos[i], h->row.group);
+        int wait = waits[i];
         if (pos[i] == h->sent_pos && wait == h->sent_wait)
             continue;
         session_t *s = session_of(am, h);
@@ -689,6 +714,7 @@ static void push(agent_mgr_t *am)
         send_to(a, mine_for(am, a, now, 0));
     }
     free(pos);
+    free(waits);
     free(v);
 }
 
@@ -1086,8 +1112,10 @@ agent_sock_t *agent_ws_open(agent_mgr_t *am, struct ws_conn *c, const auth_user_
     double now = now_s(am);
     handoff **v = sorted_queue(am, &n);
     int *pos = calloc((size_t)n + 1, sizeof(*pos));
-    if (pos && n)
-        positions(v, n, pos);
+    if (pos && positions(am, v, n, pos, NULL) != 0) {
+        free(pos);
+        pos = NULL;
+    }
     char *groups = known_groups(am);
     char *canned = am->as ? agent_store_canned(am->as) : NULL;
     char *queue = pos ? queue_for(a, v, pos, n, now, 1) : NULL;
@@ -1139,6 +1167,11 @@ static int load_one(const agent_handoff_row_t *r, void *arg)
     h->row.summary = NULL;
     h->row.resolution = NULL;
     agent_proto_summary(r->summary, &h->sum);
+    /* the customer may have written more while queued (before the restart) */
+    char *last = agent_store_last_text(am->as, r->conversation);
+    if (last)
+        agent_utf8_copy(h->sum.last_text, sizeof(h->sum.last_text), last);
+    free(last);
     conv_name(r->conversation, h->name, sizeof(h->name));
     if (map_put(am->by_conv, h->name, h) != 0) {
         free(h);
