@@ -140,17 +140,6 @@ static double next_due(const record *r)
     return best;
 }
 
-static void add_time(cJSON *o, const char *key, double t)
-{
-    char iso[40];
-    if (t > 0) {
-        agent_iso(t, iso, sizeof(iso));
-        cJSON_AddStringToObject(o, key, iso);
-    } else {
-        cJSON_AddNullToObject(o, key);
-    }
-}
-
 /* The record as JSON (webhooks, docs/complaints.md "The record"). */
 static char *record_json(const record *r)
 {
@@ -162,12 +151,12 @@ static char *record_json(const record *r)
     cJSON_AddStringToObject(o, "channel", r->channel);
     cJSON_AddStringToObject(o, "status", r->status);
     cJSON_AddStringToObject(o, "owner", r->owner);
-    add_time(o, "created_at", r->created_at);
-    add_time(o, "updated_at", r->updated_at);
-    add_time(o, "ack_due", r->met[D_ACK] ? 0 : r->due[D_ACK]);
-    add_time(o, "answer_due", r->met[D_ANSWER] ? 0 : r->due[D_ANSWER]);
-    add_time(o, "resolve_due", r->met[D_RESOLVE] ? 0 : r->due[D_RESOLVE]);
-    add_time(o, "resolved_at", r->resolved_at);
+    agent_json_time(o, "created_at", r->created_at);
+    agent_json_time(o, "updated_at", r->updated_at);
+    agent_json_time(o, "ack_due", r->met[D_ACK] ? 0 : r->due[D_ACK]);
+    agent_json_time(o, "answer_due", r->met[D_ANSWER] ? 0 : r->due[D_ANSWER]);
+    agent_json_time(o, "resolve_due", r->met[D_RESOLVE] ? 0 : r->due[D_RESOLVE]);
+    agent_json_time(o, "resolved_at", r->resolved_at);
     for (int d = 0; d < D_N; d++)
         if (r->breached & (1u << d))
             cJSON_AddItemToArray(b, cJSON_CreateString(dname[d]));
@@ -840,6 +829,15 @@ fail:
     return NULL;
 }
 
+int complaint_followup_pending_h(const complaint_mgr_t *cm)
+{
+    if (cm)
+        return cm->sla.followup_pending_h;
+    sla_policy_t p;
+    complaint_sla_defaults(&p);
+    return p.followup_pending_h;
+}
+
 void complaint_mgr_set_sla(complaint_mgr_t *cm, const sla_policy_t *p)
 {
     cm->sla = *p;
@@ -893,15 +891,6 @@ void complaint_status_code(const char *token, char *out)
     out[COMPLAINT_CODE_LEN] = '\0';
 }
 
-static int same_token(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    unsigned char d = (unsigned char)(la != lb);
-    for (size_t i = 0; i < la && i < lb; i++)
-        d |= (unsigned char)(a[i] ^ b[i]);
-    return d == 0;
-}
-
 char *complaint_progress(complaint_mgr_t *cm, const char *number, const char *token, int *found)
 {
     sqlite3_stmt *st = cm ? cm->r_progress : NULL;
@@ -918,7 +907,8 @@ char *complaint_progress(complaint_mgr_t *cm, const char *number, const char *to
         char code[COMPLAINT_CODE_LEN + 1];
         if (tok)
             complaint_status_code(tok, code);
-        if (!tok || !same_token(code, token)) {
+        if (!tok || strlen(token) != COMPLAINT_CODE_LEN ||
+            sodium_memcmp(code, token, COMPLAINT_CODE_LEN) != 0) {
             *found = 0;
         } else {
             long long conv = sqlite3_column_int64(st, 0);
@@ -934,9 +924,10 @@ char *complaint_progress(complaint_mgr_t *cm, const char *number, const char *to
                                     (const char *)sqlite3_column_text(st, 2)
                                         ? (const char *)sqlite3_column_text(st, 2)
                                         : "");
-            add_time(o, "created_at", col_time(st, 3));
-            add_time(o, "next_due",
-                     r ? (r->callback_due > 0 ? r->callback_due : next_due(r)) : col_time(st, 4));
+            agent_json_time(o, "created_at", col_time(st, 3));
+            agent_json_time(o, "next_due",
+                            r ? (r->callback_due > 0 ? r->callback_due : next_due(r))
+                              : col_time(st, 4));
             sqlite3_bind_int64(cm->r_history, 1, conv);
             while (sqlite3_step(cm->r_history) == SQLITE_ROW) {
                 cJSON *e = cJSON_CreateObject();
@@ -944,7 +935,7 @@ char *complaint_progress(complaint_mgr_t *cm, const char *number, const char *to
                 col_text(cm->r_history, 0, to, sizeof(to));
                 cJSON_AddStringToObject(e, "status", to);
                 cJSON_AddStringToObject(e, "status_text", complaint_status_text(to));
-                add_time(e, "at", col_time(cm->r_history, 1));
+                agent_json_time(e, "at", col_time(cm->r_history, 1));
                 cJSON_AddItemToArray(h, e);
             }
             sqlite3_reset(cm->r_history);
@@ -1006,7 +997,7 @@ char *complaint_followups(complaint_mgr_t *cm)
         cJSON_AddStringToObject(e, "owner", buf);
         col_text(st, 5, buf, sizeof(buf));
         cJSON_AddStringToObject(e, "customer_name", buf);
-        add_time(e, "asked_at", asked);
+        agent_json_time(e, "asked_at", asked);
         cJSON_AddNumberToObject(e, "waited_h", floor((now - asked) / 360.0) / 10.0);
         cJSON_AddBoolToObject(e, "overdue", now - asked >= pending);
         overdue += now - asked >= pending;

@@ -90,6 +90,9 @@ char *complaint_followups(complaint_mgr_t *cm);
  * the conversation has no open record (none yet, or closed) or on error. */
 char *complaint_brief(complaint_mgr_t *cm, long long conversation);
 
+/* The running policy's followup_pending_h (hours; the default when cm is NULL). */
+int complaint_followup_pending_h(const complaint_mgr_t *cm);
+
 /* The Chinese name of a lifecycle status ("处理中" ...), or the input when unknown. */
 const char *complaint_status_text(const char *status);
 

@@ -4,7 +4,8 @@
  *
  * What it owns
  *   dash_job: one request in flight.  It holds the reply handle, the range, the server's clock
- *   at the time of the request and the paths it needs (database, rules/sla.json), and later
+ *   and the running SLA policy's followup_pending_h at the time of the request, the database
+ *   path, and later
  *   the answer.  Created by dashboard_handle() on the loop thread, freed in after_work() there.
  *   `in_flight` counts the jobs between uv_queue_work() and after_work() (loop thread only;
  *   one server per process).
@@ -39,7 +40,6 @@
 #include "dashboard.h"
 
 #include "complaint.h"
-#include "complaint_sla.h"
 #include "config.h"
 #include "kb.h"
 #include "log.h"
@@ -820,7 +820,7 @@ typedef struct dash_job {
     dashboard_range_t range;
     double now;
     char db_path[4096];
-    char sla_path[4200];
+    int followup_pending_h; /* the running SLA policy's, taken on the loop thread */
     /* the answer, set by work() */
     int status;
     char *body;
@@ -853,12 +853,8 @@ static void work(uv_work_t *req)
         int rc = dashboard_csv(db, &j->range, &j->body, &j->len, j->err, sizeof(j->err));
         j->status = rc == 0 ? 200 : rc == DASHBOARD_ETOOBIG ? 413 : 500;
     } else {
-        sla_policy_t sla;
-        char e2[256];
-        if (complaint_sla_load(j->sla_path, &sla, e2, sizeof(e2)) != 0)
-            complaint_sla_defaults(&sla); /* the server already said what is wrong with it */
-        j->body = dashboard_figures(db, &j->range, j->now, sla.followup_pending_h, j->err,
-                                    sizeof(j->err));
+        j->body =
+            dashboard_figures(db, &j->range, j->now, j->followup_pending_h, j->err, sizeof(j->err));
         if (j->body) {
             j->len = strlen(j->body);
             j->status = 200;
@@ -947,7 +943,7 @@ void dashboard_handle(server_t *srv, const http_call_t *call, http_reply_t *h)
         http_reply_error(h, 503, "unavailable", "the dashboard needs a database file");
         return;
     }
-    snprintf(j->sla_path, sizeof(j->sla_path), "%s/sla.json", srv->cfg->rules_dir);
+    j->followup_pending_h = complaint_followup_pending_h(srv->complaints);
     if (uv_queue_work(&srv->loop, &j->req, work, after_work) != 0) {
         free(j);
         goto busy;
