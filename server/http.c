@@ -140,19 +140,29 @@ static void get_metrics(server_t *srv, const http_call_t *call, http_reply_t *h)
     http_reply(h, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
+int http_cookie(struct lws *wsi, char *out, size_t outlen)
+{
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COOKIE);
+
+    out[0] = '\0';
+    if (n <= 0)
+        return 0;
+    if (n > AUTH_COOKIE_HEADER_MAX || (size_t)n >= outlen ||
+        lws_hdr_copy(wsi, out, n + 1, WSI_TOKEN_HTTP_COOKIE) < 0)
+        return -1;
+    return 0;
+}
+
 /* The Cookie header into r->cookie.  Returns it, "" when there is none, NULL when it is over
  * AUTH_COOKIE_HEADER_MAX (or cannot be read). */
 static const char *read_cookie(struct lws *wsi, http_req *r)
 {
-    int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COOKIE);
-
     free(r->cookie);
     r->cookie = NULL;
-    if (n <= 0)
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COOKIE) <= 0)
         return "";
-    if (n > AUTH_COOKIE_HEADER_MAX || !(r->cookie = malloc((size_t)n + 1)))
-        return NULL;
-    if (lws_hdr_copy(wsi, r->cookie, n + 1, WSI_TOKEN_HTTP_COOKIE) < 0) {
+    if ((r->cookie = malloc(AUTH_COOKIE_HEADER_MAX + 1)) &&
+        http_cookie(wsi, r->cookie, AUTH_COOKIE_HEADER_MAX + 1) != 0) {
         free(r->cookie);
         r->cookie = NULL;
     }

@@ -21,7 +21,7 @@ typedef struct http_call {
     const char *query;  /* "a=1&b=2" or "" */
     const char *body;   /* NUL-terminated; "" when none */
     size_t body_len;
-    int loopback; /* the peer is 127.0.0.0/8 or ::1 */
+    int loopback;       /* the peer is 127.0.0.0/8 or ::1 */
     const char *peer;   /* the client's address, e.g. "203.0.113.7" */
     const char *cookie; /* the Cookie header: "" when none, NULL when over 4 KiB */
 } http_call_t;
@@ -43,5 +43,11 @@ void http_reply_with_headers(http_reply_t *h, int status, const char *content_ty
 void http_reply_json(http_reply_t *h, int status, char *json);
 /* {"error":{"code":..,"message":..}} */
 void http_reply_error(http_reply_t *h, int status, const char *code, const char *message);
+
+/* Copies the request's Cookie header into out (outlen > AUTH_COOKIE_HEADER_MAX): "" when there
+ * is none.  Returns 0, or -1 when it is longer than AUTH_COOKIE_HEADER_MAX or unreadable.  For
+ * the HTTP handlers and the /agent upgrade alike. */
+struct lws;
+int http_cookie(struct lws *wsi, char *out, size_t outlen);
 
 #endif

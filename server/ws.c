@@ -24,6 +24,7 @@
 
 #include "agent.h"
 #include "auth.h"
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "proto.h"
@@ -384,13 +385,11 @@ static int path_is(struct lws *wsi, const char *want)
 static void agent_login(ws_conn_t *c)
 {
     server_t *srv = c->srv;
-    char cookie[AUTH_COOKIE_HEADER_MAX + 1] = "";
+    char cookie[AUTH_COOKIE_HEADER_MAX + 1];
     auth_user_t user;
-    int n = lws_hdr_total_length(c->wsi, WSI_TOKEN_HTTP_COOKIE);
 
-    if (n > AUTH_COOKIE_HEADER_MAX ||
-        (n > 0 && lws_hdr_copy(c->wsi, cookie, sizeof(cookie), WSI_TOKEN_HTTP_COOKIE) < 0) ||
-        !srv->auth || !srv->agents || auth_session_lookup(srv->auth, cookie, &user) != 0) {
+    if (http_cookie(c->wsi, cookie, sizeof(cookie)) != 0 || !srv->auth || !srv->agents ||
+        auth_session_lookup(srv->auth, cookie, &user) != 0) {
         ws_conn_close(c, 4401, "log in first");
         return;
     }
