@@ -22,7 +22,8 @@
  * text (or nil, "timeout").  It refuses to run outside the run's step coroutine (on_message,
  * timers and the escalation hook cannot wait).
  *
- * Globals shared by all flows (flow_api_globals): kb = {search}, clock = {now, date, time}.
+ * Globals shared by all flows (flow_api_globals): kb = {search}, clock = {now, date, time},
+ * keywords = {set} (flow_keywords.c).
  * kb.search costs KB_SEARCH_COST instructions of the turn's budget, since SQLite time is not
  * counted by the instruction hook.
  *
@@ -593,6 +594,7 @@ void flow_api_globals(lua_State *L, int idx)
     flow_push_readonly(L, -1);
     lua_setfield(L, idx, "clock");
     lua_pop(L, 1);
+    flow_keywords_open(L, idx);
 }
 
 /* ---- the prelude ---- */

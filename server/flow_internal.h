@@ -4,6 +4,7 @@
  *   flow.c          engine: VM, allocator cap, instruction hook, the one protected entry
  *   flow_sandbox.c  safe globals, read-only proxies, wrapped base functions
  *   flow_pattern.c  string.find/match/gmatch/gsub with a step budget
+ *   flow_keywords.c keyword sets: many plain words found in one pass (Aho-Corasick)
  *   flow_load.c     loading and checking a rules directory into a "generation"
  *   flow_run.c      runs: steps, events, replay after restart, timers, save
  *   flow_api.c      what flows may call: chat methods, kb.search, clock
@@ -134,6 +135,12 @@ int flow_uncatchable(lua_State *L, int status);
 /* ---- flow_pattern.c ---- */
 /* Replaces find, match, gmatch and gsub in the string table at idx with budgeted versions. */
 void flow_pattern_open(lua_State *L, int idx);
+
+/* ---- flow_keywords.c ---- */
+/* Sets field "keywords" ({set = ...}, read-only) of the table at idx. */
+void flow_keywords_open(lua_State *L, int idx);
+/* keywords.set(list) itself (a lua_CFunction; exported for tests). */
+int flow_keywords_set(lua_State *L);
 
 /* ---- flow_load.c ---- */
 /* Loads and checks every rules file of dir; pushes the generation table.  Protected mode. */

@@ -37,6 +37,7 @@ set(REDRESS_SERVER_SOURCES
   server/flow.c
   server/flow_sandbox.c
   server/flow_pattern.c
+  server/flow_keywords.c
   server/flow_json.c
   server/flow_load.c
   server/flow_api.c

@@ -4,6 +4,7 @@
 #                       isolation of runaway / memory-bomb flows, timers, escalation hook, kb.search
 #   test_flow_sandbox   every escape and abuse script in tests/sandbox/ through the real engine
 #   test_flow_pattern   the budgeted pattern matcher against Lua's own, plus its budget
+#   test_flow_keywords  keyword sets (one-pass word matching) against string.find loops
 #   test_flow_cli       `redress flow reload|check|test` (reload against a stand-in HTTP server)
 #   flow_check          `redress flow check` on the shipped rules
 #   flow_scripts        `redress flow test` on rules/tests/*.test with the sample knowledge base
@@ -12,6 +13,7 @@
 add_redress_unit(test_flow_engine unit/test_flow_engine.c)
 add_redress_unit(test_flow_sandbox unit/test_flow_sandbox.c)
 add_redress_unit(test_flow_pattern unit/test_flow_pattern.c)
+add_redress_unit(test_flow_keywords unit/test_flow_keywords.c)
 add_redress_unit(test_flow_cli unit/test_flow_cli.c)
 
 add_test(NAME flow_check COMMAND redress flow check ${CMAKE_SOURCE_DIR}/rules)

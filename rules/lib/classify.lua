@@ -15,8 +15,7 @@
 
 local T = lib.text
 -- 常用函数先取出来（经过只读视图查找比局部变量慢）/ cached: lookups through a view cost more
-local count, find_any, halfwidth, trim, len =
-  T.count, T.find_any, T.halfwidth, T.trim, T.len
+local halfwidth, trim, len = T.halfwidth, T.trim, T.len
 local C = lexicon.categories
 local ORDER = T.copy(C.order)
 local BASE = {}
@@ -43,40 +42,30 @@ M.GREETINGS = { "你好", "您好", "在吗", "在不在", "有人吗", "哈喽"
 
 M.SEVERITY_LABEL = { "一般", "较重", "严重" }
 
+local HIGH, MID, CUES, GREETINGS = keywords.set(M.HIGH), keywords.set(M.MID), keywords.set(M.CUES),
+  keywords.set(M.GREETINGS)
+
 -- 每个类别的关键词按长度从长到短排好（长词先匹配并“用掉”那段文字，“没到账”就不会再算一次“到账”）
--- Keywords longest first: a match consumes its text, so 没到账 does not also count as 到账.
-local SORTED = {}
+-- 每个类别编成一个关键词集合（keywords.set），一条消息每个类别只读一遍。
+-- Keywords longest first, one keyword set per category: counts(text, true) lets a match use up
+-- its text, so 没到账 does not also count as 到账.
+local SORTED, SETS = {}, {}
 for _, slug in ipairs(ORDER) do
-  local list = {}
+  local list, words = {}, {}
   for _, kw in ipairs(C[slug].keywords) do list[#list + 1] = { string.lower(kw[1]), kw[2] } end
   table.sort(list, function(a, b) return #a[1] > #b[1] end)
+  for i, kw in ipairs(list) do words[i] = kw[1] end
   SORTED[slug] = list
-end
-
-local function consume(t, word)
-  local n, out, i = 0, {}, 1
-  while true do
-    local a, b = string.find(t, word, i, true)
-    if not a then break end
-    n = n + 1
-    out[#out + 1] = string.sub(t, i, a - 1)
-    out[#out + 1] = "\0"
-    i = b + 1
-  end
-  if n == 0 then return t, 0 end
-  out[#out + 1] = string.sub(t, i)
-  return table.concat(out), n
+  SETS[slug] = keywords.set(words)
 end
 
 function M.scores(text)
   local base = string.lower(halfwidth(text))
   local out = {}
   for _, slug in ipairs(ORDER) do
-    local s, t = 0, base
-    for _, kw in ipairs(SORTED[slug]) do
-      local n
-      t, n = consume(t, kw[1])
-      if n > 0 then s = s + kw[2] * math.min(n, 2) end
+    local s, list = 0, SORTED[slug]
+    for k, n in pairs(SETS[slug]:counts(base, true)) do
+      s = s + list[k][2] * math.min(n, 2)
     end
     out[slug] = s
   end
@@ -102,19 +91,19 @@ function M.is_greeting(text)
   t = string.gsub(t, "[%p%s]", "")
   if t == "" then return true end
   if len(t) > 6 then return false end
-  return find_any(t, M.GREETINGS) ~= nil and not M.has_cue(t)
+  return GREETINGS:find(t) ~= nil and not M.has_cue(t)
 end
 
 function M.has_cue(text)
-  return find_any(text, M.CUES) ~= nil
+  return CUES:find(text) ~= nil
 end
 
 function M.severity(text, slug, slots, mood, customer)
   local sev = BASE[slug] or BASE.general
   local more = false -- 其他加重情形：合计最多 +1
-  if find_any(text, M.HIGH) then
+  if HIGH:find(text) then
     sev = sev + 2
-  elseif find_any(text, M.MID) then
+  elseif MID:find(text) then
     more = true
   end
   local amount = slots and tonumber(slots.amount)

@@ -179,10 +179,14 @@ local function ymd(now, delta_days)
 end
 
 -- 星期几 -> 相对天数 / weekday word -> days from today
+local WEEK_PREFIXES = { "上上周", "上上星期", "上周", "上星期", "上个星期", "上礼拜",
+  "这周", "本周", "这星期", "这个星期", "这礼拜", "周", "星期", "礼拜" }
+local WEEK_SET = keywords.set(WEEK_PREFIXES)
+
 local function weekday_delta(t, now)
+  if not WEEK_SET:find(t) then return nil end
   local today = clock.date(now, OFFSET).wday
-  for _, prefix in ipairs({ "上上周", "上上星期", "上周", "上星期", "上个星期", "上礼拜",
-    "这周", "本周", "这星期", "这个星期", "这礼拜", "周", "星期", "礼拜" }) do
+  for _, prefix in ipairs(WEEK_PREFIXES) do
     local i, j = find(t, prefix, 1, true)
     while i do
       local w = WEEKDAY[sub(t, j + 1, j + 3)]
@@ -237,11 +241,13 @@ local function clock_time(t)
 end
 
 -- 没有数字、也没有这些字的话里不会有时间 / no digit and none of these: no time in the text
-local TIME_HINTS = { "天", "日", "周", "星期", "礼拜", "月", "年", "点", "刚", "今", "昨", "晚", "早" }
+local TIME_HINTS = keywords.set({ "天", "日", "周", "星期", "礼拜", "月", "年", "点", "刚", "今", "昨",
+  "晚", "早" })
+local RELATIVE_SET = keywords.set(RELATIVE_DAYS)
 
 function M.time(text, now)
   local t = halfwidth(text)
-  if not find(t, "%d") and not find_any(t, TIME_HINTS) then return nil end
+  if not find(t, "%d") and not TIME_HINTS:find(t) then return nil end
   local y, mo, d
   -- 2024年3月5日 / 2024-03-05 / 2024/3/5 / 2024.3.5
   local Y, MO, D = match(t, "(%d%d%d%d)年(%d%d?)月(%d%d?)")
@@ -258,12 +264,11 @@ function M.time(text, now)
     end
   end
   if not y then
-    for _, r in ipairs(RELATIVE_DAYS) do
-      if find(t, r[1], 1, true) then
-        y, mo, d = ymd(now, r[2])
-        break
-      end
+    local first -- 词表里靠前的优先 / the earliest entry of RELATIVE_DAYS that occurs
+    for k in pairs(RELATIVE_SET:counts(t)) do
+      if not first or k < first then first = k end
     end
+    if first then y, mo, d = ymd(now, RELATIVE_DAYS[first][2]) end
   end
   if not y then
     local n = match(t, "(%d+)天前") or match(t, "(%d+)天之前")
@@ -308,23 +313,19 @@ end
 -- “手机号”“手机银行”里的“手机”不是商品 / 手机 in 手机号 is not a product
 local NOT_PRODUCT_AFTER = { "号", "银行", "端", "卡", "支付", "APP", "App", "app", "版" }
 
+local PRODUCT_SET = keywords.set(PRODUCTS)
+
 function M.product(text)
-  local best, at
-  for _, w in ipairs(PRODUCTS) do
-    local i, j = find(text, w, 1, true)
-    while i do
-      local ok = true
-      for _, n in ipairs(NOT_PRODUCT_AFTER) do
-        if sub(text, j + 1, j + #n) == n then ok = false end
-      end
-      if ok then
-        if not at or i < at then best, at = w, i end
-        break
-      end
-      i, j = find(text, w, j + 1, true)
+  -- 最早出现、后面不跟“号/银行/……”的商品名；同一位置取词表里靠前的
+  -- the earliest product name not followed by one of NOT_PRODUCT_AFTER (same start: list order)
+  for _, m in ipairs(PRODUCT_SET:matches(text, 100000)) do
+    local j, ok = m[2], true
+    for _, n in ipairs(NOT_PRODUCT_AFTER) do
+      if sub(text, j + 1, j + #n) == n then ok = false end
     end
+    if ok then return PRODUCTS[m[3]] end
   end
-  return best
+  return nil
 end
 
 -- 全部提取 / every slot found in text

@@ -35,6 +35,9 @@ local FILLERS, NEG, RHET = by_length(H.fillers), by_length(H.negators), H.rhetor
 local PERSON = {}
 for _, p in ipairs(H.persons) do PERSON[p] = true end
 FILLERS[#FILLERS + 1] = ""
+-- 每条消息都要查的词表编成关键词集合（keywords.set），先用它判断有没有，再细看
+local EXCLUDE_SET, PHRASE_SET, TARGET_SET = keywords.set(H.exclude), keywords.set(H.phrases),
+  keywords.set(TARGETS)
 
 -- 长消息里每个词最多看前 MAX_HITS 处，每处只看前面 WINDOW 个字节（动作 + 你们…… + 否定词），
 -- 这样再长的消息也不会用完一条消息的指令额度
@@ -111,11 +114,17 @@ end
 function M.human_request(text)
   if type(text) ~= "string" or text == "" then return nil end
   local t = lower(halfwidth(text))
-  for _, w in ipairs(H.exclude) do t = replace(t, w, "#") end
+  if EXCLUDE_SET:find(t) then
+    for _, w in ipairs(H.exclude) do t = replace(t, w, "#") end
+  end
   local w = alone(t)
   if w then return w end
-  w = T.find_any(t, H.phrases)
-  if w then return w end
+  local _, _, k = PHRASE_SET:find(t)
+  if k then
+    w = H.phrases[k]
+    return type(w) == "table" and w[1] or w
+  end
+  if not TARGET_SET:find(t) then return nil end
   for _, target in ipairs(TARGETS) do
     local i, hits = find(t, target, 1, true), 0
     while i and hits < MAX_HITS do

@@ -46,13 +46,36 @@ local UNITS = { "元", "块", "毛", "rmb" }
 local MAX_HITS, WINDOW = 20, 24
 local ends_with, replace = T.ends_with, T.replace
 
+-- 每条消息都要扫的词表编成关键词集合（keywords.set）：一遍读完整条消息
+-- The lists scanned on every message, as keyword sets: one pass over the text each.
+local function words_of(list)
+  local out = {}
+  for i, w in ipairs(list) do out[i] = type(w) == "table" and w[1] or w end
+  return out
+end
+local WORDS, REPEATS, SOFT = keywords.set(words_of(A.words)), keywords.set(words_of(A.repeats)),
+  keywords.set(words_of(A.soft))
+local THREAT_SET, EXCLUDE_SET = keywords.set(THREATS), keywords.set(EXCLUDE)
+local PLATFORM_SET, BODY_SET = keywords.set(PLATFORMS), keywords.set(BODIES)
+local NUMBER_SET = keywords.set(A.threat_numbers or {})
+
+-- 集合里出现的、在列表中最靠前的那一项 / the earliest entry of the list that occurs in t
+local function first_listed(set, t)
+  local best
+  for k in pairs(set:counts(t)) do
+    if not best or k < best then best = k end
+  end
+  return best
+end
+
 function M.threat(text)
   local t = string.lower(halfwidth(text))
-  for _, w in ipairs(EXCLUDE) do t = replace(t, w, "#") end
-  for _, w in ipairs(THREATS) do
-    if find(t, w, 1, true) then return w end
+  if EXCLUDE_SET:find(t) then
+    for _, w in ipairs(EXCLUDE) do t = replace(t, w, "#") end
   end
-  for _, n in ipairs(NUMBERS) do
+  local k = first_listed(THREAT_SET, t)
+  if k then return THREATS[k] end
+  for _, n in ipairs(NUMBER_SET:find(t) and NUMBERS or {}) do
     local i, j = find(t, n[2])
     local hits = 0
     while i and hits < MAX_HITS do
@@ -66,7 +89,7 @@ function M.threat(text)
       i, j = find(t, n[2], j + 1)
     end
   end
-  for _, p in ipairs(PLATFORMS) do
+  for _, p in ipairs(PLATFORM_SET:find(t) and PLATFORMS or {}) do
     local i, hits = find(t, p, 1, true), 0
     while i and hits < MAX_HITS do
       local before = string.sub(t, math.max(1, i - WINDOW), i - 1)
@@ -76,7 +99,7 @@ function M.threat(text)
       i, hits = find(t, p, i + 1, true), hits + 1
     end
   end
-  for _, b in ipairs(BODIES) do
+  for _, b in ipairs(BODY_SET:find(t) and BODIES or {}) do
     local i, j = find(t, b, 1, true)
     local hits = 0
     while i and hits < MAX_HITS do
@@ -97,16 +120,15 @@ end
 function M.score(text, recent)
   local t = halfwidth(text)
   local score, words = 0, {}
-  for _, w in ipairs(A.words) do
-    local n = count(t, w[1])
-    if n > 0 then
+  local hit = WORDS:counts(t)
+  for k, w in ipairs(A.words) do
+    local n = hit[k]
+    if n then
       score = score + w[2] * math.min(n, 2)
       words[#words + 1] = w[1]
     end
   end
-  for _, w in ipairs(A.repeats) do
-    if find(t, w[1], 1, true) then score = score + w[2] end
-  end
+  for k in pairs(REPEATS:counts(t)) do score = score + A.repeats[k][2] end
   local bangs = count(t, "!")
   score = score + math.min(bangs, 5) * 5
   if find(t, "!!!", 1, true) then score = score + 10 end
@@ -123,9 +145,7 @@ function M.score(text, recent)
   end
   local threat = M.threat(t)
   if threat then score = score + 20 end
-  for _, w in ipairs(A.soft) do
-    if find(t, w[1], 1, true) then score = score - w[2] end
-  end
+  for k in pairs(SOFT:counts(t)) do score = score - A.soft[k][2] end
   return math.max(0, math.min(100, score)), threat, words
 end
 

@@ -11,13 +11,23 @@ local find, sub, gsub, byte, char = string.find, string.sub, string.gsub, string
 
 -- 全角转半角：全角字母数字标点 (U+FF01..U+FF5E) 与全角空格 -> ASCII
 -- Full-width forms and the ideographic space -> ASCII.
-function M.halfwidth(s)
+-- 一条消息会被好几个模块各转一次：记住最近两次的结果 / the last two results are remembered
+local hw_in1, hw_out1, hw_in2, hw_out2 = {}, nil, {}, nil -- tables: never equal to a string
+local function halfwidth(s)
   if not find(s, "\227\128\128", 1, true) and not find(s, "\239", 1, true) then return s end
   s = gsub(s, "\227\128\128", " ")
   s = gsub(s, "\239\188([\129-\191])", function(c) return char(byte(c) - 0x60) end)
   s = gsub(s, "\239\189([\128-\158])", function(c) return char(byte(c) - 0x20) end)
   s = gsub(s, "\239\191\165", "\194\165") -- ￥ -> ¥
   return s
+end
+
+function M.halfwidth(s)
+  if s == hw_in1 then return hw_out1 end
+  if s == hw_in2 then return hw_out2 end
+  local out = halfwidth(s)
+  hw_in2, hw_out2, hw_in1, hw_out1 = hw_in1, hw_out1, s, out
+  return out
 end
 
 function M.trim(s)
