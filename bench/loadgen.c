@@ -43,6 +43,7 @@
 #include "loadgen.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -317,7 +318,10 @@ static void sched_pump(lg *g)
     if (g->phase != P_RUN || g->o.mode != LG_MODE_OPEN)
         return;
     uint64_t now = now_ns(), until = now < g->win_end ? now : g->win_end;
-    uint64_t due = (uint64_t)((double)(until - g->t_run) * g->o.rate / (double)NS);
+    /* turn k is due at t_run + k / rate: every turn scheduled at or before now is due (the
+     * ones at or after the window's end are not) */
+    double x = (double)(until - g->t_run) * g->o.rate / (double)NS;
+    uint64_t due = now < g->win_end ? (uint64_t)x + 1 : (uint64_t)ceil(x);
     g->st.open_due = due;
     while (g->open_k < due) {
         conn *c = idle_pop(g);
