@@ -10,7 +10,8 @@
  *                 every term is a token this analyzer produced, quoted.
  *   2. df         estimate each term's document frequency cheaply (est_df): step through at
  *                 most DF_SAMPLE of its matches among the newest DF_WINDOW ids and
- *                 extrapolate from the span of ids they cover.
+ *                 extrapolate from the span of ids they cover.  Estimates are remembered
+ *                 (df cache, below) while the table's statistics stay the same.
  *   3. prune      take terms rarest first while the sum of their df stays within
  *                 POSTING_BUDGET and at most MATCH_MAX terms; a character the query also has
  *                 inside a bigram is left to the bigram; very common terms (的, 怎么,
@@ -27,6 +28,16 @@
  * Work is bounded by the constants: at most Q_MAX_TERMS samples of <= DF_SAMPLE rows,
  * POSTING_BUDGET postings for the MATCH, CANDIDATES re-ranked.
  *
+ * The df cache is the one piece of state that outlives a call: per table kind, term hash ->
+ * estimate, valid for one database file and one snapshot of the table's statistics (row count,
+ * highest id, column length totals).  Any insert, delete or change of a document's length
+ * changes the snapshot and empties the cache, so a cached estimate equals what sampling would
+ * give again.  It is shared by every connection and thread (one mutex, held only to copy
+ * values in or out), bounded (DF_CACHE slots, emptied when 3/4 full), and keyed by a 64-bit
+ * hash of the term (a collision would only change one term's weight).  Long customer
+ * messages have up to Q_MAX_TERMS terms, each an FTS5 query to sample: that was most of a
+ * long search.
+ *
  * Coverage (0..1) says how much of the query a hit explains: each query character (or word)
  * weighs its idf; it counts fully when a matched bigram, word or synonym group covers it,
  * half when only the character itself matched inside a longer run.  kb.h documents the
@@ -35,6 +46,8 @@
 #include "kb_internal.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +60,7 @@
 #define DF_SAMPLE 48
 #define FALLBACK_ROWS 2000
 #define CANDIDATES 40
+#define DF_CACHE 8192 /* remembered df estimates per table kind (a power of two) */
 #define SNIP_CHARS 60
 #define MAX_RANGES 256
 #define BM25_K1 1.2
@@ -340,6 +354,91 @@ static int sample(sqlite3_stmt *st, const char *match, long long from, long long
     return n < DF_SAMPLE && s != SQLITE_DONE ? KB_ERR_DB : n;
 }
 
+/* ---- df cache (see the top of the file) ---- */
+
+typedef struct df_slot {
+    uint64_t h; /* term hash, 0 = empty */
+    double df;
+} df_slot;
+
+static struct df_cache {
+    pthread_mutex_t lock;
+    struct {
+        char file[512];
+        tstats ts;
+        int used;
+        df_slot slot[DF_CACHE];
+    } kind[2];
+} df_cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static uint64_t term_hash(const char *s, int len)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (int i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+/* Locked: the cache of this table kind for this file and snapshot, emptied if either changed. */
+static typeof(df_cache.kind[0]) *df_cache_for(sqlite3 *db, const table_def *td, const tstats *ts)
+{
+    typeof(df_cache.kind[0]) *c = &df_cache.kind[td->kind == KB_TEMPLATE ? 0 : 1];
+    const char *file = sqlite3_db_filename(db, "main");
+    if (!file || !*file || strlen(file) >= sizeof(c->file))
+        return NULL; /* in-memory or unnamed databases are not cached */
+    if (strcmp(c->file, file) != 0 || memcmp(&c->ts, ts, sizeof(*ts)) != 0 ||
+        c->used > DF_CACHE / 4 * 3) {
+        memset(c->slot, 0, sizeof(c->slot));
+        c->used = 0;
+        snprintf(c->file, sizeof(c->file), "%s", file);
+        c->ts = *ts;
+    }
+    return c;
+}
+
+/* Looks up every term (df < 0 when not cached). */
+static void df_cache_get(sqlite3 *db, const table_def *td, const tstats *ts, query *q, double *df)
+{
+    pthread_mutex_lock(&df_cache.lock);
+    typeof(df_cache.kind[0]) *c = df_cache_for(db, td, ts);
+    for (int i = 0; i < q->nt; i++) {
+        df[i] = -1;
+        if (!c)
+            continue;
+        uint64_t h = term_hash(q->t[i].text, q->t[i].len);
+        for (unsigned j = (unsigned)h & (DF_CACHE - 1);; j = (j + 1) & (DF_CACHE - 1)) {
+            if (c->slot[j].h == 0)
+                break;
+            if (c->slot[j].h == h) {
+                df[i] = c->slot[j].df;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&df_cache.lock);
+}
+
+/* Remembers the estimates just sampled (was[i] == -1). */
+static void df_cache_put(sqlite3 *db, const table_def *td, const tstats *ts, const query *q,
+                         const double *was)
+{
+    pthread_mutex_lock(&df_cache.lock);
+    typeof(df_cache.kind[0]) *c = df_cache_for(db, td, ts);
+    for (int i = 0; c && i < q->nt; i++) {
+        if (was[i] != -1 || c->used > DF_CACHE / 4 * 3)
+            continue;
+        uint64_t h = term_hash(q->t[i].text, q->t[i].len);
+        unsigned j = (unsigned)h & (DF_CACHE - 1);
+        while (c->slot[j].h != 0 && c->slot[j].h != h)
+            j = (j + 1) & (DF_CACHE - 1);
+        if (c->slot[j].h == 0)
+            c->used++;
+        c->slot[j].h = h;
+        c->slot[j].df = q->t[i].df;
+    }
+    pthread_mutex_unlock(&df_cache.lock);
+}
+
 /*
  * Fills df and idf of every term with one bounded query each: the term's matches among the
  * newest DF_WINDOW ids are stepped through in rowid order up to DF_SAMPLE of them.  If the
@@ -360,14 +459,22 @@ static int est_df(sqlite3 *db, const table_def *td, const tstats *ts, query *q)
     if (from < 1)
         from = 1;
     double scale = maxid / (double)(ts->maxid - from + 1); /* 1 when the window is everything */
-    if (sqlite3_prepare_v2(db, td->sql_df, -1, &st, NULL) != SQLITE_OK)
-        goto out;
+    double cached[Q_MAX_TERMS];
+    df_cache_get(db, td, ts, q, cached);
     for (int i = 0; i < q->nt; i++) {
         qterm *t = &q->t[i];
         long long last = 0;
         t->df = 0;
-        if (quote_term(match, sizeof(match), td->colfilter, t->text, t->len) < 0)
+        if (cached[i] >= 0) {
+            t->df = cached[i];
+            goto idf;
+        }
+        if (!st && sqlite3_prepare_v2(db, td->sql_df, -1, &st, NULL) != SQLITE_OK)
+            goto out;
+        if (quote_term(match, sizeof(match), td->colfilter, t->text, t->len) < 0) {
+            cached[i] = -2; /* not searchable: no df, no idf, nothing to remember */
             continue;
+        }
         int c = sample(st, match, from, &last);
         if (c < 0)
             goto out;
@@ -379,9 +486,11 @@ static int est_df(sqlite3 *db, const table_def *td, const tstats *ts, query *q)
             t->df = c;
         if (t->df > n)
             t->df = n;
+    idf:;
         double df = t->df < 1 ? 1 : t->df;
         t->idf = log(1.0 + (n - df + 0.5) / (df + 0.5));
     }
+    df_cache_put(db, td, ts, q, cached);
     rc = 0;
 out:
     sqlite3_finalize(st);
@@ -613,7 +722,8 @@ static double coverage(const query *q, const unsigned char *hit)
         const qtok *k = &q->k[i];
         if (k->term < 0 || !hit[k->term])
             continue;
-        float v = (k->kind == KB_TOK_UNI && k->cstart <= Q_MAX_CHARS && has_bi[k->cstart]) ? 0.5f : 1.0f;
+        float v =
+            (k->kind == KB_TOK_UNI && k->cstart <= Q_MAX_CHARS && has_bi[k->cstart]) ? 0.5f : 1.0f;
         for (int c = k->cstart; c < k->cend && c <= Q_MAX_CHARS; c++)
             if (credit[c] < v)
                 credit[c] = v;

@@ -109,6 +109,73 @@ static void limit_is_respected(void)
     kb_result_free(r);
 }
 
+/* The same results as an uncached search (a second in-memory copy is never cached). */
+static int same_hits(const kb_result_t *a, const kb_result_t *b)
+{
+    if (a->count != b->count || a->confidence != b->confidence)
+        return 0;
+    for (int i = 0; i < a->count; i++)
+        if (strcmp(a->hits[i].key, b->hits[i].key) != 0 || a->hits[i].score != b->hits[i].score)
+            return 0;
+    return 1;
+}
+
+/* Document-frequency estimates are remembered for a database file while its statistics stay
+ * the same: a repeated search gives the same hits and scores as a database that does not
+ * cache (in memory), and a new document is found at once (the cache is dropped). */
+static void df_cache_follows_the_data(void)
+{
+    char err[256], path[64];
+    snprintf(path, sizeof(path), "/tmp/test_kb_cache_XXXXXX");
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK && kb_register(db) == 0 &&
+          kb_migrate(db, err, sizeof(err)) == 0);
+    CHECK(kb_import_file(db, kb_fixture("templates.jsonl"), "t", err, sizeof(err)) >= 0 &&
+          kb_import_file(db, kb_fixture("cases.jsonl"), "t", err, sizeof(err)) >= 0);
+    const char *q =
+        "我的退款一直没到账，退货商家早就签收了，航班延误改签还要收费，银行卡年费也误扣了";
+    int ok = 1;
+    for (int round = 0; round < 3 && ok; round++) {
+        kb_result_t *file = NULL, *mem = NULL;
+        ok = kb_search(db, q, NULL, 5, &file) == 0 && kb_search(g_db, q, NULL, 5, &mem) == 0 &&
+             file->count > 0 && same_hits(file, mem);
+        kb_result_free(file);
+        kb_result_free(mem);
+    }
+    CHECK_MSG(ok, "cached search differs from the uncached one");
+    /* a template with a word no document had: found by the next search */
+    const char *add = kb_temp_file(
+        "{\"kind\":\"template\",\"key\":\"pet-001\",\"title\":\"宠物托运受伤\","
+        "\"category\":\"travel.flight\",\"severity\":2,\"conditions\":\"托运的宠物受伤\","
+        "\"text\":\"您的宠物托运问题我们会在24小时内核实。\",\"steps\":[\"核实\"]}\n");
+    kb_result_t *r = NULL;
+    CHECK(kb_search(db, "宠物托运受伤了，航班也延误了", NULL, 5, &r) == 0);
+    int before = r->count > 0 && strcmp(r->hits[0].key, "pet-001") == 0;
+    kb_result_free(r);
+    CHECK(!before);
+    /* an in-memory twin with the same documents: scores must agree after the import too */
+    sqlite3 *twin = kb_test_db();
+    int imported =
+        kb_import_file(twin, kb_fixture("templates.jsonl"), "t", err, sizeof(err)) >= 0 &&
+        kb_import_file(twin, kb_fixture("cases.jsonl"), "t", err, sizeof(err)) >= 0 &&
+        kb_import_file(twin, add, "t", err, sizeof(err)) >= 0 &&
+        kb_import_file(db, add, "t", err, sizeof(err)) >= 0;
+    unlink(add);
+    kb_result_t *t = NULL;
+    int after = imported && kb_search(db, "宠物托运受伤了，航班也延误了", NULL, 5, &r) == 0 &&
+                kb_search(twin, "宠物托运受伤了，航班也延误了", NULL, 5, &t) == 0 && r->count > 0 &&
+                strcmp(r->hits[0].key, "pet-001") == 0 && same_hits(r, t);
+    kb_result_free(r);
+    kb_result_free(t);
+    sqlite3_close(twin);
+    sqlite3_close(db);
+    unlink(path);
+    CHECK_MSG(after, "after an import the cached search differs from an uncached one");
+}
+
 int main(void)
 {
     char err[256];
@@ -130,6 +197,7 @@ int main(void)
     RUN(category_filter);
     RUN(cases_are_found_but_never_answer);
     RUN(limit_is_respected);
+    RUN(df_cache_follows_the_data);
     sqlite3_close(g_db);
     DONE();
 }
