@@ -31,6 +31,12 @@
 # The server's per-connection rate limit (limits.rate_per_sec, 10/s) would cap a closed loop at
 # 10 turns/s per conversation, so the server is started with --limits.rate_per_sec 100000
 # --limits.rate_burst 100000, and with --limits.max_connections near `ulimit -n`.
+#
+# Each server start gets a fresh data directory, so the knowledge base is seeded from kb.seed
+# every time: the server's default (kb/sample, 109 templates) unless --kb-templates N > 0, which
+# generates N templates once with bench/kb_templates.py (the sample plus templates made from
+# AFQMC customer questions, ../shared/data/afqmc_train.tsv) into OUT/kb and starts the server
+# with --kb.seed OUT/kb.  summary.json ("kb") and summary.txt say which knowledge base was used.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,6 +55,8 @@ OPEN_RATE=
 RELOADS=5
 PERF_SECONDS=15
 MIXED_IDLE=15000
+KB_TEMPLATES=0
+KB_FLAGS=()
 SERVER_FLAGS=()
 ECHO_FLAGS=()
 PHASES=()
@@ -73,6 +81,8 @@ usage: $0 [options] [PHASE...]
   --reloads N          POST /api/flows/reload this many times during the open run ($RELOADS)
   --perf-seconds S     length of each perf recording ($PERF_SECONDS)
   --mixed-idle N       idle conversations held during the mixed and perf-mixed runs ($MIXED_IDLE)
+  --kb-templates N     seed the server with N knowledge-base templates made by
+                       bench/kb_templates.py into OUT/kb (0 = the server's default kb.seed) ($KB_TEMPLATES)
   --server-flag ARG    one more argument for \`redress serve\` (repeatable)
   --echo-flag ARG      one more argument for echo_server (repeatable)
 EOF
@@ -95,6 +105,7 @@ while [ $# -gt 0 ]; do
     --reloads) RELOADS=$2; shift 2 ;;
     --perf-seconds) PERF_SECONDS=$2; shift 2 ;;
     --mixed-idle) MIXED_IDLE=$2; shift 2 ;;
+    --kb-templates) KB_TEMPLATES=$2; shift 2 ;;
     --server-flag) SERVER_FLAGS+=("$2"); shift 2 ;;
     --echo-flag) ECHO_FLAGS+=("$2"); shift 2 ;;
     -h | --help) usage; exit 0 ;;
@@ -107,7 +118,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ ${#PHASES[@]} -gt 0 ] || PHASES=(idle idle-echo saturate open echo mixed perf)
-for n in "$PROCS" "$RUN_PROCS" "$IDLE_CONNS" "$MIXED_IDLE" "$RELOADS" "$PERF_SECONDS" "$WARMUP" "$DURATION"; do
+for n in "$PROCS" "$RUN_PROCS" "$IDLE_CONNS" "$MIXED_IDLE" "$RELOADS" "$PERF_SECONDS" "$WARMUP" "$DURATION" "$KB_TEMPLATES"; do
     [[ "$n" =~ ^[0-9]+$ ]] || { echo "run_server_bench: \"$n\" is not a count" >&2; exit 2; }
 done
 for c in $CONNS_LIST; do
@@ -198,7 +209,7 @@ start_server() { # KIND DIR
         rm -rf "$dir/data"
         cmd=("$REDRESS" serve --listen.port 0 --data.dir "$dir/data"
             --limits.max_connections "$MAXCONN" --limits.rate_per_sec 100000
-            --limits.rate_burst 100000 --log.level warn "${SERVER_FLAGS[@]}")
+            --limits.rate_burst 100000 --log.level warn "${KB_FLAGS[@]}" "${SERVER_FLAGS[@]}")
     else
         cmd=("$ECHO_SERVER" --port 0 --max-connections "$MAXCONN" "${ECHO_FLAGS[@]}")
     fi
@@ -614,6 +625,47 @@ phase_smoke() {
     done
 }
 
+# ---- knowledge base ----
+# Sets KB_FLAGS (with --kb-templates: generates OUT/kb) and KB_JSON: where the seed comes from
+# and how many templates and cases it holds.
+KB_JSON=null
+kb_prepare() {
+    local dir='' src gen='' counts i files=() f
+    if [ "$KB_TEMPLATES" -gt 0 ]; then
+        dir=$OUT/kb
+        local cmd=("$PY" "$SRC/bench/kb_templates.py" --count "$KB_TEMPLATES" --out "$dir" --seed 1)
+        log "knowledge base: ${cmd[*]}"
+        "${cmd[@]}" >>"$OUT/log.txt" 2>&1 || die "kb_templates.py failed: $(tail -2 "$OUT/log.txt")"
+        KB_FLAGS=(--kb.seed "$dir")
+        src="--kb-templates $KB_TEMPLATES"
+        gen=${cmd[*]}
+    else
+        src="server default"
+        for ((i = 0; i < ${#SERVER_FLAGS[@]}; i++)); do
+            case "${SERVER_FLAGS[i]}" in
+            --kb.seed) dir=${SERVER_FLAGS[i + 1]:-}; src="--server-flag" ;;
+            --kb.seed=*) dir=${SERVER_FLAGS[i]#--kb.seed=}; src="--server-flag" ;;
+            esac
+        done
+        if [ "$src" = "server default" ]; then
+            dir=$("$REDRESS" --help 2>&1 | sed -n 's/^  --kb\.seed .*(default: \(.*\))$/\1/p' | head -1) || true
+            [ "$dir" != '""' ] || dir=
+        fi
+    fi
+    for f in templates cases; do [ ! -f "$dir/$f.jsonl" ] || files+=("$dir/$f.jsonl"); done
+    counts='{"templates": 0, "cases": 0}'
+    if [ ${#files[@]} -gt 0 ]; then
+        counts=$(cat "${files[@]}" | jq -c -n '[inputs.kind] | {templates: map(select(. == "template")) | length,
+            cases: map(select(. == "case")) | length}' 2>/dev/null) || counts='{"templates": null, "cases": null}'
+    fi
+    KB_JSON=$(jq -c -n --arg source "$src" --arg dir "$dir" --arg gen "$gen" --argjson counts "$counts" \
+        --arg sha "$([ ! -f "$dir/templates.jsonl" ] || sha256sum "$dir/templates.jsonl" | cut -c1-16)" \
+        '{source: $source, seed_dir: $dir} + $counts
+         + {templates_sha256: (if $sha == "" then null else $sha end),
+            generator: (if $gen == "" then null else $gen end)}')
+}
+kb_prepare
+
 # ---- run ----
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -623,6 +675,7 @@ phase_smoke() {
     echo "redress binary: $REDRESS, sha256 $(sha256sum "$REDRESS" | cut -c1-16), built $(date -u -r "$REDRESS" +%Y-%m-%dT%H:%M:%SZ)"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "open files per process: $NOFILE; loadgen processes: $PROCS"
+    echo "knowledge base: $(jq -r '"\(.templates) templates + \(.cases) cases from \(.seed_dir) (\(.source))"' <<<"$KB_JSON")"
 } >"$OUT/env.txt"
 log "results in $OUT"
 
@@ -647,7 +700,7 @@ fi
 
 # Summary: every result.json under OUT, with the environment.
 {
-    jq -n --rawfile env "$OUT/env.txt" '{env: $env}'
+    jq -n --rawfile env "$OUT/env.txt" --argjson kb "$KB_JSON" '{env: $env, kb: $kb}'
     find "$OUT" -name result.json | sort | while read -r f; do
         jq --arg phase "${f#"$OUT"/}" '{($phase): .}' "$f"
     done
@@ -655,7 +708,7 @@ fi
 {
     cat "$OUT/env.txt"
     echo
-    jq -r 'to_entries[] | select(.key != "env") | "== \(.key)\n\(.value | del(.server_cmd, .loadgen_cmd, .top_self, .top_children, .top_dso, .threads) | tostring)\nserver: \(.value.server_cmd)\nloadgen:\n\(.value.loadgen_cmd // "")"' "$OUT/summary.json"
+    jq -r 'to_entries[] | select(.key != "env" and .key != "kb") | "== \(.key)\n\(.value | del(.server_cmd, .loadgen_cmd, .top_self, .top_children, .top_dso, .threads) | tostring)\nserver: \(.value.server_cmd)\nloadgen:\n\(.value.loadgen_cmd // "")"' "$OUT/summary.json"
     for p in perf perf-mixed; do
         [ -f "$OUT/$p/top-self.txt" ] || continue
         echo "== $p: threads"
