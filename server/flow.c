@@ -276,8 +276,12 @@ int flow_engine_reload(flow_engine_t *e, char *err, size_t errlen)
         log_warn(MODULE, "rules reload rejected, keeping generation %u: %s", e->gen,
                  err ? err : "");
     }
-    /* The failed generation is garbage now. */
-    lua_gc(e->L, LUA_GCCOLLECT);
+    /* The replaced (or the failed) generation is garbage now.  The incremental collector frees
+     * it in its next cycle: a full collection here would stop the loop for time proportional
+     * to every conversation's Lua state (0.1-0.5 s with a thousand active chats).  Only a load
+     * that filled half the VM's memory cap (a memory bomb in a rules file) is collected now. */
+    if (e->mem_used > e->mem_cap / 2)
+        lua_gc(e->L, LUA_GCCOLLECT);
     return rc;
 }
 
