@@ -215,9 +215,16 @@ void flow_end(flow_engine_t *e)
     int killed = e->killed;
     e->current = NULL;
     e->killed = FLOW_KILL_NONE;
-    /* After a kill, or when garbage piled up, give the memory back before the next call. */
-    if (killed || e->mem_used > e->mem_cap / 2)
+    /* After a kill, or when garbage piled up, give the memory back before the next call.  When
+     * the live data itself is over half the cap, a full collection frees little: the next one
+     * waits until the VM has grown by another eighth of the cap, instead of running after
+     * every call. */
+    if (killed || (e->mem_used > e->mem_cap / 2 && e->mem_used > e->gc_floor + e->mem_cap / 8)) {
         lua_gc(e->L, LUA_GCCOLLECT);
+        e->gc_floor = e->mem_used;
+    } else if (e->mem_used < e->mem_cap / 2) {
+        e->gc_floor = 0;
+    }
 }
 
 /* ---- loading rules ---- */
@@ -280,8 +287,10 @@ int flow_engine_reload(flow_engine_t *e, char *err, size_t errlen)
      * it in its next cycle: a full collection here would stop the loop for time proportional
      * to every conversation's Lua state (0.1-0.5 s with a thousand active chats).  Only a load
      * that filled half the VM's memory cap (a memory bomb in a rules file) is collected now. */
-    if (e->mem_used > e->mem_cap / 2)
+    if (e->mem_used > e->mem_cap / 2 && e->mem_used > e->gc_floor + e->mem_cap / 8) {
         lua_gc(e->L, LUA_GCCOLLECT);
+        e->gc_floor = e->mem_used;
+    }
     return rc;
 }
 

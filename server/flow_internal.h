@@ -41,6 +41,7 @@ struct flow_engine {
     lua_State *L;
     /* allocator (flow.c) */
     size_t mem_used, mem_cap;
+    size_t gc_floor;    /* VM size after the last forced full collection (flow_end) */
     size_t turn_cap;    /* net bytes one run may add in one call */
     long long turn_net; /* net bytes allocated since the current run's call began */
     size_t call_gross;  /* bytes allocated (not net) since the current flow_protected began */
