@@ -577,23 +577,11 @@ static int api_clock_time(lua_State *L)
 
 void flow_api_globals(lua_State *L, int idx)
 {
-    idx = lua_absindex(L, idx);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, api_kb_search);
-    lua_setfield(L, -2, "search");
-    flow_push_readonly(L, -1);
-    lua_setfield(L, idx, "kb");
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 3);
-    lua_pushcfunction(L, api_clock_now);
-    lua_setfield(L, -2, "now");
-    lua_pushcfunction(L, api_clock_date);
-    lua_setfield(L, -2, "date");
-    lua_pushcfunction(L, api_clock_time);
-    lua_setfield(L, -2, "time");
-    flow_push_readonly(L, -1);
-    lua_setfield(L, idx, "clock");
-    lua_pop(L, 1);
+    static const luaL_Reg kb[] = {{"search", api_kb_search}, {NULL, NULL}};
+    static const luaL_Reg clock[] = {
+        {"now", api_clock_now}, {"date", api_clock_date}, {"time", api_clock_time}, {NULL, NULL}};
+    flow_set_library(L, idx, "kb", kb);
+    flow_set_library(L, idx, "clock", clock);
     flow_keywords_open(L, idx);
 }
 

@@ -125,6 +125,8 @@ int flow_sandbox_open(lua_State *L);
 void flow_push_safe_globals(lua_State *L);
 /* Pushes a read-only view of the table at idx (deep: tables read through it are views too). */
 void flow_push_readonly(lua_State *L, int idx);
+/* Sets field name of the table at idx to a read-only view of a new table holding fns. */
+void flow_set_library(lua_State *L, int idx, const char *name, const luaL_Reg *fns);
 int flow_is_readonly(lua_State *L, int idx);
 /* When the value at idx is a read-only view, pushes its target and returns 1; else 0. */
 int flow_push_view_target(lua_State *L, int idx);

@@ -356,38 +356,69 @@ typedef struct occ {
     uint32_t start, end;
 } occ;
 
-typedef struct count_state {
-    size_t *last_end; /* per entry: end of its last counted occurrence (0 = none yet) */
-    lua_Integer *n;   /* per entry: count */
-    occ *list;        /* exclusive mode: every occurrence, gathered first */
-    size_t nlist, caplist;
-    int overflow;
-} count_state;
+/* ---- every occurrence, gathered ---- */
 
-static int visit_count(void *arg, int32_t k, size_t start, size_t end)
+typedef struct gather_state {
+    occ *list;
+    size_t n, cap;
+} gather_state;
+
+static int visit_gather(void *arg, int32_t k, size_t start, size_t end)
 {
-    count_state *c = arg;
-    if (c->list) {
-        if (c->nlist == c->caplist) {
-            c->overflow = 1;
-            return 1;
-        }
-        c->list[c->nlist++] = (occ){k, (uint32_t)start, (uint32_t)end};
-        return 0;
-    }
-    if (start >= c->last_end[k]) { /* the first one, or after the previous one ended */
-        c->last_end[k] = end;
-        c->n[k]++;
-    }
+    gather_state *g = arg;
+    if (g->n == g->cap)
+        return 1;
+    g->list[g->n++] = (occ){k, (uint32_t)start, (uint32_t)end};
     return 0;
 }
 
-static int occ_cmp(const void *a, const void *b)
+/* Every occurrence in s into g, in order of end position.  g starts with a caller's buffer (the
+ * usual few fit on the C stack); when it fills up, the scan is charged and repeated into a
+ * larger GC'd userdata left on the Lua stack.  Returns the occurrences reported. */
+static long gather(lua_State *L, const kw_set *set, const char *s, size_t len, gather_state *g)
+{
+    for (;;) {
+        g->n = 0;
+        long hits = scan(set, s, 0, len, visit_gather, g);
+        if (g->n < g->cap)
+            return hits;
+        charge(L, len, hits);
+        g->cap = g->cap < len * 4 + 16 ? len * 4 + 16 : g->cap * 4;
+        g->list = lua_newuserdatauv(L, g->cap * sizeof(occ), 0);
+    }
+}
+
+static int occ_by_entry(const void *a, const void *b)
 {
     const occ *x = a, *y = b;
     if (x->k != y->k)
         return x->k < y->k ? -1 : 1;
     return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int occ_by_start(const void *a, const void *b)
+{
+    const occ *x = a, *y = b;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    return x->k < y->k ? -1 : x->k > y->k;
+}
+
+/* ---- counts ---- */
+
+typedef struct count_state {
+    size_t *last_end; /* per entry: end of its last counted occurrence (0 = none yet) */
+    lua_Integer *n;   /* per entry: count */
+} count_state;
+
+static int visit_count(void *arg, int32_t k, size_t start, size_t end)
+{
+    count_state *c = arg;
+    if (start >= c->last_end[k]) { /* the first one, or after the previous one ended */
+        c->last_end[k] = end;
+        c->n[k]++;
+    }
+    return 0;
 }
 
 /* set:counts(s [, exclusive]) -> { [k] = n } */
@@ -411,27 +442,16 @@ static int kw_counts(lua_State *L)
     if (!exclusive) {
         hits = scan(set, s, 0, len, visit_count, &c);
     } else {
-        /* gather every occurrence, then take entries in list order, each left to right; the
-         * usual few fit on the C stack, more go to a GC'd userdata (retried when too small) */
+        /* every occurrence, then entries in list order, each left to right, using up text */
         occ local[KW_STACK_OCC];
-        c.list = local;
-        c.caplist = KW_STACK_OCC;
-        for (;;) {
-            c.nlist = 0;
-            c.overflow = 0;
-            hits = scan(set, s, 0, len, visit_count, &c);
-            if (!c.overflow)
-                break;
-            charge(L, len, hits);
-            c.caplist = c.caplist < len * 4 + 16 ? len * 4 + 16 : c.caplist * 4;
-            c.list = lua_newuserdatauv(L, c.caplist * sizeof(occ), 0);
-        }
-        qsort(c.list, c.nlist, sizeof(occ), occ_cmp);
+        gather_state g = {local, 0, KW_STACK_OCC};
+        hits = gather(L, set, s, len, &g);
+        qsort(g.list, g.n, sizeof(occ), occ_by_entry);
         uint8_t used_local[KW_STACK_TEXT];
         uint8_t *used = len <= sizeof(used_local) ? used_local : lua_newuserdatauv(L, len, 0);
         memset(used, 0, len);
-        for (size_t i = 0; i < c.nlist; i++) {
-            const occ *o = &c.list[i];
+        for (size_t i = 0; i < g.n; i++) {
+            const occ *o = &g.list[i];
             int free_span = 1; /* also refuses overlapping occurrences of the same word */
             for (uint32_t b = o->start; b < o->end; b++)
                 if (used[b]) {
@@ -454,27 +474,7 @@ static int kw_counts(lua_State *L)
     return 1;
 }
 
-typedef struct match_state {
-    occ *list;
-    size_t n, cap;
-} match_state;
-
-static int visit_match(void *arg, int32_t k, size_t start, size_t end)
-{
-    match_state *m = arg;
-    if (m->n == m->cap)
-        return 1;
-    m->list[m->n++] = (occ){k, (uint32_t)start, (uint32_t)end};
-    return 0;
-}
-
-static int occ_cmp_start(const void *a, const void *b)
-{
-    const occ *x = a, *y = b;
-    if (x->start != y->start)
-        return x->start < y->start ? -1 : 1;
-    return x->k < y->k ? -1 : x->k > y->k;
-}
+/* ---- matches ---- */
 
 /* set:matches(s [, max]) -> { {i, j, k}, ... } */
 static int kw_matches(lua_State *L)
@@ -487,31 +487,21 @@ static int kw_matches(lua_State *L)
         return luaL_error(L, "keywords: max must be between 0 and 100000");
     if (len > UINT32_MAX - 1)
         return luaL_error(L, "keywords: text too long");
-    /* Occurrences are reported by end position; gather more than max (every occurrence that
-     * ends within the text) so the ones with the smallest starts are kept, then sort. */
+    /* Occurrences are reported by end position: gather them all so that the ones with the
+     * smallest starts are kept, then sort. */
     occ local[KW_STACK_OCC];
-    match_state m = {local, 0, KW_STACK_OCC};
-    long hits;
-    for (;;) {
-        m.n = 0;
-        hits = scan(set, s, 0, len, visit_match, &m);
-        if (m.n < m.cap)
-            break;
-        charge(L, len, hits);
-        m.cap = m.cap < len * 4 + 16 ? len * 4 + 16 : m.cap * 4;
-        m.list = lua_newuserdatauv(L, m.cap * sizeof(occ), 0);
-    }
-    charge(L, len, hits);
-    qsort(m.list, m.n, sizeof(occ), occ_cmp_start);
-    size_t n = m.n < (size_t)max ? m.n : (size_t)max;
+    gather_state g = {local, 0, KW_STACK_OCC};
+    charge(L, len, gather(L, set, s, len, &g));
+    qsort(g.list, g.n, sizeof(occ), occ_by_start);
+    size_t n = g.n < (size_t)max ? g.n : (size_t)max;
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
         lua_createtable(L, 3, 0);
-        lua_pushinteger(L, (lua_Integer)m.list[i].start + 1);
+        lua_pushinteger(L, (lua_Integer)g.list[i].start + 1);
         lua_rawseti(L, -2, 1);
-        lua_pushinteger(L, (lua_Integer)m.list[i].end);
+        lua_pushinteger(L, (lua_Integer)g.list[i].end);
         lua_rawseti(L, -2, 2);
-        lua_pushinteger(L, (lua_Integer)m.list[i].k + 1);
+        lua_pushinteger(L, (lua_Integer)g.list[i].k + 1);
         lua_rawseti(L, -2, 3);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
@@ -532,11 +522,6 @@ static int kw_tostring(lua_State *L)
 
 void flow_keywords_open(lua_State *L, int idx)
 {
-    idx = lua_absindex(L, idx);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, flow_keywords_set);
-    lua_setfield(L, -2, "set");
-    flow_push_readonly(L, -1);
-    lua_setfield(L, idx, "keywords");
-    lua_pop(L, 1);
+    static const luaL_Reg fns[] = {{"set", flow_keywords_set}, {NULL, NULL}};
+    flow_set_library(L, idx, "keywords", fns);
 }

@@ -154,6 +154,16 @@ void flow_push_readonly(lua_State *L, int idx)
     lua_remove(L, -2); /* view */
 }
 
+void flow_set_library(lua_State *L, int idx, const char *name, const luaL_Reg *fns)
+{
+    idx = lua_absindex(L, idx);
+    lua_newtable(L);
+    luaL_setfuncs(L, fns, 0);
+    flow_push_readonly(L, -1);
+    lua_setfield(L, idx, name);
+    lua_pop(L, 1);
+}
+
 void flow_push_env(lua_State *L, int base_idx)
 {
     base_idx = lua_absindex(L, base_idx);
