@@ -14,11 +14,7 @@
  * Then the errors (empty word, non-string entry) and the budget: with a small budget, scanning
  * a long text stops with the engine's "instructions" error.
  */
-#include "flow_internal.h"
-
-#include <limits.h>
-#include <stdio.h>
-#include <string.h>
+#include "test_flow_compare.h"
 
 static const char *COMPARE =
     "local function plain(e) return type(e) == 'table' and e[1] or e end\n"
@@ -177,27 +173,11 @@ static const char *fails(lua_State *L, const char *code)
 
 int main(void)
 {
-    int failures = 0;
-    lua_State *L = luaL_newstate();
     static flow_engine_t fake;
-    memset(&fake, 0, sizeof(fake));
-    fake.max_instr = 1000;
-    fake.budget = LONG_MAX / 2;
-    *(flow_engine_t **)lua_getextraspace(L) = &fake;
-    luaL_openlibs(L);
+    lua_State *L = tc_state(&fake);
     lua_pushcfunction(L, flow_keywords_set);
     lua_setglobal(L, "KS");
-
-    if (luaL_loadstring(L, COMPARE) != LUA_OK || lua_pcall(L, 0, 2, 0) != LUA_OK) {
-        fprintf(stderr, "compare script: %s\n", lua_tostring(L, -1));
-        failures++;
-    } else {
-        long checked = (long)lua_tointeger(L, -2), bad = (long)lua_tointeger(L, -1);
-        printf("keyword set comparisons: %ld, mismatches: %ld\n", checked, bad);
-        if (checked < 30000 || bad != 0)
-            failures++;
-        lua_pop(L, 2);
-    }
+    int failures = tc_compare(L, COMPARE, "keyword set", 30000);
 
     /* Bad lists get clear errors; the metatable is locked. */
     static const struct {

@@ -7,11 +7,7 @@
  * results, or both errors.  Then the budget: with a small budget a catastrophic pattern must
  * stop with the engine's "instructions" error instead of running on.
  */
-#include "flow_internal.h"
-
-#include <limits.h>
-#include <stdio.h>
-#include <string.h>
+#include "test_flow_compare.h"
 
 static const char *COMPARE =
     "local function pack(...) return { n = select('#', ...), ... } end\n"
@@ -102,28 +98,12 @@ static const char *COMPARE =
 
 int main(void)
 {
-    int failures = 0;
-    lua_State *L = luaL_newstate();
     static flow_engine_t fake;
-    memset(&fake, 0, sizeof(fake));
-    fake.max_instr = 1000;
-    fake.budget = LONG_MAX / 2;
-    *(flow_engine_t **)lua_getextraspace(L) = &fake;
-    luaL_openlibs(L);
+    lua_State *L = tc_state(&fake);
     lua_newtable(L);
     flow_pattern_open(L, -1);
     lua_setglobal(L, "P");
-
-    if (luaL_loadstring(L, COMPARE) != LUA_OK || lua_pcall(L, 0, 2, 0) != LUA_OK) {
-        fprintf(stderr, "compare script: %s\n", lua_tostring(L, -1));
-        failures++;
-    } else {
-        long checked = (long)lua_tointeger(L, -2), bad = (long)lua_tointeger(L, -1);
-        printf("pattern comparisons: %ld, mismatches: %ld\n", checked, bad);
-        if (checked < 50000 || bad != 0)
-            failures++;
-        lua_pop(L, 2);
-    }
+    int failures = tc_compare(L, COMPARE, "pattern", 50000);
 
     /* A small budget stops a catastrophic pattern. */
     fake.budget = 1000;
