@@ -332,12 +332,15 @@ end
 function M.all(text, now)
   text = halfwidth(text) -- 只做一次全角转半角；各函数对已转换的文字再转一次不会变
   local found = {}
-  found.order_id = M.order_id(text)
+  -- 订单号、手机号、卡号尾号、运单号、航班号都含数字：没有数字的话（常见）就不用逐个找了
+  -- order, phone, card, tracking and flight numbers all contain a digit: most messages have none
+  local digits = find(text, "%d") ~= nil
+  found.order_id = digits and M.order_id(text) or nil
   found.amount = M.amount(text)
-  found.phone = M.phone(text)
-  found.account = M.account(text)
-  found.tracking_no = M.tracking_no(text)
-  found.flight = M.flight(text)
+  found.phone = digits and M.phone(text) or nil
+  found.account = digits and M.account(text) or nil
+  found.tracking_no = digits and M.tracking_no(text) or nil
+  found.flight = digits and M.flight(text) or nil
   found.time = M.time(text, now)
   found.product = M.product(text)
   -- 订单号和运单号可能是同一串字符：有“运单/快递单”字样时算运单号

@@ -47,20 +47,34 @@ local PUNCT = { "，", "。", "！", "？", "、", "；", "：", "…", "～", "
   "）", "【", "】", "《", "》", "「", "」" }
 local TAIL = { "吧", "啊", "呀", "啦", "嘛", "哦", "喔", "呢", "好吗", "行吗", "可以吗" }
 
+local PUNCT_SET, ALONE_SET, IS_ALONE = keywords.set(PUNCT), keywords.set(ALONE), {}
+for _, w in ipairs(ALONE) do IS_ALONE[w] = true end
+
+-- 去掉所有中文标点（每个标点是一个完整的字，去掉一个不会拼出另一个，所以一遍就够）
+-- every Chinese punctuation mark out, in one pass
+local function unpunct(t)
+  local hits = PUNCT_SET:matches(t, 100000)
+  if #hits == 0 then return t end
+  local parts, at = {}, 1
+  for _, m in ipairs(hits) do
+    parts[#parts + 1] = sub(t, at, m[1] - 1)
+    at = m[2] + 1
+  end
+  parts[#parts + 1] = sub(t, at)
+  return table.concat(parts)
+end
+
 -- 整句话只是要人工（“人工！”“转人工 转人工”）/ the whole message is just a request
 local function alone(t)
   if #t > SHORT then return nil end
-  local s = t
-  for _, p in ipairs(PUNCT) do s = replace(s, p, "") end
-  s = string.gsub(s, "[%p%s]", "")
+  local s = string.gsub(unpunct(t), "[%p%s]", "")
   for _, w in ipairs(TAIL) do
     if #s > #w and ends_with(s, w) then s = sub(s, 1, #s - #w) end
   end
   if s == "" then return nil end
-  for _, w in ipairs(ALONE) do
-    if s == w then return w end
-  end
+  if IS_ALONE[s] then return s end
   -- 同一个词重复几遍
+  if not ALONE_SET:find(s) then return nil end
   local rest = s
   for _, w in ipairs(ALONE) do rest = replace(rest, w, "") end
   if rest == "" then return s end
