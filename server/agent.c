@@ -798,17 +798,26 @@ static void do_claim(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
     save_row(am, h, NULL, op_done, o);
 }
 
-static void do_context(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
+/* The open hand-off r names, when a may see it: any agent while it waits, only its owner or a
+ * supervisor once claimed.  Else answers the error (not_owner with `why`) and returns NULL. */
+static handoff *visible(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r, const char *why)
 {
     handoff *h = find(am, r->conversation);
     if (!h) {
         send_error(a, r->id, "not_found", "no open hand-off for that conversation");
-        return;
+        return NULL;
     }
     if (h->row.state == AGENT_ACTIVE && !may_act(a, h)) {
-        send_error(a, r->id, "not_owner", "only the owner or a supervisor may read this chat");
-        return;
+        send_error(a, r->id, "not_owner", why);
+        return NULL;
     }
+    return h;
+}
+
+static void do_context(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
+{
+    if (!visible(am, a, r, "only the owner or a supervisor may read this chat"))
+        return;
     op *o = op_new(am, OP_CONTEXT, a, r->id, r->conversation);
     if (o)
         op_done(o, 0);
@@ -855,15 +864,8 @@ static void do_reply(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
 
 static void do_note(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
 {
-    handoff *h = find(am, r->conversation);
-    if (!h) {
-        send_error(a, r->id, "not_found", "no open hand-off for that conversation");
+    if (!visible(am, a, r, "another agent owns this chat"))
         return;
-    }
-    if (h->row.state == AGENT_ACTIVE && !may_act(a, h)) {
-        send_error(a, r->id, "not_owner", "another agent owns this chat");
-        return;
-    }
     op *o = op_new(am, OP_NOTE, a, r->id, r->conversation);
     if (!o || !(o->text = strdup(r->text))) {
         free(o);
