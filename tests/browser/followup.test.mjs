@@ -20,20 +20,16 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  Server,
-  addUser,
+  agentAndCustomer,
   cleanupTemp,
-  launch,
+  openAndComplain,
   screenshot,
-  sourceDir,
-  tempDir,
-  transcript,
   waitUntil,
   watch,
+  widgetDriver,
 } from './harness.mjs';
 
 const AGENT = { username: 'li.na', name: '李娜', password: 'correct horse battery staple' };
@@ -46,26 +42,14 @@ const NOT_FOUND = '没有找到这个投诉单，请核对单号和查询码。'
 const expectedErrors = (errors) => errors.filter((e) => !/Failed to load resource: .* 404/.test(e));
 
 describe('follow-ups in the console and the progress page from the widget', () => {
-  let server, agentCtx, custCtx, agent, cust, aw, cw, conversation, number, statusUrl;
+  let server, agentCtx, custCtx, agent, cust, aw, cw, conversation, close, number, statusUrl;
 
   before(async () => {
-    const data = tempDir('data');
-    addUser(data, AGENT.username, { role: 'agent', name: AGENT.name, password: AGENT.password });
-    server = await new Server(data, {
-      args: ['--rules.dir', join(sourceDir, 'rules'), '--agent.hours', '00:00-24:00'],
-    }).start();
-    agentCtx = await launch({ viewport: { width: 1280, height: 800 } });
-    agent = agentCtx.pages()[0] || (await agentCtx.newPage());
-    aw = watch(agent);
-    custCtx = await launch({ viewport: { width: 375, height: 667 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
-    cust = custCtx.pages()[0] || (await custCtx.newPage());
-    cw = watch(cust);
+    ({ server, agentCtx, custCtx, agent, cust, aw, cw, close } = await agentAndCustomer(AGENT));
   });
 
   after(async () => {
-    await agentCtx?.close();
-    await custCtx?.close();
-    await server?.stop();
+    await close?.();
   });
 
   /* ---- helpers ---- */
@@ -74,14 +58,7 @@ describe('follow-ups in the console and the progress page from the widget', () =
   const table = (key) => agent.evaluate(async (k) => (await import('/console/format.js'))[k], key);
   const categoryName = (slug) => agent.evaluate(async (s) => (await import('/console/format.js')).categoryName(s), slug);
 
-  const rows = () => transcript(cust);
-  const waitRow = (pred, what) => waitUntil(async () => (await rows()).find(pred), what);
-
-  async function say(text) {
-    await cust.locator('#rdw-input').fill(text);
-    await cust.locator('#rdw-input').press('Enter');
-    return waitRow((r) => r.kind === 'customer' && r.text === text && r.state === 'delivered', `the ack of "${text}"`);
-  }
+  const { rows, waitRow, say } = widgetDriver(() => cust);
 
   /* the follow-up list as the agent sees it */
   const followupRows = () =>
@@ -149,20 +126,8 @@ describe('follow-ups in the console and the progress page from the widget', () =
   });
 
   test('the customer complains and asks for a human; the agent claims and resolves the chat', async () => {
-    await cust.goto(`${server.url}/`);
-    await cust.locator('.launcher').waitFor({ state: 'visible' });
-    await cust.locator('.launcher').tap();
-    await cust.locator('.panel').waitFor({ state: 'visible' });
-    await waitRow((r) => r.kind === 'bot', 'the greeting');
-    conversation = cw.received('welcome')[0].conversation;
+    conversation = await openAndComplain(cust, cw, server.url, COMPLAINT);
     assert.match(conversation, /^c-\d+$/);
-
-    await say(COMPLAINT);
-    await waitUntil(async () => {
-      const r = await rows();
-      const i = r.findIndex((x) => x.kind === 'customer' && x.text === COMPLAINT);
-      return i >= 0 && r.slice(i + 1).some((x) => x.kind === 'bot');
-    }, 'the bot answering the complaint');
     await say(HUMAN);
 
     const item = agent.locator(`#queue-list li[data-conversation="${conversation}"]`);

@@ -15,20 +15,15 @@
  * Screenshots: tests/artifacts/handoff-*.png
  */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  Server,
-  addUser,
+  agentAndCustomer,
   cleanupTemp,
-  launch,
+  openAndComplain,
   screenshot,
-  sourceDir,
-  tempDir,
-  transcript,
   waitUntil,
-  watch,
+  widgetDriver,
   widgetHost,
 } from './harness.mjs';
 
@@ -47,27 +42,15 @@ const expectedErrors = (errors) =>
   errors.filter((e) => !/Failed to load resource: .* 401|WebSocket connection to .* failed: .*ERR_CONNECTION_REFUSED/.test(e));
 
 describe('hand-off from the widget to the agent console and back', () => {
-  let server, agentCtx, custCtx, agent, cust, aw, cw, conversation;
+  let server, agentCtx, custCtx, agent, cust, aw, cw, conversation, close;
   let reply = ''; /* the text the agent sent */
 
   before(async () => {
-    const data = tempDir('data');
-    addUser(data, AGENT.username, { role: 'agent', name: AGENT.name, password: AGENT.password });
-    server = await new Server(data, {
-      args: ['--rules.dir', join(sourceDir, 'rules'), '--agent.hours', '00:00-24:00'],
-    }).start();
-    agentCtx = await launch({ viewport: { width: 1280, height: 800 } });
-    agent = agentCtx.pages()[0] || (await agentCtx.newPage());
-    aw = watch(agent);
-    custCtx = await launch({ viewport: { width: 375, height: 667 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
-    cust = custCtx.pages()[0] || (await custCtx.newPage());
-    cw = watch(cust);
+    ({ server, agentCtx, custCtx, agent, cust, aw, cw, close } = await agentAndCustomer(AGENT));
   });
 
   after(async () => {
-    await agentCtx?.close();
-    await custCtx?.close();
-    await server?.stop();
+    await close?.();
   });
 
   /* ---- helpers ---- */
@@ -75,14 +58,7 @@ describe('hand-off from the widget to the agent console and back', () => {
   /* the console's own Chinese names (web/console/format.js), asked in the page */
   const names = (fn, key) => agent.evaluate(async ([f, k]) => (await import('/console/format.js'))[f](k), [fn, key]);
 
-  const rows = () => transcript(cust);
-  const waitRow = (pred, what) => waitUntil(async () => (await rows()).find(pred), what);
-
-  async function say(text) {
-    await cust.locator('#rdw-input').fill(text);
-    await cust.locator('#rdw-input').press('Enter');
-    return waitRow((r) => r.kind === 'customer' && r.text === text && r.state === 'delivered', `the ack of "${text}"`);
-  }
+  const { rows, waitRow, say } = widgetDriver(() => cust);
 
   /* the console's transcript: [{from, text, seq}] in screen order */
   const consoleLog = () =>
@@ -119,20 +95,8 @@ describe('hand-off from the widget to the agent console and back', () => {
   });
 
   test('the customer complains and asks for a human; the chat shows in the queue', async () => {
-    await cust.goto(`${server.url}/`);
-    await cust.locator('.launcher').waitFor({ state: 'visible' });
-    await cust.locator('.launcher').tap();
-    await cust.locator('.panel').waitFor({ state: 'visible' });
-    await waitRow((r) => r.kind === 'bot', 'the greeting');
-    conversation = cw.received('welcome')[0].conversation;
+    conversation = await openAndComplain(cust, cw, server.url, COMPLAINT);
     assert.match(conversation, /^c-\d+$/);
-
-    await say(COMPLAINT);
-    await waitUntil(async () => {
-      const r = await rows();
-      const i = r.findIndex((x) => x.kind === 'customer' && x.text === COMPLAINT);
-      return i >= 0 && r.slice(i + 1).some((x) => x.kind === 'bot');
-    }, 'the bot answering the complaint');
 
     await say(HUMAN);
     const escalated = await waitUntil(

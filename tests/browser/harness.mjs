@@ -1,7 +1,8 @@
 /*
  * harness.mjs - what the browser tests (widget, agent console) stand on: the real
  * `redress serve` and `redress user add`, Debian's chromium driven by playwright-core, a
- * recorder of WebSocket frames, and readers of the widget's shadow DOM.
+ * recorder of WebSocket frames, readers of the widget's shadow DOM, and the hand-off tests'
+ * set-up (an agent's desktop and a customer's phone on one server) and widget steps.
  *
  * Environment: REDRESS_BIN (set by ctest, tests/browser.cmake) is the server binary;
  * REDRESS_SOURCE_DIR the repository (default: two levels up); CHROMIUM the browser
@@ -212,4 +213,69 @@ export function widgetHost(page) {
 export async function screenshot(page, name) {
   mkdirSync(artifacts, { recursive: true });
   await page.screenshot({ path: join(artifacts, `${name}.png`), animations: 'disabled' });
+}
+
+/*
+ * The hand-off tests' set-up: a server with the shipped rules and agents on duty around the
+ * clock, agentUser added as an agent, and two browsers: the agent's desktop (1280x800) and the
+ * customer's phone (375x667, touch).  Returns { server, agentCtx, custCtx, agent, cust, aw, cw,
+ * close() } (aw and cw: watch() of the two pages); close() closes both and stops the server.
+ */
+export async function agentAndCustomer(agentUser) {
+  const data = tempDir('data');
+  addUser(data, agentUser.username, { role: 'agent', name: agentUser.name, password: agentUser.password });
+  const rig = {};
+  rig.server = await new Server(data, {
+    args: ['--rules.dir', join(sourceDir, 'rules'), '--agent.hours', '00:00-24:00'],
+  }).start();
+  rig.agentCtx = await launch({ viewport: { width: 1280, height: 800 } });
+  rig.agent = rig.agentCtx.pages()[0] || (await rig.agentCtx.newPage());
+  rig.aw = watch(rig.agent);
+  rig.custCtx = await launch({ viewport: { width: 375, height: 667 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  rig.cust = rig.custCtx.pages()[0] || (await rig.custCtx.newPage());
+  rig.cw = watch(rig.cust);
+  rig.close = async () => {
+    await rig.agentCtx?.close();
+    await rig.custCtx?.close();
+    await rig.server?.stop();
+  };
+  return rig;
+}
+
+/*
+ * The customer's side of the widget on the page pageOf() returns (a function, so that a test
+ * can build its helpers before its before() hook opened the page): rows() is the transcript,
+ * waitRow(pred, what) waits for a row, say(text) types a message and resolves on its ack.
+ */
+export function widgetDriver(pageOf) {
+  const rows = () => transcript(pageOf());
+  const waitRow = (pred, what) => waitUntil(async () => (await rows()).find(pred), what);
+  async function say(text) {
+    await pageOf().locator('#rdw-input').fill(text);
+    await pageOf().locator('#rdw-input').press('Enter');
+    return waitRow((r) => r.kind === 'customer' && r.text === text && r.state === 'delivered', `the ack of "${text}"`);
+  }
+  return { rows, waitRow, say };
+}
+
+/*
+ * Opens the widget on the server's home page (tapping the launcher), waits for the greeting,
+ * says complaint and waits for the bot's answer to it.  Returns the conversation name from the
+ * welcome frame (w: watch() of the page).
+ */
+export async function openAndComplain(page, w, url, complaint) {
+  const { rows, waitRow, say } = widgetDriver(() => page);
+  await page.goto(`${url}/`);
+  await page.locator('.launcher').waitFor({ state: 'visible' });
+  await page.locator('.launcher').tap();
+  await page.locator('.panel').waitFor({ state: 'visible' });
+  await waitRow((r) => r.kind === 'bot', 'the greeting');
+  const conversation = w.received('welcome')[0].conversation;
+  await say(complaint);
+  await waitUntil(async () => {
+    const r = await rows();
+    const i = r.findIndex((x) => x.kind === 'customer' && x.text === complaint);
+    return i >= 0 && r.slice(i + 1).some((x) => x.kind === 'bot');
+  }, 'the bot answering the complaint');
+  return conversation;
 }
