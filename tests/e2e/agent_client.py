@@ -17,7 +17,6 @@ Every wait has a timeout (redress_client.TIMEOUT unless told); nothing sleeps.
 """
 
 import asyncio
-import http.client
 import json
 import os
 import re
@@ -26,7 +25,7 @@ import subprocess
 import websockets
 import websockets.exceptions
 
-from redress_client import HOST, TIMEOUT, TS_RE, Closed, _open_clients, is_int
+from redress_client import HOST, TIMEOUT, TS_RE, Closed, _open_clients, http_request, is_int
 
 AGENT_SUBPROTOCOL = "redress.agent.v1"
 PASSWORD = "correct horse battery"
@@ -56,31 +55,6 @@ def add_account(server, username, role="agent", name=None, password=PASSWORD):
     p = subprocess.run(args, input=(password + "\n").encode(), capture_output=True, timeout=60)
     assert p.returncode == 0, \
         f"user add {username} failed ({p.returncode}): {p.stderr.decode(errors='replace')}"
-
-
-def http_request(port, method, path, body=None, cookie=None):
-    """One request.  Returns (status, [(header, value)] lower-case names, parsed JSON or None)."""
-    c = http.client.HTTPConnection(HOST, port, timeout=TIMEOUT)
-    try:
-        headers = {}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-            headers["Content-Length"] = str(len(data))
-        if cookie is not None:
-            headers["Cookie"] = cookie
-        c.request(method, path, body=data, headers=headers)
-        r = c.getresponse()
-        text = r.read()
-        pairs = [(k.lower(), v) for k, v in r.getheaders()]
-        try:
-            doc = json.loads(text) if text else None
-        except ValueError:
-            doc = None
-        return r.status, pairs, doc
-    finally:
-        c.close()
 
 
 def login(server, username, password=PASSWORD):

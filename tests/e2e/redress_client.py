@@ -686,6 +686,34 @@ def http_get(port, path, timeout=TIMEOUT, method="GET"):
         c.close()
 
 
+def http_request(port, method, path, body=None, cookie=None, raw=None):
+    """One request with a JSON body (body: a value to encode, or raw: bytes sent as they are)
+    and a Cookie header.  Returns (status, [(header, value)] with lower-case names, the parsed
+    JSON answer or None)."""
+    c = http.client.HTTPConnection(HOST, port, timeout=TIMEOUT)
+    try:
+        headers = {}
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+            headers["Content-Length"] = str(len(data))
+        if cookie is not None:
+            headers["Cookie"] = cookie
+        c.request(method, path, body=data, headers=headers)
+        r = c.getresponse()
+        text = r.read()
+        pairs = [(k.lower(), v) for k, v in r.getheaders()]
+        try:
+            doc = json.loads(text) if text else None
+        except ValueError:
+            doc = None
+        return r.status, pairs, doc
+    finally:
+        c.close()
+
+
 def healthz(port):
     status, headers, body = http_get(port, "/healthz")
     assert status == 200, f"/healthz answered {status}: {body[:300]!r}"

@@ -6,15 +6,13 @@ disabling and password changes ending sessions, and a clear error for every bad 
 Accounts are made with the CLI, the password piped on stdin, against the server's own data
 directory while it runs (the CLI opens the same SQLite file in WAL mode)."""
 
-import http.client
-import json
 import os
 import re
 import subprocess
 
 import pytest
 
-from redress_client import HOST, TIMEOUT
+from redress_client import http_request as request
 
 PASSWORD = "correct horse battery"
 COOKIE = "redress_session"
@@ -40,33 +38,6 @@ def add_user(server, name, role="agent", password=PASSWORD, *extra):
     rc, out, err = cli(server, "add", name, f"--role={role}", *extra, password=password)
     assert rc == 0, f"user add {name} failed ({rc}): {err}"
     return out
-
-
-def request(port, method, path, body=None, cookie=None, raw=None):
-    """One request.  Returns (status, [(header, value)] with lower-case names, parsed JSON or
-    None)."""
-    c = http.client.HTTPConnection(HOST, port, timeout=TIMEOUT)
-    try:
-        headers = {}
-        data = raw
-        if body is not None:
-            data = json.dumps(body).encode()
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-            headers["Content-Length"] = str(len(data))
-        if cookie is not None:
-            headers["Cookie"] = cookie
-        c.request(method, path, body=data, headers=headers)
-        r = c.getresponse()
-        text = r.read()
-        pairs = [(k.lower(), v) for k, v in r.getheaders()]
-        try:
-            doc = json.loads(text) if text else None
-        except ValueError:
-            doc = None
-        return r.status, pairs, doc
-    finally:
-        c.close()
 
 
 def header(pairs, name):
