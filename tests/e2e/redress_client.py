@@ -24,6 +24,7 @@ import re
 import select
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import threading
@@ -668,6 +669,29 @@ class RawWS:
             self.sock.close()
         except OSError:
             pass
+
+
+# --------------------------------------------------------------------------- the database
+
+
+def db(server):
+    """A connection to the server's SQLite file, rows as sqlite3.Row."""
+    c = sqlite3.connect(server.db_path, timeout=10)
+    c.row_factory = sqlite3.Row
+    return c
+
+
+async def wait_db(server, sql, args=(), pred=bool, timeout=15.0):
+    """Polls the database until pred(rows) holds.  Returns the rows."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        with db(server) as c:
+            rows = c.execute(sql, args).fetchall()
+        if pred(rows):
+            return rows
+        assert loop.time() < deadline, f"{sql} {args}: still {[tuple(r) for r in rows]}"
+        await asyncio.sleep(0.1)
 
 
 # --------------------------------------------------------------------------- HTTP

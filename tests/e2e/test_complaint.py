@@ -5,38 +5,17 @@ progress endpoint, and SLA deadlines that survive restarts.
 The clock is injected with --flow.clock_start (Beijing time); a deadline is crossed by
 restarting the server on the same data directory with a later clock, so nothing sleeps."""
 
-import asyncio
 import os
 import re
-import sqlite3
 import urllib.parse
 
 from agent_client import connect_agent, http_request, is_status, staff, wait_event
 from conftest import source_root
-from redress_client import connect, run
+from redress_client import connect, db, run, wait_db
 
 RULES = ("--rules.dir", os.path.join(source_root(), "rules"), "--agent.hours", "00:00-24:00")
 COMPLAINT = "我在你们商城买的手机一直没发货，订单号12345678"
 NUMBER_RE = re.compile(r"^TS20261120-\d{6}$")
-
-
-def db(server):
-    c = sqlite3.connect(server.db_path, timeout=10)
-    c.row_factory = sqlite3.Row
-    return c
-
-
-async def wait_db(server, sql, args=(), pred=bool, timeout=15.0):
-    """Polls the database until pred(rows) holds.  Returns the rows."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        with db(server) as c:
-            rows = c.execute(sql, args).fetchall()
-        if pred(rows):
-            return rows
-        assert loop.time() < deadline, f"{sql} {args}: still {[tuple(r) for r in rows]}"
-        await asyncio.sleep(0.1)
 
 
 async def record_after(c, mid, text):

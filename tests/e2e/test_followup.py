@@ -15,39 +15,19 @@ Every wait is for a frame or a database row, with a timeout; nothing sleeps for 
 import asyncio
 import json
 import os
-import sqlite3
 import time
 
 from agent_client import (
     RECORD_RE, connect_agent, http_request, is_status, login, staff, wait_event,
 )
 from conftest import source_root
-from redress_client import connect, run
+from redress_client import connect, db, run, wait_db
 
 RULES = ("--rules.dir", os.path.join(source_root(), "rules"), "--agent.hours", "00:00-24:00")
 CLOCK = "2026-11-20 10:00"
 COMPLAINT = "我在你们商城买的手机一直没发货，订单号12345678"
 CSAT = ["5分 非常满意", "4分 满意", "3分 一般", "2分 不满意", "1分 非常不满意"]
 NPS = [str(n) for n in range(11)]
-
-
-def db(server):
-    c = sqlite3.connect(server.db_path, timeout=10)
-    c.row_factory = sqlite3.Row
-    return c
-
-
-async def wait_db(server, sql, args=(), pred=bool, timeout=15.0):
-    """Polls the database until pred(rows) holds.  Returns the rows."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        with db(server) as c:
-            rows = c.execute(sql, args).fetchall()
-        if pred(rows):
-            return rows
-        assert loop.time() < deadline, f"{sql} {args}: still {[tuple(r) for r in rows]}"
-        await asyncio.sleep(0.1)
 
 
 def bot_says(*words):
