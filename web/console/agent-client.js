@@ -27,8 +27,12 @@
  * (`welcome`, `queue`, `mine`, `assigned`, `released`, `message`, `note`), detail = the frame.
  */
 
+import { MAX_TEXT_CHARS, scheduleRetry, textLength } from '/widget/client.js';
+
+/* the customer widget's text limits (the server applies the same to agents' replies) */
+export { MAX_TEXT_CHARS, textLength };
+
 export const PROTOCOL = 'redress.agent.v1';
-export const MAX_TEXT_CHARS = 2000; /* limits.max_text_chars default */
 
 const OPEN_TIMEOUT_MS = 10000;
 const WELCOME_TIMEOUT_MS = 10000;
@@ -39,13 +43,6 @@ export class AgentError extends Error {
     super(message || code);
     this.code = code;
   }
-}
-
-/* Counts characters the way the server does (Unicode code points). */
-export function textLength(text) {
-  let n = 0;
-  for (const _ of text) n++; // eslint-disable-line no-unused-vars
-  return n;
 }
 
 /* ws(s)://<this page's host>/agent */
@@ -187,13 +184,7 @@ export class AgentClient extends EventTarget {
   }
 
   scheduleRetry() {
-    const cap = Math.min(this.capMs, this.baseMs * 2 ** Math.min(this.attempt, 20));
-    const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
-    this.attempt++;
-    this.retryAt = Date.now() + delay;
-    clearTimeout(this.timers.retry);
-    this.timers.retry = setTimeout(() => this.open(), delay);
-    this.setState('waiting', { retryAt: this.retryAt, delay, attempt: this.attempt });
+    scheduleRetry(this);
   }
 
   onOpen(ws) {

@@ -59,6 +59,22 @@ export function textLength(text) {
   return n;
 }
 
+/*
+ * Reconnect backoff, shared with the agent console's client (web/console/agent-client.js):
+ * after `attempt` failures the wait is random in [cap/2, cap], cap = min(capMs, baseMs * 2^n).
+ * Arms client.timers.retry to call client.open(), counts the attempt and reports the state
+ * 'waiting' with { retryAt, delay, attempt }.
+ */
+export function scheduleRetry(client) {
+  const cap = Math.min(client.capMs, client.baseMs * 2 ** Math.min(client.attempt, 20));
+  const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
+  client.attempt++;
+  client.retryAt = Date.now() + delay;
+  clearTimeout(client.timers.retry);
+  client.timers.retry = setTimeout(() => client.open(), delay);
+  client.setState('waiting', { retryAt: client.retryAt, delay, attempt: client.attempt });
+}
+
 /* Returns null when text may be sent, else a short Chinese reason. */
 export function checkText(text) {
   if (typeof text !== 'string' || text.trim() === '') return '请输入内容';
@@ -374,13 +390,7 @@ export class ChatClient extends EventTarget {
   }
 
   scheduleRetry() {
-    const cap = Math.min(this.capMs, this.baseMs * 2 ** Math.min(this.attempt, 20));
-    const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
-    this.attempt++;
-    this.retryAt = Date.now() + delay;
-    clearTimeout(this.timers.retry);
-    this.timers.retry = setTimeout(() => this.open(), delay);
-    this.setState('waiting', { retryAt: this.retryAt, delay, attempt: this.attempt });
+    scheduleRetry(this);
   }
 
   onOpen(ws) {
