@@ -27,14 +27,13 @@
  * (`welcome`, `queue`, `mine`, `assigned`, `released`, `message`, `note`), detail = the frame.
  */
 
-import { MAX_TEXT_CHARS, scheduleRetry, textLength } from '/widget/client.js';
+import { MAX_TEXT_CHARS, openSocket, scheduleRetry, textLength } from '/widget/client.js';
 
 /* the customer widget's text limits (the server applies the same to agents' replies) */
 export { MAX_TEXT_CHARS, textLength };
 
 export const PROTOCOL = 'redress.agent.v1';
 
-const OPEN_TIMEOUT_MS = 10000;
 const WELCOME_TIMEOUT_MS = 10000;
 const REQUEST_TIMEOUT_MS = 15000;
 
@@ -137,21 +136,7 @@ export class AgentClient extends EventTarget {
 
   open() {
     this.dropSocket('offline');
-    let ws;
-    try {
-      ws = new WebSocket(this.url, PROTOCOL);
-    } catch (e) {
-      console.error('[redress] cannot open the agent connection:', e);
-      this.scheduleRetry();
-      return;
-    }
-    this.ws = ws;
-    this.setState('connecting', { attempt: this.attempt });
-    ws.onopen = () => this.onOpen(ws);
-    ws.onmessage = (e) => this.onFrame(ws, e.data);
-    ws.onclose = (e) => this.onClose(ws, e.code, e.reason);
-    ws.onerror = () => {}; /* a close event follows */
-    this.timers.open = setTimeout(() => this.lost(ws, 'open timeout'), OPEN_TIMEOUT_MS);
+    openSocket(this, PROTOCOL, 'agent');
   }
 
   /* Detaches and closes the current socket; requests in flight fail with `code`. */

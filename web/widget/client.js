@@ -60,6 +60,30 @@ export function textLength(text) {
 }
 
 /*
+ * Opens client.ws (a WebSocket to client.url speaking protocol) and wires it to the client's
+ * onOpen / onFrame / onClose, with OPEN_TIMEOUT_MS to connect (then client.lost()); a URL the
+ * browser refuses schedules a retry.  Shared with the agent console's client, like
+ * scheduleRetry below; `what` names the connection in the console log.
+ */
+export function openSocket(client, protocol, what) {
+  let ws;
+  try {
+    ws = new WebSocket(client.url, protocol);
+  } catch (e) {
+    console.error(`[redress] cannot open the ${what} connection:`, e);
+    client.scheduleRetry();
+    return;
+  }
+  client.ws = ws;
+  client.setState('connecting', { attempt: client.attempt });
+  ws.onopen = () => client.onOpen(ws);
+  ws.onmessage = (e) => client.onFrame(ws, e.data);
+  ws.onclose = (e) => client.onClose(ws, e.code, e.reason);
+  ws.onerror = () => {}; /* a close event follows */
+  client.timers.open = setTimeout(() => client.lost(ws, 'open timeout'), OPEN_TIMEOUT_MS);
+}
+
+/*
  * Reconnect backoff, shared with the agent console's client (web/console/agent-client.js):
  * after `attempt` failures the wait is random in [cap/2, cap], cap = min(capMs, baseMs * 2^n).
  * Arms client.timers.retry to call client.open(), counts the attempt and reports the state
@@ -346,21 +370,7 @@ export class ChatClient extends EventTarget {
 
   open() {
     this.dropSocket();
-    let ws;
-    try {
-      ws = new WebSocket(this.url, PROTOCOL);
-    } catch (e) {
-      console.error('[redress] cannot open the chat connection:', e);
-      this.scheduleRetry();
-      return;
-    }
-    this.ws = ws;
-    this.setState('connecting', { attempt: this.attempt });
-    ws.onopen = () => this.onOpen(ws);
-    ws.onmessage = (e) => this.onFrame(ws, e.data);
-    ws.onclose = (e) => this.onClose(ws, e.code, e.reason);
-    ws.onerror = () => {}; /* a close event follows */
-    this.timers.open = setTimeout(() => this.lost(ws, 'open timeout'), OPEN_TIMEOUT_MS);
+    openSocket(this, PROTOCOL, 'chat');
   }
 
   /* Detaches and closes the current socket without waiting for its close event. */
