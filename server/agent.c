@@ -967,16 +967,24 @@ static void learn_handle_time(agent_mgr_t *am, handoff *h, double now)
         am->handle_avg = 30;
 }
 
+/* The agents' part of h ends in state (resolved or handed back): the handle-time estimate learns
+ * from it and ended_at is set.  Returns the conversation's session (NULL when not in memory). */
+static session_t *end_agent_part(agent_mgr_t *am, handoff *h, agent_hstate_t state)
+{
+    double now = now_s(am);
+    session_t *s = session_of(am, h);
+    learn_handle_time(am, h, now);
+    h->row.state = state;
+    h->row.ended_at = now;
+    return s;
+}
+
 static void do_resolve(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
 {
     handoff *h = owned(am, a, r, 1);
     if (!h)
         return;
-    double now = now_s(am);
-    session_t *s = session_of(am, h);
-    learn_handle_time(am, h, now);
-    h->row.state = AGENT_RESOLVED;
-    h->row.ended_at = now;
+    session_t *s = end_agent_part(am, h, AGENT_RESOLVED);
     if (!h->row.agent[0])
         snprintf(h->row.agent, sizeof(h->row.agent), "%s", a->user.username);
     save_row(am, h, r->text, NULL, NULL);
@@ -1012,11 +1020,7 @@ static void do_handback(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
     handoff *h = owned(am, a, r, 1);
     if (!h)
         return;
-    double now = now_s(am);
-    session_t *s = session_of(am, h);
-    learn_handle_time(am, h, now);
-    h->row.state = AGENT_HANDED_BACK;
-    h->row.ended_at = now;
+    session_t *s = end_agent_part(am, h, AGENT_HANDED_BACK);
     save_row(am, h, NULL, NULL, NULL);
     log_info("agent", "%s handed back by %s", h->name, a->user.username);
     end_handoff(am, h, "handed_back");
