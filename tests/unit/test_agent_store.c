@@ -2,8 +2,8 @@
  * test_agent_store.c - the agent tables (server/agent_store.c) and the context packet
  * (server/agent_ctx.c) on a real SQLite file.
  *
- * Each test opens a store in its own directory under one mkdtemp() directory, with the same
- * connection hooks as the server (kb_register on both connections, kb_migrate and
+ * Each test opens a store in its own directory under the scratch directory (test_scratch.h), with
+ * the same connection hooks as the server (kb_register on both connections, kb_migrate and
  * agent_store_migrate on the writer), writes through the real store operations and runs the
  * loop until their done callbacks ran; then it reads through agent_store_t and parses the JSON
  * with cJSON, field by field.
@@ -12,6 +12,7 @@
 
 #include "agent_store.h"
 #include "config.h"
+#include "test_scratch.h"
 #include "kb.h"
 #include "proto.h"
 #include "store.h"
@@ -21,8 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static char tmpdir[] = "/tmp/redress-agent-store-XXXXXX";
 
 /* 2026-11-18T11:06:40Z: 19:06 in UTC+8, the same day */
 #define T0 1795000000.0
@@ -84,9 +83,8 @@ static int rig_open(rig *r, const char *name)
     char dir[256], err[512] = "";
 
     memset(r, 0, sizeof(*r));
-    snprintf(dir, sizeof(dir), "%s/%s", tmpdir, name);
-    if (config_defaults(&r->cfg) != 0 ||
-        config_set(&r->cfg, "data.dir", dir, err, sizeof(err)) != 0 || uv_loop_init(&r->loop) != 0)
+    if (scratch_config(&r->cfg, name, dir, sizeof(dir), err, sizeof(err)) != 0 ||
+        uv_loop_init(&r->loop) != 0)
         goto fail;
     if (store_open(&r->store, &r->loop, &r->cfg, init_conn, NULL, err, sizeof(err)) != 0)
         goto fail;
@@ -854,17 +852,9 @@ static void test_query_plans(void)
     rig_close(&r);
 }
 
-static void remove_tmpdir(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
-}
-
 int main(void)
 {
-    if (!mkdtemp(tmpdir)) {
+    if (scratch_make() != 0) {
         perror("mkdtemp");
         return 1;
     }
@@ -876,6 +866,6 @@ int main(void)
     RUN(test_context);
     RUN(test_past_cap);
     RUN(test_query_plans);
-    remove_tmpdir();
+    scratch_remove();
     return check_summary();
 }

@@ -4,14 +4,15 @@
  * Design: each test is a small function.  The pure helpers (roles, rules, hashes, session
  * ids, cookies) are called directly; the SQL layer runs on a private in-memory database with
  * a made-up clock; the server side (auth_t) runs for real: a libuv loop, a store on a file in
- * a mkdtemp() directory with auth_migrate() as its init hook, Argon2id on the thread pool, and
- * the loop is run until each callback has fired.  CHECK() records a failure and goes on; the
- * exit status is 1 if any failed.  Argon2id costs ~0.1 s per hash, so the whole file takes a
+ * a scratch directory (test_scratch.h) with auth_migrate() as its init hook, Argon2id on the thread
+ * pool, and the loop is run until each callback has fired.  CHECK() records a failure and goes on;
+ * the exit status is 1 if any failed.  Argon2id costs ~0.1 s per hash, so the whole file takes a
  * few seconds; nothing here measures time.
  */
 #include "auth.h"
 
 #include "config.h"
+#include "test_scratch.h"
 #include "store.h"
 
 #include <sodium.h>
@@ -22,7 +23,6 @@
 #include <unistd.h>
 
 static int failures;
-static char tmpdir[] = "/tmp/redress-test-auth-XXXXXX";
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -590,9 +590,8 @@ static int rig_open(rig *r, const char *name)
     char dir[256], err[512] = "", path[512];
 
     memset(r, 0, sizeof(*r));
-    snprintf(dir, sizeof(dir), "%s/%s", tmpdir, name);
-    if (config_defaults(&r->cfg) != 0 ||
-        config_set(&r->cfg, "data.dir", dir, err, sizeof(err)) != 0 || uv_loop_init(&r->loop) != 0)
+    if (scratch_config(&r->cfg, name, dir, sizeof(dir), err, sizeof(err)) != 0 ||
+        uv_loop_init(&r->loop) != 0)
         goto fail;
     if (store_open(&r->store, &r->loop, &r->cfg, init_conn, NULL, err, sizeof(err)) != 0 ||
         auth_new(&r->auth, &r->cfg, &r->loop, r->store, err, sizeof(err)) != 0)
@@ -902,14 +901,6 @@ static void test_close_with_login_in_flight(void)
     rig_close(&r);
 }
 
-static void remove_tmpdir(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
-}
-
 int main(void)
 {
     static const struct {
@@ -938,7 +929,7 @@ int main(void)
     };
     size_t n = sizeof(tests) / sizeof(tests[0]);
 
-    if (auth_init() != 0 || !mkdtemp(tmpdir)) {
+    if (auth_init() != 0 || scratch_make() != 0) {
         perror("setup");
         return 1;
     }
@@ -947,7 +938,7 @@ int main(void)
         tests[i].fn();
         printf("%s %s\n", failures == before ? "ok  " : "FAIL", tests[i].name);
     }
-    remove_tmpdir();
+    scratch_remove();
     printf("%zu tests, %d failed checks\n", n, failures);
     return failures ? 1 : 0;
 }

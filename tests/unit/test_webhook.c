@@ -14,6 +14,7 @@
 #include "check.h"
 
 #include "config.h"
+#include "test_scratch.h"
 #include "server.h"
 #include "store.h"
 #include "util.h"
@@ -24,8 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static char tmpdir[] = "/tmp/redress-webhook-XXXXXX";
 
 /* ---- signatures ---- */
 
@@ -345,9 +344,7 @@ static int rig_open(rig *r, const char *name)
     char dir[256], dbpath[300], err[512] = "";
 
     memset(r, 0, sizeof(*r));
-    snprintf(dir, sizeof(dir), "%s/%s", tmpdir, name);
-    if (config_defaults(&r->cfg) != 0 ||
-        config_set(&r->cfg, "data.dir", dir, err, sizeof(err)) != 0 ||
+    if (scratch_config(&r->cfg, name, dir, sizeof(dir), err, sizeof(err)) != 0 ||
         uv_loop_init(&r->srv.loop) != 0)
         goto fail;
     r->srv.cfg = &r->cfg;
@@ -523,17 +520,9 @@ static void test_emit(void)
     rig_close(&r);
 }
 
-static void remove_tmpdir(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmpdir);
-}
-
 int main(void)
 {
-    if (sodium_init() < 0 || !mkdtemp(tmpdir)) {
+    if (sodium_init() < 0 || scratch_make() != 0) {
         perror("setup");
         return 1;
     }
@@ -544,6 +533,6 @@ int main(void)
     RUN(test_events);
     RUN(test_migrate);
     RUN(test_emit);
-    remove_tmpdir();
+    scratch_remove();
     return check_summary();
 }
