@@ -25,7 +25,7 @@ import subprocess
 import websockets
 import websockets.exceptions
 
-from redress_client import HOST, TIMEOUT, TS_RE, Closed, _open_clients, http_request, is_int
+from redress_client import HOST, TIMEOUT, TS_RE, Closed, _open_clients, http_request, is_int, recv_json
 
 AGENT_SUBPROTOCOL = "redress.agent.v1"
 PASSWORD = "correct horse battery"
@@ -213,16 +213,7 @@ class Agent:
         await self.ws.send(text)
 
     async def _read(self, timeout):
-        try:
-            raw = await asyncio.wait_for(self.ws.recv(), timeout)
-        except websockets.exceptions.ConnectionClosed as e:
-            code = e.rcvd.code if e.rcvd is not None else None
-            raise Closed(code, e.rcvd.reason if e.rcvd is not None else "") from None
-        assert isinstance(raw, str), f"server sent a binary frame: {raw[:100]!r}"
-        try:
-            f = json.loads(raw)
-        except ValueError:
-            raise AssertionError(f"server sent a frame that is not JSON: {raw[:300]!r}")
+        f = await recv_json(self.ws, timeout)
         check_agent_frame(f)
         self.frames.append(f)
         return f

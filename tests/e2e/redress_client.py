@@ -328,6 +328,23 @@ async def connect(server, path="/chat", subprotocols=(SUBPROTOCOL,), timeout=TIM
     return c
 
 
+async def recv_json(ws, timeout):
+    """The next frame of ws, parsed: a text frame holding JSON, or an AssertionError.  Raises
+    Closed(code, reason) when the connection closes, asyncio.TimeoutError when nothing comes in
+    time."""
+    try:
+        raw = await asyncio.wait_for(ws.recv(), timeout)
+    except websockets.exceptions.ConnectionClosed as e:
+        code = e.rcvd.code if e.rcvd is not None else None
+        reason = e.rcvd.reason if e.rcvd is not None else ""
+        raise Closed(code, reason) from None
+    assert isinstance(raw, str), f"server sent a binary frame: {raw[:100]!r}"
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise AssertionError(f"server sent a frame that is not JSON: {raw[:300]!r}")
+
+
 class Client:
     """One chat connection.  recv() checks every frame; events seen are kept in self.events."""
 
@@ -356,17 +373,7 @@ class Client:
     async def recv(self, timeout=TIMEOUT):
         """Next frame, parsed and checked.  Raises Closed when the server closes,
         asyncio.TimeoutError when nothing comes in time."""
-        try:
-            raw = await asyncio.wait_for(self.ws.recv(), timeout)
-        except websockets.exceptions.ConnectionClosed as e:
-            code = e.rcvd.code if e.rcvd is not None else None
-            reason = e.rcvd.reason if e.rcvd is not None else ""
-            raise Closed(code, reason) from None
-        assert isinstance(raw, str), f"server sent a binary frame: {raw[:100]!r}"
-        try:
-            f = json.loads(raw)
-        except ValueError:
-            raise AssertionError(f"server sent a frame that is not JSON: {raw[:300]!r}")
+        f = await recv_json(self.ws, timeout)
         check_frame(f)
         self.frames.append(f)
         if is_event(f):
