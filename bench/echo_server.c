@@ -6,7 +6,8 @@
  * against redress, on the same transport setup as server/net.c and server/ws.c: one libuv loop,
  * libwebsockets 4.1 on it as a foreign loop with the same context options, retry/idle policy
  * and per-connection rx buffer; subprotocol redress.chat.v1 at /chat; frames reassembled in the
- * RECEIVE callback and written one per SERVER_WRITEABLE with LWS_PRE headroom.  What it leaves
+ * RECEIVE callback and written up to 8 per SERVER_WRITEABLE (as long as lws buffered nothing)
+ * with LWS_PRE headroom.  What it leaves
  * out is the application: no cJSON, no store, no session, no flow.  So
  *     redress turns/s  /  echo turns/s
  * says how much of the server's ceiling the application work costs.
@@ -41,6 +42,7 @@
 #include <uv.h>
 
 #define QUEUE_MAX_FRAMES 512
+#define WRITE_BURST 8 /* most frames written in one WRITEABLE callback, as server/ws.c */
 #define MAX_MESSAGE (16 * 1024)
 
 static const char greeting[] =
@@ -113,10 +115,12 @@ static int queue_frame(echo_conn *c, const char *fmt, ...)
     va_end(ap);
     f->next = NULL;
     f->len = (size_t)n;
+    int idle = c->out == NULL; /* otherwise a write is already requested */
     *c->out_tail = f;
     c->out_tail = &f->next;
     c->out_frames++;
-    lws_callback_on_writable(c->wsi);
+    if (idle)
+        lws_callback_on_writable(c->wsi);
     return 0;
 }
 
@@ -219,15 +223,18 @@ static int on_receive(echo_server *srv, echo_conn *c, const void *in, size_t len
 static int on_writeable(echo_conn *c)
 {
     frame *f = c->out;
-    if (f) {
-        c->out = f->next;
-        if (!c->out)
-            c->out_tail = &c->out;
-        c->out_frames--;
-        int n = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
-        free(f);
-        if (n < 0)
-            return -1;
+    if (f) { /* up to WRITE_BURST frames, as server/ws.c */
+        for (int i = 0; f && i < WRITE_BURST && (i == 0 || !lws_partial_buffered(c->wsi)); i++) {
+            c->out = f->next;
+            if (!c->out)
+                c->out_tail = &c->out;
+            c->out_frames--;
+            int n = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+            free(f);
+            if (n < 0)
+                return -1;
+            f = c->out;
+        }
         if (c->out || c->closing)
             lws_callback_on_writable(c->wsi);
         return 0;

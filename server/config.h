@@ -41,6 +41,7 @@ typedef struct config {
     /* storage */
     char *synchronous; /* store.synchronous: "normal" (survives process crash) or "full" */
     int batch_max;     /* store.batch_max: most operations in one transaction */
+    int group_commit_us; /* store.group_commit_us: how long a write may wait to share a commit */
     char *clock_start; /* flow.clock_start: "YYYY-MM-DD HH:MM" Beijing time the flows' clock
                           starts at (tests, demos); "" = the real time */
     /* Lua */

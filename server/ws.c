@@ -17,8 +17,11 @@
  *                               WRITEABLE sends the close frame and returns -1
  *   CLOSED                      session_detach(); queue freed; unlinked
  *
- * Writes happen only in SERVER_WRITEABLE, one frame per callback, each buffer allocated with
- * LWS_PRE bytes of headroom.
+ * Writes happen only in SERVER_WRITEABLE, each buffer allocated with LWS_PRE bytes of headroom.
+ * One callback writes up to WRITE_BURST queued frames (a turn is an ack, a bot message and often
+ * a status: one POLLOUT round each would cost two epoll_ctl calls and a loop pass per frame),
+ * and stops early when lws had to buffer part of a frame (lws_partial_buffered), because a
+ * second lws_write() may not follow a partial one.
  */
 #include "ws.h"
 
@@ -37,6 +40,7 @@
 
 #define QUEUE_MAX_FRAMES 512
 #define QUEUE_MAX_BYTES (4u << 20)
+#define WRITE_BURST 8 /* most frames written in one WRITEABLE callback */
 
 typedef struct frame {
     struct frame *next;
@@ -99,11 +103,13 @@ int ws_conn_send(ws_conn_t *c, char *json)
     f->len = len;
     memcpy(f->buf + LWS_PRE, json, len);
     free(json);
+    int idle = c->out == NULL; /* otherwise a write is already requested */
     *c->out_tail = f;
     c->out_tail = &f->next;
     c->out_frames++;
     c->out_bytes += len;
-    request_write(c);
+    if (idle)
+        request_write(c);
     return 0;
 }
 
@@ -280,15 +286,18 @@ static int on_writeable(ws_conn_t *c)
         return 0;
     }
     if (f) {
-        c->out = f->next;
-        if (!c->out)
-            c->out_tail = &c->out;
-        c->out_frames--;
-        c->out_bytes -= f->len;
-        int n = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
-        free(f);
-        if (n < 0)
-            return -1;
+        for (int i = 0; f && i < WRITE_BURST && (i == 0 || !lws_partial_buffered(c->wsi)); i++) {
+            c->out = f->next;
+            if (!c->out)
+                c->out_tail = &c->out;
+            c->out_frames--;
+            c->out_bytes -= f->len;
+            int n = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+            free(f);
+            if (n < 0)
+                return -1;
+            f = c->out;
+        }
         if (c->out || c->close_code)
             request_write(c);
         else if (c->session)

@@ -3,6 +3,7 @@
 # Unit tests are C programs linked with redress_core; end-to-end tests are pytest files that
 # start the real `redress serve` on 127.0.0.1 with a private data directory (tests/e2e/conftest.py).
 add_redress_unit(test_config ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_config.c)
+add_redress_unit(test_store ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_store.c)
 
 add_redress_pytest(e2e_chat e2e/test_chat.py)
 add_redress_pytest(e2e_resume e2e/test_resume.py)

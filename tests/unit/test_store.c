@@ -1,0 +1,207 @@
+/*
+ * test_store.c - the store's writer thread and its group commit (server/store.c) on a real
+ * SQLite file.
+ *
+ * Each test first commits op 0, so the store counts as busy, then queues ops 1..10 five
+ * milliseconds apart (well inside the 300 ms group window, well outside one commit).  Counts
+ * come from
+ * store_get_stats() (what /metrics shows); the rows are read back through a second connection
+ * after store_close(), so every acknowledged operation is checked to be in the file.
+ */
+#include "check.h"
+#include "config.h"
+#include "store.h"
+#include "test_scratch.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NOPS 10
+
+typedef struct rig {
+    uv_loop_t loop;
+    config_t cfg;
+    store_t *store;
+    char db[512];
+    int order[NOPS + 1]; /* done callbacks, in the order they ran */
+    int ndone;
+} rig;
+
+typedef struct job {
+    rig *r;
+    int n;
+} job;
+
+static int work_insert(store_tx_t *tx, void *arg)
+{
+    job *j = arg;
+    sqlite3_stmt *st = store_tx_stmt(tx, "CREATE TABLE IF NOT EXISTS scratch(n INTEGER)");
+    if (!st || sqlite3_step(st) != SQLITE_DONE)
+        return -1;
+    sqlite3_reset(st);
+    st = store_tx_stmt(tx, "INSERT INTO scratch(n) VALUES (?)");
+    if (!st)
+        return -1;
+    sqlite3_bind_int(st, 1, j->n);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void on_done(void *arg, int rc)
+{
+    job *j = arg;
+    CHECK(rc == 0);
+    if (j->r->ndone <= NOPS)
+        j->r->order[j->r->ndone] = j->n;
+    j->r->ndone++;
+}
+
+static int rig_open(rig *r, const char *name, const char *group_us, const char *batch_max)
+{
+    char dir[256], err[512] = "";
+    memset(r, 0, sizeof(*r));
+    if (scratch_config(&r->cfg, name, dir, sizeof(dir), err, sizeof(err)) != 0 ||
+        config_set(&r->cfg, "store.group_commit_us", group_us, err, sizeof(err)) != 0 ||
+        config_set(&r->cfg, "store.batch_max", batch_max, err, sizeof(err)) != 0 ||
+        uv_loop_init(&r->loop) != 0)
+        goto fail;
+    snprintf(r->db, sizeof(r->db), "%s/%s", dir, r->cfg.db_path);
+    if (store_open(&r->store, &r->loop, &r->cfg, NULL, NULL, err, sizeof(err)) != 0)
+        goto fail;
+    return 0;
+fail:
+    fprintf(stderr, "rig_open(%s): %s\n", name, err);
+    return -1;
+}
+
+/* Closes the store and returns how many scratch rows the file holds (-1 on error). */
+static int rig_close(rig *r)
+{
+    store_close(r->store);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&r->loop);
+    config_free(&r->cfg);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rows = -1;
+    if (sqlite3_open_v2(r->db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT count(DISTINCT n) FROM scratch", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        rows = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rows;
+}
+
+/* Commits op 0, then queues ops 1..NOPS one every gap_ms, and runs the loop until all are done.  Returns the batches the
+ * store committed for ops 1..NOPS. */
+static uint64_t run_spaced(rig *r, job *jobs, unsigned gap_ms)
+{
+    store_stats_t before, after;
+    for (int i = 0; i <= NOPS; i++) {
+        jobs[i].r = r;
+        jobs[i].n = i;
+    }
+    CHECK(store_submit(r->store, work_insert, on_done, &jobs[0]) == 0);
+    while (r->ndone < 1)
+        uv_run(&r->loop, UV_RUN_ONCE);
+    store_get_stats(r->store, &before); /* op 0 has just committed: the store is busy */
+    for (int i = 1; i <= NOPS; i++) {
+        CHECK(store_submit(r->store, work_insert, on_done, &jobs[i]) == 0);
+        if (i < NOPS)
+            uv_sleep(gap_ms);
+    }
+    while (r->ndone < NOPS + 1)
+        uv_run(&r->loop, UV_RUN_ONCE);
+    store_get_stats(r->store, &after);
+    CHECK(after.ops - before.ops == NOPS);
+    CHECK(after.failed_ops == 0);
+    for (int i = 0; i <= NOPS; i++)
+        CHECK(r->order[i] == i);
+    return after.batches - before.batches;
+}
+
+/* A busy store: ops that arrive within the group window (10 ops 5 ms apart, window 300 ms)
+ * share one transaction. */
+static void busy_store_commits_arrivals_together(void)
+{
+    rig r;
+    job jobs[NOPS + 1];
+    if (rig_open(&r, "gather", "300000", "512") != 0) {
+        CHECK(0);
+        return;
+    }
+    CHECK(run_spaced(&r, jobs, 5) == 1);
+    CHECK(rig_close(&r) == NOPS + 1);
+}
+
+/* Without group commit the writer commits what is pending at once: the same arrivals take
+ * several transactions. */
+static void without_group_commit_each_arrival_commits(void)
+{
+    rig r;
+    job jobs[NOPS + 1];
+    if (rig_open(&r, "nogroup", "0", "512") != 0) {
+        CHECK(0);
+        return;
+    }
+    CHECK(run_spaced(&r, jobs, 5) >= 2);
+    CHECK(rig_close(&r) == NOPS + 1);
+}
+
+/* batch_max ops pending end the wait: 4 + 4, then the last 2 when the window closes. */
+static void a_full_batch_goes_at_once(void)
+{
+    rig r;
+    job jobs[NOPS + 1];
+    if (rig_open(&r, "full", "300000", "4") != 0) {
+        CHECK(0);
+        return;
+    }
+    CHECK(run_spaced(&r, jobs, 5) == 3);
+    CHECK(rig_close(&r) == NOPS + 1);
+}
+
+/* An idle store does not gather: after a quiet spell longer than the window (1 s), a lone op
+ * commits without waiting the window out. */
+static void idle_store_commits_at_once(void)
+{
+    rig r;
+    job j[2];
+    if (rig_open(&r, "idle", "1000000", "512") != 0) {
+        CHECK(0);
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        j[i].r = &r;
+        j[i].n = i;
+    }
+    CHECK(store_submit(r.store, work_insert, on_done, &j[0]) == 0);
+    while (r.ndone < 1)
+        uv_run(&r.loop, UV_RUN_ONCE);
+    uv_sleep(1100);
+    uint64_t t0 = uv_hrtime();
+    CHECK(store_submit(r.store, work_insert, on_done, &j[1]) == 0);
+    while (r.ndone < 2)
+        uv_run(&r.loop, UV_RUN_ONCE);
+    CHECK(uv_hrtime() - t0 < 500 * 1000000ull);
+    CHECK(rig_close(&r) == 2);
+}
+
+int main(void)
+{
+    if (scratch_make() != 0) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(busy_store_commits_arrivals_together);
+    RUN(without_group_commit_each_arrival_commits);
+    RUN(a_full_batch_goes_at_once);
+    RUN(idle_store_commits_at_once);
+    scratch_remove();
+    return check_summary();
+}
