@@ -47,6 +47,7 @@ typedef struct config {
     /* Lua */
     int lua_max_instructions; /* flow.max_instructions: per resume of a flow */
     int lua_max_memory_mb;    /* flow.max_memory_mb: whole VM */
+    int lua_idle_gc;          /* flow.idle_gc: collect in the loop's idle time (flow_gc.c) */
     /* staff accounts and logins (auth.c) */
     int auth_cookie_secure;    /* auth.cookie_secure: 1 = served over https, cookies get Secure */
     int auth_session_ttl_s;    /* auth.session_ttl_s: a login lasts at most this long */

@@ -66,6 +66,7 @@ static void *flow_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     if (nsize > osize) {
         size_t grow = nsize - osize;
+        e->gc_owed += grow;
         if (e->mem_used + grow > e->mem_cap)
             return NULL;
         /* The instruction budget does not see bytes: `s .. s` on a large string is one
@@ -222,9 +223,12 @@ void flow_end(flow_engine_t *e)
     if (killed || (e->mem_used > e->mem_cap / 2 && e->mem_used > e->gc_floor + e->mem_cap / 8)) {
         lua_gc(e->L, LUA_GCCOLLECT);
         e->gc_floor = e->mem_used;
-    } else if (e->mem_used < e->mem_cap / 2) {
-        e->gc_floor = 0;
+        flow_gc_collected(e);
+        return;
     }
+    if (e->mem_used < e->mem_cap / 2)
+        e->gc_floor = 0;
+    flow_gc_after_call(e);
 }
 
 /* ---- loading rules ---- */
@@ -290,6 +294,7 @@ int flow_engine_reload(flow_engine_t *e, char *err, size_t errlen)
     if (e->mem_used > e->mem_cap / 2 && e->mem_used > e->gc_floor + e->mem_cap / 8) {
         lua_gc(e->L, LUA_GCCOLLECT);
         e->gc_floor = e->mem_used;
+        flow_gc_collected(e);
     }
     return rc;
 }

@@ -30,6 +30,7 @@
 
 #include <sqlite3.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -123,6 +124,23 @@ unsigned flow_engine_generation(const flow_engine_t *e);
 
 /* Bytes the VM currently holds. */
 size_t flow_engine_memory(const flow_engine_t *e);
+
+/*
+ * Garbage collection in the host's idle time (flow_gc.c).  By default the VM collects as Lua
+ * does, in steps inside the calls that allocate.  After flow_engine_gc_idle(e, 1) calls no
+ * longer collect while the host keeps up: the host calls flow_engine_gc_slice() whenever
+ * flow_engine_gc_due() and its loop has nothing else to do, and each slice runs collector
+ * steps for about max_ns (it may overrun by one step, well under a millisecond).  When the host
+ * cannot keep up (no idle time), calls pay for their allocation again once the VM has grown to
+ * three times its size after the last cycle, so memory stays bounded either way.
+ * flow_engine_gc_slice returns flow_engine_gc_due() after the slice; never call it from inside
+ * a host callback.
+ */
+void flow_engine_gc_idle(flow_engine_t *e, int on);
+int flow_engine_gc_due(const flow_engine_t *e);
+int flow_engine_gc_slice(flow_engine_t *e, uint64_t max_ns);
+/* Slices run so far, and the collection cycles they completed (for /metrics). */
+void flow_engine_gc_counts(const flow_engine_t *e, uint64_t *slices, uint64_t *cycles);
 
 /*
  * Frees the engine and its VM.  Runs still alive are detached: their calls then return

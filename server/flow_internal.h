@@ -42,6 +42,12 @@ struct flow_engine {
     /* allocator (flow.c) */
     size_t mem_used, mem_cap;
     size_t gc_floor;    /* VM size after the last forced full collection (flow_end) */
+    /* collection in idle time (flow_gc.c) */
+    int gc_idle;     /* the host runs the collector in slices; calls do not */
+    int gc_cycle;    /* a collection cycle is under way */
+    size_t gc_live;  /* VM size after the last cycle */
+    size_t gc_owed;  /* bytes allocated since the collector last worked */
+    uint64_t gc_slices, gc_cycles; /* slices run; cycles they completed */
     size_t turn_cap;    /* net bytes one run may add in one call */
     long long turn_net; /* net bytes allocated since the current run's call began */
     size_t call_gross;  /* bytes allocated (not net) since the current flow_protected began */
@@ -125,6 +131,11 @@ int flow_sandbox_open(lua_State *L);
 void flow_push_safe_globals(lua_State *L);
 /* Pushes a read-only view of the table at idx (deep: tables read through it are views too). */
 void flow_push_readonly(lua_State *L, int idx);
+/* flow_gc.c: after each call (flow_end), the share of collection the call owes when idle
+ * slices fall behind; and the bookkeeping after a full collection. */
+void flow_gc_after_call(flow_engine_t *e);
+void flow_gc_collected(flow_engine_t *e);
+
 /* Sets field name of the table at idx to a read-only view of a new table holding fns. */
 void flow_set_library(lua_State *L, int idx, const char *name, const luaL_Reg *fns);
 int flow_is_readonly(lua_State *L, int idx);

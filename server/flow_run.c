@@ -1285,6 +1285,7 @@ static void fail_actions(flow_run_t *r)
         flow_protected(r->e, drop_entry, r, perr, sizeof(perr));
         /* A failed run may have left a memory bomb behind: give it back now. */
         lua_gc(r->e->L, LUA_GCCOLLECT);
+        flow_gc_collected(r->e);
     }
     if (!r->escalated) {
         flow_run_say(r, r->error_message ? r->error_message : DEFAULT_ERROR_MESSAGE, NULL, 0);

@@ -70,6 +70,14 @@ char *metrics_render(struct store *store, uint64_t uptime_s, size_t *len)
         &b, "redress_flow_runs", "gauge",
         "Conversations with their Lua flow state in memory (idle ones are parked in the database).",
         (uint64_t)metrics.flow_runs);
+    metric(&b, "redress_flow_vm_bytes", "gauge",
+           "Bytes the Lua flow VM holds (live data and garbage not yet collected).",
+           metrics.flow_vm_bytes);
+    metric(&b, "redress_flow_gc_idle_slices_total", "counter",
+           "Slices of Lua garbage collection run while the server was idle (flow.idle_gc).",
+           metrics.flow_gc_slices);
+    metric(&b, "redress_flow_gc_idle_cycles_total", "counter",
+           "Lua garbage-collection cycles completed in idle-time slices.", metrics.flow_gc_cycles);
     metric(&b, "redress_handoffs", "gauge",
            "Open hand-offs to human agents (queued, call-back, active).",
            (uint64_t)metrics.handoffs);

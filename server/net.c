@@ -7,7 +7,8 @@
  *
  * Start-up (server_run):  loop -> store (open, migrate, writer thread) -> auth -> sessions ->
  *   flow engine -> agent queue -> complaint records -> webhooks -> lws context (listen) ->
- *   signals + 4 Hz tick -> "listening on ..." on stdout -> uv_run
+ *   signals + 4 Hz tick + idle-time collection of the flow VM -> "listening on ..." on stdout
+ *   -> uv_run
  * Shutdown (on_signal -> begin_shutdown): stop accepting; lws_context_destroy() closes every
  *   socket (CLOSED callbacks detach sessions) and its uv handles; sessions stop starting turns;
  *   store_close() drains the write queue; our handles close; uv_run returns when nothing is
@@ -28,6 +29,7 @@
 #include "webhook.h"
 #include "ws.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +54,7 @@ static void lws_log(int level, const char *line)
 }
 
 #define SHUTDOWN_GRACE_MS 2000
+#define GC_SLICE_NS 1000000 /* longest idle-time collection slice: a message waits at most this */
 
 static void on_tick(uv_timer_t *t);
 
@@ -74,6 +77,8 @@ static void finish_shutdown(server_t *srv)
     srv->store = NULL;
     uv_timer_stop(&srv->tick);
     uv_close((uv_handle_t *)&srv->tick, NULL);
+    uv_close((uv_handle_t *)&srv->gc_prepare, NULL);
+    uv_close((uv_handle_t *)&srv->gc_idle, NULL);
     uv_signal_stop(&srv->sigint);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_signal_stop(&srv->sigterm);
@@ -112,6 +117,38 @@ static void on_tick(uv_timer_t *t)
     agent_mgr_tick(srv->agents);
     complaint_mgr_tick(srv->complaints);
     webhook_tick(srv->webhooks);
+}
+
+/*
+ * Idle-time collection (flow_gc.c).  Before each poll, gc_prepare starts gc_idle when the flow
+ * VM owes collection work; an active idle handle makes the poll not block, and gc_idle runs a
+ * slice of at most GC_SLICE_NS each pass in which no socket, timer or store completion is
+ * ready (a poll of the loop's epoll descriptor says so without taking its events).  It stops
+ * itself when the cycle is done, and the loop sleeps in poll again.
+ */
+static int io_ready(uv_loop_t *loop)
+{
+    struct pollfd p = {.fd = uv_backend_fd(loop), .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+static void on_gc_idle(uv_idle_t *h)
+{
+    server_t *srv = h->data;
+    if (srv->stopping || !flow_engine_gc_due(srv->flow)) {
+        uv_idle_stop(h);
+        return;
+    }
+    if (!io_ready(&srv->loop) && !flow_engine_gc_slice(srv->flow, GC_SLICE_NS))
+        uv_idle_stop(h);
+}
+
+static void on_gc_prepare(uv_prepare_t *h)
+{
+    server_t *srv = h->data;
+    if (!srv->stopping && !uv_is_active((uv_handle_t *)&srv->gc_idle) &&
+        flow_engine_gc_due(srv->flow))
+        uv_idle_start(&srv->gc_idle, on_gc_idle);
 }
 
 /* Every store connection gets the knowledge base's tokenizer; the writer also migrates the kb
@@ -236,6 +273,7 @@ int server_run(const config_t *cfg)
         goto out;
     }
     session_mgr_set_flow(srv->sessions, srv->flow);
+    flow_engine_gc_idle(srv->flow, cfg->lua_idle_gc);
     if (!(srv->agents = agent_mgr_new(srv))) {
         log_error("server", "cannot start the agent queue");
         goto out;
@@ -262,6 +300,12 @@ int server_run(const config_t *cfg)
     uv_timer_init(&srv->loop, &srv->tick);
     srv->tick.data = srv;
     uv_timer_start(&srv->tick, on_tick, 250, 250);
+    uv_prepare_init(&srv->loop, &srv->gc_prepare);
+    uv_idle_init(&srv->loop, &srv->gc_idle);
+    srv->gc_prepare.data = srv->gc_idle.data = srv;
+    uv_prepare_start(&srv->gc_prepare, on_gc_prepare);
+    uv_unref((uv_handle_t *)&srv->gc_prepare);
+    uv_unref((uv_handle_t *)&srv->gc_idle);
 
     printf("listening on http://%s:%d\n", cfg->listen_host, listen_port(srv));
     fflush(stdout);

@@ -35,6 +35,7 @@ set(REDRESS_SERVER_SOURCES
   server/dashboard.c
   # the Lua dialogue engine
   server/flow.c
+  server/flow_gc.c
   server/flow_sandbox.c
   server/flow_pattern.c
   server/flow_keywords.c

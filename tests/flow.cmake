@@ -3,6 +3,7 @@
 #   test_flow_engine    the engine API: steps, restart at every turn, hot reload mid-conversation,
 #                       isolation of runaway / memory-bomb flows, timers, escalation hook, kb.search
 #   test_flow_sandbox   every escape and abuse script in tests/sandbox/ through the real engine
+#   test_flow_gc        collection in idle time: calls do not collect, slices do, memory bounded
 #   test_flow_pattern   the budgeted pattern matcher against Lua's own, plus its budget
 #   test_flow_keywords  keyword sets (one-pass word matching) against string.find loops
 #   test_flow_cli       `redress flow reload|check|test` (reload against a stand-in HTTP server)
@@ -12,6 +13,7 @@
 #                       the sample's content: every category has standard solutions)
 add_redress_unit(test_flow_engine unit/test_flow_engine.c)
 add_redress_unit(test_flow_sandbox unit/test_flow_sandbox.c)
+add_redress_unit(test_flow_gc unit/test_flow_gc.c)
 add_redress_unit(test_flow_pattern unit/test_flow_pattern.c)
 add_redress_unit(test_flow_keywords unit/test_flow_keywords.c)
 add_redress_unit(test_flow_cli unit/test_flow_cli.c)

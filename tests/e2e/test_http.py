@@ -58,7 +58,9 @@ def test_metrics_format_and_names(server):
     names = {n for n, _ in samples} | set(types)
     for name in ("redress_connections", "redress_messages_in_total",
                  "redress_messages_out_total", "redress_turns_total", "redress_errors_total",
-                 "redress_store_batches_total", "redress_store_ops_total"):
+                 "redress_store_batches_total", "redress_store_ops_total",
+                 "redress_flow_vm_bytes", "redress_flow_gc_idle_slices_total",
+                 "redress_flow_gc_idle_cycles_total"):
         assert name in names, f"{name} missing from /metrics:\n{body.decode()}"
     for name, kind in types.items():
         if name.endswith("_total"):
@@ -92,6 +94,50 @@ def test_metrics_move_after_a_chat(server):
     assert delta("redress_errors_total", code="bad_json") == 1
     assert delta("redress_store_ops_total") >= 4
     assert delta("redress_store_batches_total") >= 1
+
+
+# long messages (about 1,900 characters): each turn leaves a few hundred KB of garbage
+FLOW_GC_TEXTS = [t * (1900 // len(t)) for t in (
+    "我的快递三天了还没到，订单号是DD2026111800123，能不能帮我查一下？",
+    "退款申请提交一周了还没到账，金额是899元，请尽快处理。",
+    "我想知道包裹现在在哪里，物流信息一直没有更新。")]
+
+
+@pytest.mark.parametrize("idle_gc", ["1", "0"])
+def test_flow_vm_is_collected_while_idle(server_factory, idle_gc):
+    """flow.idle_gc=1: the Lua collector works in slices while the server is idle, not inside
+    turns.  Conversations are played until /metrics shows that slices completed a collection
+    cycle; with Lua's own collection (flow.idle_gc=0) no slice ever runs."""
+    srv = server_factory("--limits.rate_per_sec", "1000", "--limits.rate_burst", "1000",
+                         "--flow.idle_gc", idle_gc)
+
+    def counts():
+        m = fetch_metrics(srv.port)
+        return (metric_total(m, "redress_flow_gc_idle_slices_total"),
+                metric_total(m, "redress_flow_gc_idle_cycles_total"),
+                metric_total(m, "redress_flow_vm_bytes"))
+
+    start = counts()
+    assert start[0] == 0 and start[1] == 0 and start[2] > 0
+
+    async def go():
+        for n in range(400 if idle_gc == "1" else 120):
+            c = await connect(srv)
+            await c.hello(customer_id=f"gc-{n}")
+            for i, text in enumerate(FLOW_GC_TEXTS):
+                await c.say(f"m-{i}", text)
+            await c.close()
+            if counts()[1] > 0:
+                return n
+        return None
+
+    done_after = run(go(), timeout=300)
+    slices, cycles, _ = counts()
+    if idle_gc == "1":
+        assert done_after is not None, f"no collection cycle completed in idle time: {start} -> {counts()}"
+        assert slices >= cycles >= 1
+    else:
+        assert done_after is None and slices == 0 and cycles == 0
 
 
 def test_duplicate_is_not_a_new_turn(server):
