@@ -98,33 +98,48 @@ char *flow_utf8_clean(const char *s, size_t len)
 
 /* ---- Lua -> JSON ---- */
 
+/* The path to the value being converted is kept as a stack of keys (borrowed from the tables,
+ * which hold them for the whole conversion) and list positions, and printed only for an error:
+ * most states convert without one, and formatting a path per value was a third of the cost. */
 typedef struct jctx {
     lua_State *L;
-    char path[256];
+    const char *where;
+    struct {
+        const char *key; /* NULL: list item */
+        lua_Integer i;
+    } path[MAX_DEPTH + 2];
+    int depth;
     char *err;
     size_t errlen;
 } jctx;
 
 static cJSON *fail(jctx *c, const char *what)
 {
-    if (c->err && c->errlen)
-        snprintf(c->err, c->errlen, "%s: %s", c->path, what);
+    if (!c->err || !c->errlen)
+        return NULL;
+    size_t o = (size_t)snprintf(c->err, c->errlen, "%s", c->where);
+    for (int d = 0; d < c->depth && o < c->errlen; d++) {
+        if (c->path[d].key)
+            o += (size_t)snprintf(c->err + o, c->errlen - o, ".%s", c->path[d].key);
+        else
+            o += (size_t)snprintf(c->err + o, c->errlen - o, "[%lld]", (long long)c->path[d].i);
+    }
+    if (o < c->errlen)
+        snprintf(c->err + o, c->errlen - o, ": %s", what);
     return NULL;
 }
 
 static cJSON *convert(jctx *c, int idx, int depth);
 
-/* Appends ".key" or "[i]" to the path while converting a child; restores it afterwards. */
+/* Converts a child, with ".key" or "[i]" on the path while it does. */
 static cJSON *convert_child(jctx *c, int idx, int depth, const char *key, lua_Integer i)
 {
-    size_t keep = strlen(c->path);
-    if (key)
-        snprintf(c->path + keep, sizeof(c->path) - keep, ".%s", key);
-    else
-        snprintf(c->path + keep, sizeof(c->path) - keep, "[%lld]", (long long)i);
+    c->path[c->depth].key = key;
+    c->path[c->depth].i = i;
+    c->depth++;
     cJSON *j = convert(c, idx, depth + 1);
     if (j)
-        c->path[keep] = '\0';
+        c->depth--;
     return j;
 }
 
@@ -179,11 +194,13 @@ static cJSON *convert_table(jctx *c, int idx, int depth)
     if (ints > 0)
         return fail(c, "table mixes list items and named fields (or the list has holes)");
     /* An object: sorted keys for deterministic output. */
-    const char **keys = malloc(sizeof(*keys) * (size_t)(strs ? strs : 1));
+    const char *small[32];
+    const char **keys = strs <= 32 ? small : malloc(sizeof(*keys) * (size_t)strs);
     cJSON *obj = cJSON_CreateObject();
     size_t nk = 0;
     if (!keys || !obj) {
-        free(keys);
+        if (keys != small)
+            free(keys);
         cJSON_Delete(obj);
         return fail(c, "out of memory");
     }
@@ -199,13 +216,15 @@ static cJSON *convert_table(jctx *c, int idx, int depth)
         cJSON *item = convert_child(c, lua_gettop(L), depth, keys[i], 0);
         lua_pop(L, 1);
         if (!item) {
-            free(keys);
+            if (keys != small)
+                free(keys);
             cJSON_Delete(obj);
             return NULL;
         }
         cJSON_AddItemToObject(obj, keys[i], item);
     }
-    free(keys);
+    if (keys != small)
+        free(keys);
     return obj;
 }
 
@@ -237,6 +256,10 @@ static cJSON *convert(jctx *c, int idx, int depth)
         const char *s = lua_tolstring(L, idx, &len);
         if (memchr(s, '\0', len))
             return fail(c, "string contains a NUL byte");
+        if (flow_utf8_valid(s, len)) { /* the usual case: no cleaned copy */
+            cJSON *j = cJSON_CreateString(s);
+            return j ? j : fail(c, "out of memory");
+        }
         char *clean = flow_utf8_clean(s, len);
         if (!clean)
             return fail(c, "out of memory");
@@ -262,7 +285,8 @@ cJSON *flow_to_json(lua_State *L, int idx, const char *where, char *err, size_t 
     c.errlen = errlen;
     if (err && errlen)
         err[0] = '\0';
-    snprintf(c.path, sizeof(c.path), "%s", where ? where : "value");
+    c.where = where ? where : "value";
+    c.depth = 0;
     int top = lua_gettop(L);
     cJSON *j = convert(&c, idx, 0);
     lua_settop(L, top);
