@@ -67,6 +67,7 @@ static void *flow_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (nsize > osize) {
         size_t grow = nsize - osize;
         e->gc_owed += grow;
+        e->gc_cycle_alloc += grow;
         if (e->mem_used + grow > e->mem_cap)
             return NULL;
         /* The instruction budget does not see bytes: `s .. s` on a large string is one

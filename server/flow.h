@@ -132,7 +132,8 @@ size_t flow_engine_memory(const flow_engine_t *e);
  * flow_engine_gc_due() and its loop has nothing else to do, and each slice runs collector
  * steps for about max_ns (it may overrun by one step, well under a millisecond).  When the host
  * cannot keep up (no idle time), calls pay for their allocation again once the VM has grown to
- * three times its size after the last cycle, so memory stays bounded either way.
+ * twice its size after the last cycle (where Lua itself would collect), so memory stays
+ * bounded either way.
  * flow_engine_gc_slice returns flow_engine_gc_due() after the slice; never call it from inside
  * a host callback.
  */

@@ -13,11 +13,14 @@
  * steps (LUA_GCSTEP with a 1 KB step size, about 0.1-1 ms each) until its time is up.  The
  * pacing that Lua would do is done here:
  *
- *   - a cycle is due when the VM has grown to PAUSE times what it held after the last cycle
- *     (at least GC_MIN_BYTES), as Lua's default pause of 200 %;
+ *   - a cycle is due when the VM has grown to 1.5 times what it held after the last cycle
+ *     (and to at least 3/4 of GC_MIN_BYTES);
  *   - while a cycle runs, slices carry it to its end;
- *   - when slices cannot keep up (the loop is never idle: saturation), the VM grows past BEHIND
- *     times that size, and flow_end() then makes each call pay for what it allocated, in
+ *   - when slices cannot keep up (the loop is never idle: saturation, or a burst of new
+ *     conversations), the VM grows to twice that size, where Lua's own collector would have
+ *     started (both thresholds stay under 3/8 and 7/16 of the memory cap: past half of it
+ *     flow_end() forces full collections), and flow_end() then makes each call pay for what
+ *     it allocated, in
  *     proportion as the incremental collector would (flow_gc_after_call), but not for the
  *     backlog.  Memory therefore stays bounded with or without idle time; idle time only moves
  *     the work out of turns.
@@ -27,30 +30,66 @@
  *
  * State (in flow_engine_t): gc_idle (the mode), gc_cycle (a cycle runs), gc_live (bytes after
  * the last cycle), gc_owed (bytes allocated since the collector last worked; the allocator
- * adds to it), gc_slices and gc_cycles (counters for /metrics).
+ * adds to it), gc_cycle_alloc (bytes allocated since the cycle began), gc_slices and
+ * gc_cycles (counters for /metrics).
  */
 #include "flow.h"
 #include "flow_internal.h"
 
 #include <uv.h>
 
-#define PAUSE 2                /* a cycle starts at this multiple of gc_live */
-#define BEHIND 3               /* past this multiple, calls pay for their allocation */
+/* A cycle is due at 1.5 times gc_live, and calls pay from 2 times on, where Lua's own default
+ * (a pause of 200 %) starts its cycle: the VM peaks no higher than in Lua's own mode, and idle
+ * slices get the half-way head start to finish the cycle before any call pays. */
+#define DUE_NUM 3 /* due at DUE_NUM / 2 times gc_live */
+#define BEHIND 2  /* past this multiple, calls pay for their allocation */
 #define GC_MIN_BYTES (4u << 20) /* no cycle below this VM size */
 #define IDLE_STEP_LOG2 10      /* LUA_GCINC step size in idle mode: 1 KB of allocation */
 
 static size_t base_bytes(const flow_engine_t *e)
 {
-    return e->gc_live > GC_MIN_BYTES / PAUSE ? e->gc_live : GC_MIN_BYTES / PAUSE;
+    return e->gc_live > GC_MIN_BYTES / 2 ? e->gc_live : GC_MIN_BYTES / 2;
 }
 
-/* One collector step of `kb` KB of allocation (0: one basic step).  Ends the cycle when Lua
- * says it ended. */
+/* Both thresholds stay under half the memory cap: above it flow_end() forces full collections
+ * (flow.c), which stop the loop for as long as it takes to walk every conversation's state. */
+static size_t due_bytes(const flow_engine_t *e)
+{
+    size_t t = base_bytes(e) / 2 * DUE_NUM, cap = e->mem_cap / 8 * 3;
+    return t < cap ? t : cap;
+}
+
+static size_t behind_bytes(const flow_engine_t *e)
+{
+    size_t t = BEHIND * base_bytes(e), cap = e->mem_cap / 16 * 7;
+    return t < cap ? t : cap;
+}
+
+/* A cycle ended.  What it left is live data plus everything allocated while it ran (new
+ * objects survive the cycle they are born in, garbage or not); counting all of it as live
+ * would set the next threshold too high under load, so the cycle's own allocation is taken
+ * off, as Lua's estimate of live data does.  After a full collection the VM holds live data
+ * only. */
+static void cycle_ended(flow_engine_t *e, int full)
+{
+    size_t floating = full ? 0 : e->gc_cycle_alloc;
+    if (floating > e->mem_used / 4 * 3)
+        floating = e->mem_used / 4 * 3;
+    e->gc_live = e->mem_used - floating;
+    e->gc_cycle = 0;
+    e->gc_owed = 0;
+    e->gc_cycle_alloc = 0;
+}
+
+/* One collector step of `kb` KB of allocation (0: one basic step); it starts a cycle when none
+ * runs.  Ends the cycle when Lua says it ended. */
 static void step(flow_engine_t *e, int kb)
 {
+    if (!e->gc_cycle)
+        e->gc_cycle_alloc = 0;
     e->gc_cycle = 1;
     if (lua_gc(e->L, LUA_GCSTEP, kb))
-        flow_gc_collected(e);
+        cycle_ended(e, 0);
 }
 
 void flow_engine_gc_idle(flow_engine_t *e, int on)
@@ -72,7 +111,7 @@ void flow_engine_gc_idle(flow_engine_t *e, int on)
 
 int flow_engine_gc_due(const flow_engine_t *e)
 {
-    return e && e->L && e->gc_idle && (e->gc_cycle || e->mem_used >= PAUSE * base_bytes(e));
+    return e && e->L && e->gc_idle && (e->gc_cycle || e->mem_used >= due_bytes(e));
 }
 
 int flow_engine_gc_slice(flow_engine_t *e, uint64_t max_ns)
@@ -98,7 +137,7 @@ void flow_engine_gc_counts(const flow_engine_t *e, uint64_t *slices, uint64_t *c
 
 void flow_gc_after_call(flow_engine_t *e)
 {
-    if (!e->gc_idle || e->mem_used < BEHIND * base_bytes(e) || e->gc_owed < 1024)
+    if (!e->gc_idle || e->mem_used < behind_bytes(e) || e->gc_owed < 1024)
         return;
     /* The call pays for what it allocated itself, at Lua's own rate; the backlog owed since
      * the last slice is dropped rather than paid by one unlucky call (the cycle then takes a
@@ -111,7 +150,5 @@ void flow_gc_after_call(flow_engine_t *e)
 
 void flow_gc_collected(flow_engine_t *e)
 {
-    e->gc_cycle = 0;
-    e->gc_live = e->mem_used;
-    e->gc_owed = 0;
+    cycle_ended(e, 1);
 }

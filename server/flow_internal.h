@@ -47,6 +47,7 @@ struct flow_engine {
     int gc_cycle;    /* a collection cycle is under way */
     size_t gc_live;  /* VM size after the last cycle */
     size_t gc_owed;  /* bytes allocated since the collector last worked */
+    size_t gc_cycle_alloc; /* bytes allocated since the current cycle began */
     uint64_t gc_slices, gc_cycles; /* slices run; cycles they completed */
     size_t turn_cap;    /* net bytes one run may add in one call */
     long long turn_net; /* net bytes allocated since the current run's call began */
