@@ -18,9 +18,7 @@
  *   - while a cycle runs, slices carry it to its end;
  *   - when slices cannot keep up (the loop is never idle: saturation, or a burst of new
  *     conversations), the VM grows to twice that size, where Lua's own collector would have
- *     started (both thresholds stay under 3/8 and 7/16 of the memory cap: past half of it
- *     flow_end() forces full collections), and flow_end() then makes each call pay for what
- *     it allocated, in
+ *     started, and flow_end() then makes each call pay for what it allocated, in
  *     proportion as the incremental collector would (flow_gc_after_call), but not for the
  *     backlog.  Memory therefore stays bounded with or without idle time; idle time only moves
  *     the work out of turns.
@@ -51,18 +49,17 @@ static size_t base_bytes(const flow_engine_t *e)
     return e->gc_live > GC_MIN_BYTES / 2 ? e->gc_live : GC_MIN_BYTES / 2;
 }
 
-/* Both thresholds stay under half the memory cap: above it flow_end() forces full collections
- * (flow.c), which stop the loop for as long as it takes to walk every conversation's state. */
+/* (The thresholds are not clamped below the memory cap: with live data near it, a clamp made
+ * cycles run back to back.  Measured with 15,000 idle conversations in memory: 422 turns/s
+ * clamped against 902 in Lua's own mode.) */
 static size_t due_bytes(const flow_engine_t *e)
 {
-    size_t t = base_bytes(e) / 2 * DUE_NUM, cap = e->mem_cap / 8 * 3;
-    return t < cap ? t : cap;
+    return base_bytes(e) / 2 * DUE_NUM;
 }
 
 static size_t behind_bytes(const flow_engine_t *e)
 {
-    size_t t = BEHIND * base_bytes(e), cap = e->mem_cap / 16 * 7;
-    return t < cap ? t : cap;
+    return BEHIND * base_bytes(e);
 }
 
 /* A cycle ended.  What it left is live data plus everything allocated while it ran (new
