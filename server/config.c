@@ -81,9 +81,10 @@ static const setting settings[] = {
      "normal: acknowledged data survives a process crash; full: also a power loss"},
     {"store.batch_max", T_INT, "512", F(batch_max), 1, 100000, NULL,
      "most write operations in one transaction"},
-    {"store.group_commit_us", T_INT, "1000", F(group_commit_us), 0, 1000000, NULL,
+    {"store.group_commit_us", T_INT, "0", F(group_commit_us), 0, 1000000, NULL,
      "while the store is busy, a write waits up to this many microseconds for others to share "
-     "its transaction (fewer, larger commits); 0 = commit each batch at once"},
+     "its transaction: fewer commits, worth it when commits are dear (store.synchronous=full; "
+     "try 1000), but it adds that wait to acks and replies; 0 = commit each batch at once"},
     {"flow.clock_start", T_STR, "", F(clock_start), 0, 32, NULL,
      "for tests and demos: \"YYYY-MM-DD HH:MM\" (Beijing time) the flows' clock starts at, "
      "then runs at normal speed (empty = the real time)"},
