@@ -125,45 +125,39 @@ static uint64_t run_spaced(rig *r, job *jobs, unsigned gap_ms)
     return after.batches - before.batches;
 }
 
+/* Opens a store with the given settings, runs the spaced arrivals, checks that every op is in
+ * the file, and returns the commits they took (0 when the store could not be opened). */
+static uint64_t spaced_commits(const char *name, const char *group_us, const char *batch_max)
+{
+    rig r;
+    job jobs[NOPS + 1];
+    if (rig_open(&r, name, group_us, batch_max) != 0) {
+        CHECK(0);
+        return 0;
+    }
+    uint64_t batches = run_spaced(&r, jobs, 5);
+    CHECK(rig_close(&r) == NOPS + 1);
+    return batches;
+}
+
 /* A busy store: ops that arrive within the group window (10 ops 5 ms apart, window 300 ms)
  * share one transaction. */
 static void busy_store_commits_arrivals_together(void)
 {
-    rig r;
-    job jobs[NOPS + 1];
-    if (rig_open(&r, "gather", "300000", "512") != 0) {
-        CHECK(0);
-        return;
-    }
-    CHECK(run_spaced(&r, jobs, 5) == 1);
-    CHECK(rig_close(&r) == NOPS + 1);
+    CHECK(spaced_commits("gather", "300000", "512") == 1);
 }
 
 /* Without group commit the writer commits what is pending at once: the same arrivals take
  * several transactions. */
 static void without_group_commit_each_arrival_commits(void)
 {
-    rig r;
-    job jobs[NOPS + 1];
-    if (rig_open(&r, "nogroup", "0", "512") != 0) {
-        CHECK(0);
-        return;
-    }
-    CHECK(run_spaced(&r, jobs, 5) >= 2);
-    CHECK(rig_close(&r) == NOPS + 1);
+    CHECK(spaced_commits("nogroup", "0", "512") >= 2);
 }
 
 /* batch_max ops pending end the wait: 4 + 4, then the last 2 when the window closes. */
 static void a_full_batch_goes_at_once(void)
 {
-    rig r;
-    job jobs[NOPS + 1];
-    if (rig_open(&r, "full", "300000", "4") != 0) {
-        CHECK(0);
-        return;
-    }
-    CHECK(run_spaced(&r, jobs, 5) == 3);
-    CHECK(rig_close(&r) == NOPS + 1);
+    CHECK(spaced_commits("full", "300000", "4") == 3);
 }
 
 /* An idle store does not gather: after a quiet spell longer than the window (1 s), a lone op
