@@ -66,7 +66,6 @@ static void *flow_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     if (nsize > osize) {
         size_t grow = nsize - osize;
-        e->gc_owed += grow;
         e->gc_cycle_alloc += grow;
         if (e->mem_used + grow > e->mem_cap)
             return NULL;
@@ -212,21 +211,27 @@ void flow_begin(flow_engine_t *e, flow_run_t *r)
     e->budget = e->max_instr;
 }
 
+/* A full collection when forced, or when the VM holds over half its cap.  When the live data
+ * itself is over half the cap, a full collection frees little: the next one waits until the
+ * VM has grown by another eighth of the cap, instead of running after every call.  Returns 1
+ * when it collected. */
+static int collect_full(flow_engine_t *e, int force)
+{
+    if (!force && !(e->mem_used > e->mem_cap / 2 && e->mem_used > e->gc_floor + e->mem_cap / 8))
+        return 0;
+    flow_gc_full(e);
+    e->gc_floor = e->mem_used;
+    return 1;
+}
+
 void flow_end(flow_engine_t *e)
 {
     int killed = e->killed;
     e->current = NULL;
     e->killed = FLOW_KILL_NONE;
-    /* After a kill, or when garbage piled up, give the memory back before the next call.  When
-     * the live data itself is over half the cap, a full collection frees little: the next one
-     * waits until the VM has grown by another eighth of the cap, instead of running after
-     * every call. */
-    if (killed || (e->mem_used > e->mem_cap / 2 && e->mem_used > e->gc_floor + e->mem_cap / 8)) {
-        lua_gc(e->L, LUA_GCCOLLECT);
-        e->gc_floor = e->mem_used;
-        flow_gc_collected(e);
+    /* After a kill, or when garbage piled up, give the memory back before the next call. */
+    if (collect_full(e, killed))
         return;
-    }
     if (e->mem_used < e->mem_cap / 2)
         e->gc_floor = 0;
     flow_gc_after_call(e);
@@ -292,11 +297,7 @@ int flow_engine_reload(flow_engine_t *e, char *err, size_t errlen)
      * it in its next cycle: a full collection here would stop the loop for time proportional
      * to every conversation's Lua state (0.1-0.5 s with a thousand active chats).  Only a load
      * that filled half the VM's memory cap (a memory bomb in a rules file) is collected now. */
-    if (e->mem_used > e->mem_cap / 2 && e->mem_used > e->gc_floor + e->mem_cap / 8) {
-        lua_gc(e->L, LUA_GCCOLLECT);
-        e->gc_floor = e->mem_used;
-        flow_gc_collected(e);
-    }
+    collect_full(e, 0);
     return rc;
 }
 

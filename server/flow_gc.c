@@ -24,12 +24,11 @@
  *     the work out of turns.
  *
  * Full collections (flow_end after a kill, the memory-bomb rules, fail_actions) still happen
- * where they did; flow_gc_collected() records their result as the end of a cycle.
+ * where they did, through flow_gc_full(), which also counts them as the end of a cycle.
  *
  * State (in flow_engine_t): gc_idle (the mode), gc_cycle (a cycle runs), gc_live (bytes after
- * the last cycle), gc_owed (bytes allocated since the collector last worked; the allocator
- * adds to it), gc_cycle_alloc (bytes allocated since the cycle began), gc_slices and
- * gc_cycles (counters for /metrics).
+ * the last cycle), gc_cycle_alloc (bytes allocated since the cycle began; the allocator adds to
+ * it), gc_slices and gc_cycles (counters for /metrics).
  */
 #include "flow.h"
 #include "flow_internal.h"
@@ -74,7 +73,6 @@ static void cycle_ended(flow_engine_t *e, int full)
         floating = e->mem_used / 4 * 3;
     e->gc_live = e->mem_used - floating;
     e->gc_cycle = 0;
-    e->gc_owed = 0;
     e->gc_cycle_alloc = 0;
 }
 
@@ -98,7 +96,6 @@ void flow_engine_gc_idle(flow_engine_t *e, int on)
         lua_gc(e->L, LUA_GCSTOP);
         lua_gc(e->L, LUA_GCINC, 0, 0, IDLE_STEP_LOG2);
         e->gc_live = e->mem_used;
-        e->gc_owed = 0;
         e->gc_cycle = 0;
     } else {
         lua_gc(e->L, LUA_GCINC, 0, 0, 13); /* Lua's default step size, 8 KB */
@@ -122,7 +119,6 @@ int flow_engine_gc_slice(flow_engine_t *e, uint64_t max_ns)
         if (!e->gc_cycle)
             e->gc_cycles++;
     } while (e->gc_cycle && uv_hrtime() < end);
-    e->gc_owed = 0;
     return flow_engine_gc_due(e);
 }
 
@@ -134,18 +130,16 @@ void flow_engine_gc_counts(const flow_engine_t *e, uint64_t *slices, uint64_t *c
 
 void flow_gc_after_call(flow_engine_t *e)
 {
-    if (!e->gc_idle || e->mem_used < behind_bytes(e) || e->gc_owed < 1024)
-        return;
-    /* The call pays for what it allocated itself, at Lua's own rate; the backlog owed since
-     * the last slice is dropped rather than paid by one unlucky call (the cycle then takes a
-     * little more allocation to finish, as it would have in Lua's own mode). */
-    size_t owed = e->gc_owed < e->call_gross ? e->gc_owed : e->call_gross;
-    e->gc_owed = 0;
-    if (owed >= 1024)
-        step(e, owed / 1024 > INT32_MAX ? INT32_MAX : (int)(owed / 1024));
+    /* The call pays for what it allocated itself (call_gross), at Lua's own rate; what was
+     * allocated before, while the VM was under the threshold, is not paid by one unlucky call
+     * (the cycle then takes a little more allocation to finish, as it would in Lua's mode). */
+    size_t kb = e->call_gross / 1024;
+    if (e->gc_idle && e->mem_used >= behind_bytes(e) && kb > 0)
+        step(e, kb > INT32_MAX ? INT32_MAX : (int)kb);
 }
 
-void flow_gc_collected(flow_engine_t *e)
+void flow_gc_full(flow_engine_t *e)
 {
+    lua_gc(e->L, LUA_GCCOLLECT);
     cycle_ended(e, 1);
 }

@@ -46,7 +46,6 @@ struct flow_engine {
     int gc_idle;     /* the host runs the collector in slices; calls do not */
     int gc_cycle;    /* a collection cycle is under way */
     size_t gc_live;  /* VM size after the last cycle */
-    size_t gc_owed;  /* bytes allocated since the collector last worked */
     size_t gc_cycle_alloc; /* bytes allocated since the current cycle began */
     uint64_t gc_slices, gc_cycles; /* slices run; cycles they completed */
     size_t turn_cap;    /* net bytes one run may add in one call */
@@ -133,9 +132,9 @@ void flow_push_safe_globals(lua_State *L);
 /* Pushes a read-only view of the table at idx (deep: tables read through it are views too). */
 void flow_push_readonly(lua_State *L, int idx);
 /* flow_gc.c: after each call (flow_end), the share of collection the call owes when idle
- * slices fall behind; and the bookkeeping after a full collection. */
+ * slices fall behind; and a full collection, counted as the end of a cycle. */
 void flow_gc_after_call(flow_engine_t *e);
-void flow_gc_collected(flow_engine_t *e);
+void flow_gc_full(flow_engine_t *e);
 
 /* Sets field name of the table at idx to a read-only view of a new table holding fns. */
 void flow_set_library(lua_State *L, int idx, const char *name, const luaL_Reg *fns);

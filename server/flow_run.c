@@ -1284,8 +1284,7 @@ static void fail_actions(flow_run_t *r)
     if (r->e && r->ref != LUA_NOREF) {
         flow_protected(r->e, drop_entry, r, perr, sizeof(perr));
         /* A failed run may have left a memory bomb behind: give it back now. */
-        lua_gc(r->e->L, LUA_GCCOLLECT);
-        flow_gc_collected(r->e);
+        flow_gc_full(r->e);
     }
     if (!r->escalated) {
         flow_run_say(r, r->error_message ? r->error_message : DEFAULT_ERROR_MESSAGE, NULL, 0);
