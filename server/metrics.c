@@ -89,8 +89,6 @@ char *metrics_render(struct store *store, uint64_t uptime_s, size_t *len)
            metrics.messages_out);
     metric(&b, "redress_turns_total", "counter", "Customer messages processed by the bot.",
            metrics.turns);
-    metric(&b, "redress_turns_waiting", "gauge",
-           "Stored customer messages waiting for their bot turn.", (uint64_t)metrics.turns_waiting);
     metric(&b, "redress_http_requests_total", "counter", "HTTP requests answered.",
            metrics.http_requests);
     metric(&b, "redress_store_batches_total", "counter", "Write transactions committed.",

@@ -17,7 +17,6 @@ typedef struct metrics {
     int64_t sessions;    /* conversations held in memory (gauge) */
     int64_t flow_runs;   /* of those, with their Lua flow state in memory (gauge) */
     int64_t handoffs;    /* open hand-offs to human agents (gauge) */
-    int64_t turns_waiting; /* stored customer messages waiting for their bot turn (gauge) */
     uint64_t flow_vm_bytes; /* the flow VM's size, set when the page is rendered (gauge) */
     uint64_t flow_gc_slices, flow_gc_cycles; /* idle-time collection (flow_gc.c), the same */
     uint64_t connections_total;

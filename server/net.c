@@ -7,8 +7,8 @@
  *
  * Start-up (server_run):  loop -> store (open, migrate, writer thread) -> auth -> sessions ->
  *   flow engine -> agent queue -> complaint records -> webhooks -> lws context (listen) ->
- *   signals + 4 Hz tick + work between polls (queued turns, collection of the flow VM) ->
- *   "listening on ..." on stdout -> uv_run
+ *   signals + 4 Hz tick + idle-time collection of the flow VM -> "listening on ..." on stdout
+ *   -> uv_run
  * Shutdown (on_signal -> begin_shutdown): stop accepting; lws_context_destroy() closes every
  *   socket (CLOSED callbacks detach sessions) and its uv handles; sessions stop starting turns;
  *   store_close() drains the write queue; our handles close; uv_run returns when nothing is
@@ -55,7 +55,6 @@ static void lws_log(int level, const char *line)
 
 #define SHUTDOWN_GRACE_MS 2000
 #define GC_SLICE_NS 1000000 /* longest idle-time collection slice: a message waits at most this */
-#define TURN_SLICE_NS 10000000 /* longest run of queued turns while no I/O is ready */
 
 static void on_tick(uv_timer_t *t);
 
@@ -78,8 +77,8 @@ static void finish_shutdown(server_t *srv)
     srv->store = NULL;
     uv_timer_stop(&srv->tick);
     uv_close((uv_handle_t *)&srv->tick, NULL);
-    uv_close((uv_handle_t *)&srv->work_prepare, NULL);
-    uv_close((uv_handle_t *)&srv->work_idle, NULL);
+    uv_close((uv_handle_t *)&srv->gc_prepare, NULL);
+    uv_close((uv_handle_t *)&srv->gc_idle, NULL);
     uv_signal_stop(&srv->sigint);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_signal_stop(&srv->sigterm);
@@ -121,13 +120,11 @@ static void on_tick(uv_timer_t *t)
 }
 
 /*
- * Work done between polls: queued bot turns (session.c, "The turn queue"), then idle-time
- * collection of the flow VM (flow_gc.c).  Before each poll, work_prepare starts work_idle
- * when either is owed; an active idle handle makes the poll not block.  Each pass work_idle
- * runs turns one by one until a socket, timer or store completion is ready (a poll of the
- * loop's epoll descriptor says so without taking its events) or TURN_SLICE_NS has passed, at
- * least one; with no turn waiting and no I/O ready, a collection slice of at most
- * GC_SLICE_NS.  It stops itself when nothing is owed, and the loop sleeps in poll again.
+ * Idle-time collection (flow_gc.c).  Before each poll, gc_prepare starts gc_idle when the flow
+ * VM owes collection work; an active idle handle makes the poll not block, and gc_idle runs a
+ * slice of at most GC_SLICE_NS each pass in which no socket, timer or store completion is
+ * ready (a poll of the loop's epoll descriptor says so without taking its events).  It stops
+ * itself when the cycle is done, and the loop sleeps in poll again.
  */
 static int io_ready(uv_loop_t *loop)
 {
@@ -135,33 +132,23 @@ static int io_ready(uv_loop_t *loop)
     return poll(&p, 1, 0) > 0;
 }
 
-static int work_owed(server_t *srv)
+static void on_gc_idle(uv_idle_t *h)
 {
-    return session_mgr_turns_waiting(srv->sessions) || flow_engine_gc_due(srv->flow);
-}
-
-static void on_work_idle(uv_idle_t *h)
-{
-    server_t *srv = h->data; /* (turns go on while clients close: see begin_shutdown) */
-    if (!work_owed(srv)) {
+    server_t *srv = h->data;
+    if (srv->stopping || !flow_engine_gc_due(srv->flow)) {
         uv_idle_stop(h);
-        return;
-    }
-    if (session_mgr_turns_waiting(srv->sessions)) {
-        uint64_t end = uv_hrtime() + TURN_SLICE_NS;
-        while (session_mgr_run_turn(srv->sessions) && !io_ready(&srv->loop) && uv_hrtime() < end)
-            ;
         return;
     }
     if (!io_ready(&srv->loop) && !flow_engine_gc_slice(srv->flow, GC_SLICE_NS))
         uv_idle_stop(h);
 }
 
-static void on_work_prepare(uv_prepare_t *h)
+static void on_gc_prepare(uv_prepare_t *h)
 {
     server_t *srv = h->data;
-    if (!uv_is_active((uv_handle_t *)&srv->work_idle) && work_owed(srv))
-        uv_idle_start(&srv->work_idle, on_work_idle);
+    if (!srv->stopping && !uv_is_active((uv_handle_t *)&srv->gc_idle) &&
+        flow_engine_gc_due(srv->flow))
+        uv_idle_start(&srv->gc_idle, on_gc_idle);
 }
 
 /* Every store connection gets the knowledge base's tokenizer; the writer also migrates the kb
@@ -313,12 +300,12 @@ int server_run(const config_t *cfg)
     uv_timer_init(&srv->loop, &srv->tick);
     srv->tick.data = srv;
     uv_timer_start(&srv->tick, on_tick, 250, 250);
-    uv_prepare_init(&srv->loop, &srv->work_prepare);
-    uv_idle_init(&srv->loop, &srv->work_idle);
-    srv->work_prepare.data = srv->work_idle.data = srv;
-    uv_prepare_start(&srv->work_prepare, on_work_prepare);
-    uv_unref((uv_handle_t *)&srv->work_prepare);
-    uv_unref((uv_handle_t *)&srv->work_idle);
+    uv_prepare_init(&srv->loop, &srv->gc_prepare);
+    uv_idle_init(&srv->loop, &srv->gc_idle);
+    srv->gc_prepare.data = srv->gc_idle.data = srv;
+    uv_prepare_start(&srv->gc_prepare, on_gc_prepare);
+    uv_unref((uv_handle_t *)&srv->gc_prepare);
+    uv_unref((uv_handle_t *)&srv->gc_idle);
 
     printf("listening on http://%s:%d\n", cfg->listen_host, listen_port(srv));
     fflush(stdout);

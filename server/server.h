@@ -27,8 +27,8 @@ typedef struct server {
     struct webhook *webhooks;         /* outgoing webhooks (webhook.h) */
     uv_signal_t sigint, sigterm;
     uv_timer_t tick;
-    uv_prepare_t work_prepare; /* each loop pass: start work_idle when turns or collection wait */
-    uv_idle_t work_idle;       /* active while they do: runs them between polls (net.c) */
+    uv_prepare_t gc_prepare; /* each loop pass: start gc_idle when the flow VM owes collection */
+    uv_idle_t gc_idle;       /* active while it does: collection slices when no I/O is ready */
     uint64_t started_ms;
     int stopping;
     uint64_t stop_deadline_ms; /* shutdown: give clients until then to close */

@@ -18,24 +18,9 @@
  *
  * Life of an event
  *   emit(): seq = ++next_seq, appended to `pending`, queued in the store
- *   on_stored(): removed from `pending`; a customer message is acknowledged and then appended
- *   to the manager's turn queue; any other event is delivered to the attached connection
- *   unless that connection already has it (sent_seq, set by a resume's replay).
- *   session_mgr_run_turn(): the oldest queued message goes to the bot (turn()), or to the
- *   agents when the chat was handed over meanwhile.
- *
- * The turn queue
- *   A bot turn costs the loop 0.3-1 ms of Lua; acknowledging a message or delivering a reply
- *   costs a few microseconds.  Run inside the store's completion callback, every turn of a
- *   committed batch (often 20-30 under load) ran before the loop read a socket or delivered a
- *   reply again, and each turn waited behind such a batch three times: for its message to be
- *   read, to be stored, and for its reply to go out.  Queued, the turns run from the server's
- *   idle handle (net.c) one at a time while no I/O is ready, so reads, acknowledgements and
- *   deliveries go first and a turn waits behind other turns once.  The queue is FIFO across
- *   sessions, so one session's messages keep their order; each queued event holds a ref.
- *   When a session's next message arrives while its turn still waits, that turn runs first,
- *   so a reply keeps its place right after the message it answers (seq order), as it did
- *   when turns ran at commit.
+ *   on_stored(): removed from `pending`; a customer message is acknowledged and then handed
+ *   to the bot (turn()); any other event is delivered to the attached connection unless that
+ *   connection already has it (sent_seq, set by a resume's replay).
  */
 #include "session.h"
 
@@ -82,7 +67,6 @@ struct session {
     long long sent_seq; /* highest seq the attached connection has */
     int replaying;      /* a resume's replay is still being paged out (see replay_page) */
     sevent *pending, **pending_tail;
-    int queued;         /* customer messages in the manager's turn queue */
     int refs;
     uint64_t detached_ms;
     flow_run_t *run;    /* the dialogue flow, NULL without an engine */
@@ -107,7 +91,6 @@ struct session_mgr {
     session_t *all;
     long long next_id;
     int stopping;
-    sevent *turns, **turns_tail; /* stored customer messages waiting for their turn (FIFO) */
     flow_engine_t *flow;         /* borrowed; NULL: fixed replies */
     agent_mgr_t *agent;          /* borrowed; NULL: no agent queue */
     complaint_mgr_t *complaints; /* borrowed; NULL: no complaint records */
@@ -130,7 +113,6 @@ session_mgr_t *session_mgr_new(const config_t *cfg, store_t *store)
         return NULL;
     m->cfg = cfg;
     m->store = store;
-    m->turns_tail = &m->turns;
     m->by_token = map_new();
     if (!m->by_token) {
         free(m);
@@ -177,33 +159,8 @@ double session_mgr_now(const session_mgr_t *m)
     return util_wall_s() + m->clock_offset;
 }
 
-static void sevent_free(sevent *e);
-
-/* Takes the queued message at *pp off the turn queue. */
-static sevent *unqueue(session_mgr_t *m, sevent **pp)
-{
-    sevent *e = *pp;
-    *pp = e->next;
-    if (m->turns_tail == &e->next)
-        m->turns_tail = pp;
-    e->s->queued--;
-    e->s->refs--;
-    metrics.turns_waiting--;
-    return e;
-}
-
-/* The oldest queued message, taken off the queue; NULL when there is none. */
-static sevent *next_turn(session_mgr_t *m)
-{
-    return m->turns ? unqueue(m, &m->turns) : NULL;
-}
-
 void session_mgr_stop(session_mgr_t *m)
 {
-    /* the waiting messages are stored and acknowledged: their turns run now, and their
-     * replies are written before the store closes */
-    while (session_mgr_run_turn(m))
-        ;
     m->stopping = 1;
 }
 
@@ -227,8 +184,6 @@ void session_mgr_free(session_mgr_t *m)
 {
     if (!m)
         return;
-    for (sevent *e; (e = next_turn(m));)
-        sevent_free(e);
     while (m->all) {
         /* The store is closed: no operation is in flight, so nothing points here. */
         session_t *s = m->all;
@@ -288,7 +243,7 @@ void session_mgr_sweep(session_mgr_t *m)
                 after_run_call(s, flow_run_tick(s->run, wall), "timer");
             }
         }
-        if (s->run && !s->handoff && !s->saving && !s->pending && !s->queued && idle > 0 &&
+        if (s->run && !s->handoff && !s->saving && !s->pending && idle > 0 &&
             now - s->active_ms >= idle && !m->stopping) {
             /* idle: keep only the saved state (the store has it), not the Lua coroutine */
             drop_run(s);
@@ -373,51 +328,6 @@ static void sevent_free(sevent *e)
 
 static void turn(session_t *s, const char *text);
 
-static void queue_turn(session_t *s, sevent *e)
-{
-    e->next = NULL;
-    *s->m->turns_tail = e;
-    s->m->turns_tail = &e->next;
-    s->queued++;
-    s->refs++;
-    metrics.turns_waiting++;
-}
-
-int session_mgr_turns_waiting(const session_mgr_t *m)
-{
-    return m->turns != NULL;
-}
-
-/* The turn of a message taken off the queue. */
-static void run_queued(sevent *e)
-{
-    session_t *s = e->s;
-    if (s->handoff && s->m->agent) /* handed over while the message waited */
-        agent_event(s->m->agent, s, &e->ev);
-    else
-        turn(s, e->text);
-    sevent_free(e);
-}
-
-int session_mgr_run_turn(session_mgr_t *m)
-{
-    sevent *e = next_turn(m);
-    if (e)
-        run_queued(e);
-    return m->turns != NULL;
-}
-
-/* Runs the session's waiting turns now, ahead of other sessions' (see "The turn queue"). */
-static void run_own_turns(session_t *s)
-{
-    for (sevent **pp = &s->m->turns; *pp && s->queued;) {
-        if ((*pp)->s == s)
-            run_queued(unqueue(s->m, pp));
-        else
-            pp = &(*pp)->next;
-    }
-}
-
 static void on_stored(void *arg, int rc)
 {
     sevent *e = arg, **pp;
@@ -443,12 +353,10 @@ static void on_stored(void *arg, int rc)
         }
         if (rc == 0) {
             metrics.messages_in++;
-            if (s->handoff && s->m->agent && !s->queued) {
+            if (s->handoff && s->m->agent)
                 agent_event(s->m->agent, s, &e->ev);
-            } else if (!s->m->stopping) {
-                queue_turn(s, e);
-                return;
-            }
+            else if (!s->m->stopping)
+                turn(s, e->text);
         }
     } else if (rc == 0) {
         deliver(s, &e->ev);
@@ -925,8 +833,6 @@ void session_message(session_t *s, ws_conn_t *c, const proto_in_t *in)
             e->extra_acks++;
             return;
         }
-    if (s->queued)
-        run_own_turns(s);
     rc = known_new_id(s, h) ? 1 : store_find_client_message(s->m->store, s->id, in->id, &seq);
     if (rc == 0) {
         send_frame(s, proto_ack(in->id, seq));

@@ -37,17 +37,12 @@ double session_mgr_now(const session_mgr_t *m);
 /* The session of conversation id, from memory or loaded from the store (the flow resumes
  * silently).  Returns NULL when there is no such conversation or on error (logged). */
 session_t *session_mgr_load(session_mgr_t *m, long long id);
-/* Runs the turns still waiting, then stops starting new ones (shutdown); in-flight writes
- * still complete. */
+/* Stops starting new turns (shutdown begins); in-flight writes still complete. */
 void session_mgr_stop(session_mgr_t *m);
 /* Frees every session.  Call after the store is closed. */
 void session_mgr_free(session_mgr_t *m);
 /* Evicts detached idle sessions; called periodically by the server. */
 void session_mgr_sweep(session_mgr_t *m);
-/* 1 while stored customer messages wait for their bot turn (see "The turn queue"). */
-int session_mgr_turns_waiting(const session_mgr_t *m);
-/* Runs the oldest waiting turn, if any; returns session_mgr_turns_waiting(). */
-int session_mgr_run_turn(session_mgr_t *m);
 
 /* hello: starts a new conversation for c, or resumes one.  Errors are sent to c. */
 void session_hello(session_mgr_t *m, ws_conn_t *c, const proto_in_t *in);
