@@ -25,7 +25,7 @@ import sqlite3
 import time
 
 from conftest import source_root
-from redress_client import TIMEOUT, connect, run
+from redress_client import TIMEOUT, connect, fetch_metrics, metric_total, run
 
 CLOCK = "2026-03-06 10:00"
 
@@ -188,6 +188,47 @@ def test_each_rule_fires_on_its_trigger(server_factory):
             chat, _, _ = await expect_rule(srv, reason, before, trigger, prio)
             await chat.close()
     run(go(), timeout=300)
+
+
+def test_messages_sent_behind_the_request_for_a_person_reach_no_bot_turn(server_factory):
+    """The customer asks for a person and, without waiting, sends four more messages.  The turn
+    of the first hands the chat over; the four that follow go to the agents, never to the
+    flow.  The bot's turn for a message runs before that message's ack is written (its events
+    get their seqs first), so once every ack has arrived /metrics counts every turn there was."""
+    srv = server_factory(*flags())
+
+    async def burst(k):
+        c = await connect(srv)
+        await c.hello(customer_id=f"u-burst-{k}")
+        before = fetch_metrics(srv.port)
+        ids = [f"b{i}" for i in range(5)]
+        texts = ["转人工"] + [f"补充第{i}点：订单号 2026112{i}，包裹一直没有更新" for i in range(1, 5)]
+        for mid, text in zip(ids, texts):
+            await c.send({"type": "message", "id": mid, "text": text})
+        acked, escalated = set(), []
+
+        def done(f):
+            assert f["type"] != "error", f"message refused: {f}"
+            if f["type"] == "ack":
+                acked.add(f["id"])
+            if f["type"] == "status" and f["state"] == "escalated":
+                escalated.append(f)
+            return acked == set(ids) and escalated
+
+        await c.recv_until(done)
+        m = fetch_metrics(srv.port)
+        stored = metric_total(m, "redress_messages_in_total") - \
+            metric_total(before, "redress_messages_in_total")
+        turns = metric_total(m, "redress_turns_total") - metric_total(before, "redress_turns_total")
+        assert stored == 5, f"{stored} of 5 messages counted as stored"
+        assert turns == 1, \
+            f"{turns} bot turns for one request for a person and four messages sent behind it"
+        await c.close()
+
+    async def go():
+        for k in range(4):
+            await burst(k)
+    run(go())
 
 
 def test_the_summary_carries_reason_group_solutions_and_mood_trend(server_factory):
