@@ -90,8 +90,9 @@ static const setting settings[] = {
      "then runs at normal speed (empty = the real time)"},
     {"flow.max_instructions", T_INT, "1000000", F(lua_max_instructions), 1000, 1000000000, NULL,
      "Lua instructions a flow may run per customer turn"},
-    {"flow.max_memory_mb", T_INT, "256", F(lua_max_memory_mb), 8, 65536, NULL,
-     "memory cap of the Lua VM"},
+    {"flow.max_memory_mb", T_INT, "1024", F(lua_max_memory_mb), 8, 65536, NULL,
+     "memory cap of the Lua VM (every conversation in memory holds about 8 KB of it; one "
+     "turn may add a quarter, at most 64 MB)"},
     {"flow.idle_gc", T_INT, "1", F(lua_idle_gc), 0, 1, NULL,
      "1: the Lua garbage collector works while the server is idle, not inside customer turns "
      "(when the server is never idle, turns pay for it again); 0: Lua's own collection"},

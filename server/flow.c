@@ -16,7 +16,10 @@
  *
  * Limits.
  *   - Memory: flow_alloc refuses any growth past flow.max_memory_mb for the whole VM, and past
- *     a quarter of it (turn_cap) for the net growth of one call into one run.  Lua then raises
+ *     a quarter of it, at most TURN_CAP_MAX (turn_cap), for the net growth of one call into one
+ *     run.  The default cap, 1024 MB, leaves room for garbage beside 15,000 conversations in
+ *     memory (about 8 KB each): with 256 MB their live data alone was half the cap, and
+ *     flow_end's full collections (collect_full) took a fifth of the loop under load.  Lua raises
  *     a memory error in the code that asked; flow code cannot catch it (the sandbox's pcall
  *     re-raises memory errors), so the run fails and a full collection returns the memory.
  *   - Instructions: a count hook on every thread spends FLOW_HOOK_STEP instructions of the
@@ -41,6 +44,7 @@
 #include <string.h>
 
 #define MODULE "flow"
+#define TURN_CAP_MAX ((size_t)64 << 20) /* what one call may add to one run, whatever the cap */
 
 flow_engine_t *flow_engine_of(lua_State *L)
 {
@@ -323,8 +327,8 @@ int flow_engine_create(flow_engine_t **out, const config_t *cfg, sqlite3 *kb_db,
         goto out;
     e->gen_ref = LUA_NOREF;
     e->kb = kb_db;
-    e->mem_cap = (size_t)(cfg->lua_max_memory_mb > 0 ? cfg->lua_max_memory_mb : 256) << 20;
-    e->turn_cap = e->mem_cap / 4;
+    e->mem_cap = (size_t)(cfg->lua_max_memory_mb > 0 ? cfg->lua_max_memory_mb : 1024) << 20;
+    e->turn_cap = e->mem_cap / 4 < TURN_CAP_MAX ? e->mem_cap / 4 : TURN_CAP_MAX;
     e->max_instr = cfg->lua_max_instructions > 0 ? cfg->lua_max_instructions : 1000000;
     e->rules_dir = strdup(cfg->rules_dir);
     if (!e->rules_dir)

@@ -65,19 +65,24 @@ static int make_rules(char *dir, size_t len, const char *flow)
     return th_put(dir, "flows/main.lua", flow);
 }
 
-static flow_engine_t *engine(const char *dir)
+static flow_engine_t *engine_mb(const char *dir, int max_memory_mb)
 {
     config_t cfg;
     char err[1024] = "";
     flow_engine_t *e = NULL;
     th_config(&cfg, dir);
     cfg.lua_max_instructions = 200000;
-    cfg.lua_max_memory_mb = 32;
+    cfg.lua_max_memory_mb = max_memory_mb;
     int rc = flow_engine_create(&e, &cfg, NULL, err, sizeof(err));
     if (rc != 0)
         fprintf(stderr, "engine: %s\n", err);
     config_free(&cfg);
     return e;
+}
+
+static flow_engine_t *engine(const char *dir)
+{
+    return engine_mb(dir, 32);
 }
 
 /* Concatenates every "say" line of h into out. */
@@ -433,6 +438,50 @@ static void test_isolation(void)
     th_rmtree(dir);
 }
 
+/* One turn keeps 1 MB strings, saying how many it has every fourth.  The VM's cap is 1024 MB
+ * (the default): the turn fails with a memory error after at most 64 MB of its own, not a
+ * quarter of the cap, and the memory comes back. */
+static void test_turn_cap(void)
+{
+    static const char grow[] =
+        "return {\n"
+        "  default = true,\n"
+        "  start = 's',\n"
+        "  steps = {\n"
+        "    s = function(chat, st)\n"
+        "      chat:ask('what?')\n"
+        "      local t = {}\n"
+        "      for i = 1, 1000 do\n"
+        "        t[i] = string.rep('x', 1000000) .. i\n"
+        "        if i % 4 == 0 then chat:say('mb ' .. i) end\n"
+        "      end\n"
+        "      return 's'\n"
+        "    end,\n"
+        "  },\n"
+        "}\n";
+    char dir[64];
+    CHECK(make_rules(dir, sizeof(dir), grow) == 0);
+    flow_engine_t *e = engine_mb(dir, 1024);
+    flow_customer_t c = customer(NULL);
+    th_host h = {.now = 1000};
+    flow_run_t *r = NULL;
+    CHECK(flow_run_start(e, &th_ops, &h, &c, NULL, &r) == FLOW_OK);
+    size_t base = flow_engine_memory(e);
+    CHECK(flow_run_input(r, "grow") == FLOW_EFAILED);
+    CHECK(flow_run_error(r) && strstr(flow_run_error(r), "memory"));
+    int kept = 0;
+    for (int i = 0; i < h.n; i++)
+        if (strncmp(h.line[i], "say mb ", 7) == 0)
+            kept = atoi(h.line[i] + 7);
+    printf("turn cap: failed after %d MB of its own\n", kept);
+    CHECK(kept >= 48 && kept <= 64);
+    CHECK(flow_engine_memory(e) < base + 4 * 1024 * 1024);
+    flow_run_free(r);
+    th_free(&h);
+    flow_engine_destroy(e);
+    th_rmtree(dir);
+}
+
 /* Two runs interleaved with a bomb between their turns: the innocent one is untouched. */
 static void test_isolation_interleaved(void)
 {
@@ -776,6 +825,7 @@ int main(void)
     test_reload_rejected();
     test_isolation();
     test_isolation_interleaved();
+    test_turn_cap();
     test_escalation_hook();
     test_state_roundtrip();
     test_bad_saved_state();
