@@ -30,6 +30,7 @@
  * Errors raised by primitives name the flow's own line (api_error skips the prelude's frames).
  */
 #include "flow_internal.h"
+#include "json_print.h"
 #include "kb.h"
 #include "log.h"
 
@@ -267,7 +268,7 @@ static int api_record(lua_State *L)
     cJSON *j = flow_to_json(L, 3, "chat:record value", err, sizeof(err));
     if (!j)
         api_error(L, "%s", err);
-    char *text = cJSON_PrintUnformatted(j);
+    char *text = json_print(j);
     cJSON_Delete(j);
     if (!text)
         return luaL_error(L, "not enough memory");
@@ -303,7 +304,7 @@ static int api_status(lua_State *L)
             j = cJSON_CreateObject();
         }
     }
-    char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+    char *text = j ? json_print(j) : NULL;
     cJSON_Delete(j);
     if (!text)
         return luaL_error(L, "not enough memory");

@@ -56,6 +56,7 @@
  * flow_end, ops->save).
  */
 #include "flow_internal.h"
+#include "json_print.h"
 #include "log.h"
 
 #include <math.h>
@@ -309,7 +310,7 @@ static char *summary_json(flow_run_t *r, const cJSON *state, const char *reason,
             cJSON_AddStringToObject(o, "error", first);
         free(first);
     }
-    s = cJSON_PrintUnformatted(o);
+    s = json_print(o);
 out:
     cJSON_Delete(o);
     return s;
@@ -1257,7 +1258,7 @@ static char *build_doc(flow_run_t *r, int with_state)
     }
     if (r->status == FLOW_RUN_FAILED && r->error)
         cJSON_AddStringToObject(o, "error", r->error);
-    s = cJSON_PrintUnformatted(o);
+    s = json_print(o);
     cJSON_Delete(o);
     return s;
 }

@@ -7,6 +7,7 @@
  */
 #include "proto.h"
 
+#include "json_print.h"
 #include "util.h"
 
 #include <cjson/cJSON.h>
@@ -206,7 +207,7 @@ out:
 
 static char *finish(cJSON *o)
 {
-    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    char *s = o ? json_print(o) : NULL;
     cJSON_Delete(o);
     return s;
 }

@@ -1,0 +1,178 @@
+/*
+ * json_print.c - compact JSON text of a cJSON tree, for the per-turn paths.
+ *
+ * Why.  Every bot turn prints the conversation's flow state (1-3 KB of JSON with a timestamp
+ * per customer message) and every event frame.  cJSON_PrintUnformatted formats each number
+ * with sprintf("%1.15g"), reads it back with sscanf and, for a timestamp that needs 17
+ * digits, prints it again: those calls were half of the state save, 3-4 % of the loop thread
+ * at saturation (perf, BENCHMARKS.md).
+ *
+ * What.  One growing buffer; integers (|d| < 2^53) in decimal without printf; other numbers
+ * as cJSON writes them (%1.15g when it reads back as the same double, else %1.17g) but checked
+ * with strtod; strings escaped as cJSON escapes them (", \, \b \f \n \r \t, other bytes below
+ * 0x20 as \u00XX, everything else raw).  The text equals cJSON_PrintUnformatted's for every
+ * tree, except that cJSON accepts a 15-digit form that is within an epsilon of the value,
+ * while this takes it only when it is exact (the text then round-trips to the same double).
+ *
+ * Ownership: json_print() returns a malloc'ed string the caller frees, or NULL when out of
+ * memory, for an invalid item, or for a tree deeper than cJSON would parse.
+ */
+#include "json_print.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JSON_PRINT_MAX_DEPTH 1000 /* cJSON's own nesting limit for parsing */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int failed;
+} jbuf;
+
+static int reserve(jbuf *b, size_t more)
+{
+    if (b->failed)
+        return -1;
+    if (b->len + more + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->failed = 1;
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void put(jbuf *b, const char *s, size_t n)
+{
+    if (reserve(b, n) == 0) {
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+    }
+}
+
+static void put_char(jbuf *b, char c)
+{
+    if (reserve(b, 1) == 0)
+        b->p[b->len++] = c;
+}
+
+static void put_number(jbuf *b, double d)
+{
+    char tmp[32];
+    int n;
+    if (isnan(d) || isinf(d)) {
+        put(b, "null", 4);
+        return;
+    }
+    if (d == floor(d) && fabs(d) < 9007199254740992.0) { /* 2^53: exact as an integer */
+        long long v = (long long)d;
+        unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+        char *e = tmp + sizeof(tmp), *s = e;
+        do
+            *--s = (char)('0' + u % 10);
+        while ((u /= 10) != 0);
+        if (v < 0 || signbit(d)) /* -0 stays -0, as cJSON prints it */
+            *--s = '-';
+        put(b, s, (size_t)(e - s));
+        return;
+    }
+    n = snprintf(tmp, sizeof(tmp), "%1.15g", d);
+    if (strtod(tmp, NULL) != d)
+        n = snprintf(tmp, sizeof(tmp), "%1.17g", d);
+    put(b, tmp, (size_t)n);
+}
+
+static void put_string(jbuf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    put_char(b, '"');
+    if (!s)
+        s = "";
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        put(b, run, (size_t)(s - run));
+        run = s + 1;
+        char esc[6] = {'\\', 0};
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            put(b, "\\u00", 4);
+            put_char(b, hex[c >> 4]);
+            put_char(b, hex[c & 15]);
+            continue;
+        }
+        put(b, esc, 2);
+    }
+    put(b, run, (size_t)(s - run));
+    put_char(b, '"');
+}
+
+static void put_item(jbuf *b, const cJSON *item, int depth)
+{
+    if (depth >= JSON_PRINT_MAX_DEPTH) {
+        b->failed = 1;
+        return;
+    }
+    switch (item->type & 0xFF) {
+    case cJSON_NULL: put(b, "null", 4); break;
+    case cJSON_False: put(b, "false", 5); break;
+    case cJSON_True: put(b, "true", 4); break;
+    case cJSON_Number: put_number(b, item->valuedouble); break;
+    case cJSON_String: put_string(b, item->valuestring); break;
+    case cJSON_Raw:
+        if (item->valuestring)
+            put(b, item->valuestring, strlen(item->valuestring));
+        else
+            b->failed = 1;
+        break;
+    case cJSON_Array:
+    case cJSON_Object: {
+        int obj = (item->type & 0xFF) == cJSON_Object;
+        put_char(b, obj ? '{' : '[');
+        for (const cJSON *c = item->child; c; c = c->next) {
+            if (c != item->child)
+                put_char(b, ',');
+            if (obj) {
+                put_string(b, c->string);
+                put_char(b, ':');
+            }
+            put_item(b, c, depth + 1);
+        }
+        put_char(b, obj ? '}' : ']');
+        break;
+    }
+    default: b->failed = 1; /* cJSON_Invalid */
+    }
+}
+
+char *json_print(const cJSON *item)
+{
+    jbuf b = {0};
+    if (!item)
+        return NULL;
+    put_item(&b, item, 0);
+    if (b.failed || reserve(&b, 0) != 0) {
+        free(b.p);
+        return NULL;
+    }
+    b.p[b.len] = '\0';
+    return b.p;
+}
