@@ -11,6 +11,15 @@
  * current call's budget via flow_charge(), which stops the flow when the budget is spent.
  * Recursion depth is bounded (MAXDEPTH), as in Lua.
  *
+ * First bytes.  An unanchored search tries the matcher at every position of the subject, and the
+ * shipped rules run some 50 patterns such as "%f[%d](%d%d?)月" over each message, which is
+ * mostly Chinese text without a digit: that was 7 % of the loop thread at saturation.  When
+ * the pattern's first item must consume a byte (a character, a class or a set without * ? -,
+ * possibly inside captures, or a frontier), first_bytes() lists the bytes a match can start
+ * with, and find, match, gmatch and gsub skip the other positions with a table lookup (the
+ * end of the subject is always tried).  Skipped bytes are charged like a plain find's.  The
+ * tables of recent first items are kept (fb_cache).
+ *
  * Lifetimes: a mstate lives on the C stack of one call; its capture pointers point into the
  * subject string, which is an argument (or upvalue, for gmatch) and so stays alive.  Errors are
  * raised with luaL_error (longjmp) - nothing here holds a resource that would leak.
@@ -413,6 +422,94 @@ static size_t posrelat(lua_Integer pos, size_t len)
     return len + (size_t)pos + 1;
 }
 
+/* The closing ']' of the set at p (p at '['), or NULL when the pattern ends first. */
+static const char *set_close(const char *p, const char *pe)
+{
+    p++;
+    if (p < pe && *p == '^')
+        p++;
+    do { /* the first character of a set is literal, even ']' */
+        if (p >= pe)
+            return NULL;
+        if (*p++ == '%' && p < pe)
+            p++;
+    } while (p < pe && *p != ']');
+    return p < pe ? p : NULL;
+}
+
+/* First-byte tables of recent first items, by the item's text: building one costs 256 class
+ * or set tests (2-3 us), more than a short subject's whole search; the rules use a few dozen
+ * patterns.  Per thread; a lookup copies the table out, as a nested call may replace it. */
+#define FB_SLOTS 64
+#define FB_KEY 24
+static _Thread_local struct {
+    unsigned char len; /* 0: empty slot */
+    char key[FB_KEY];
+    unsigned char first[256];
+} fb_cache[FB_SLOTS];
+
+/* Fills first[] with the bytes a match of p..pe can start with and returns 1, or returns 0
+ * when that is not known from the first item (see "First bytes").  Never raises: a malformed
+ * pattern gets no filter and the matcher reports it. */
+static int first_bytes(const char *p, const char *pe, unsigned char first[256])
+{
+    while (pe - p >= 2 && p[0] == '(' && p[1] != ')') /* a capture's start consumes nothing */
+        p++;
+    if (p >= pe)
+        return 0;
+    const char *item = p, *next, *close = NULL;
+    int frontier = p[0] == '%' && pe - p >= 2 && p[1] == 'f';
+    if (frontier) {
+        if (pe - p < 3 || p[2] != '[' || !(close = set_close(p + 2, pe)))
+            return 0;
+        item = p + 2;
+        next = close + 1;
+    } else if (p[0] == '%') {
+        if (pe - p < 2 || p[1] == 'b' || isdigit(uchar(p[1])))
+            return 0;
+        next = p + 2;
+    } else if (p[0] == '[') {
+        if (!(close = set_close(p, pe)))
+            return 0;
+        next = close + 1;
+    } else if (strchr(".^$*+?-()", p[0])) {
+        return 0;
+    } else {
+        next = p + 1;
+    }
+    if (!frontier && next < pe && strchr("*?-", *next)) /* the first item may match nothing */
+        return 0;
+    size_t klen = (size_t)(next - p);
+    unsigned h = 2166136261u;
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ uchar(p[i])) * 16777619u;
+    int slot = (int)(h % FB_SLOTS), cached = klen < FB_KEY;
+    if (cached && fb_cache[slot].len == klen && memcmp(fb_cache[slot].key, p, klen) == 0) {
+        memcpy(first, fb_cache[slot].first, 256);
+        return 1;
+    }
+    for (int c = 0; c < 256; c++)
+        first[c] = (unsigned char)(item[0] == '['   ? match_set(c, item, close)
+                                   : item[0] == '%' ? match_class(c, uchar(item[1]))
+                                                    : c == uchar(item[0]));
+    if (cached) {
+        fb_cache[slot].len = (unsigned char)klen;
+        memcpy(fb_cache[slot].key, p, klen);
+        memcpy(fb_cache[slot].first, first, 256);
+    }
+    return 1;
+}
+
+/* The first position from s on where a match can start (the subject's end at the latest). */
+static const char *skip(mstate *ms, const char *s, const unsigned char *first)
+{
+    const char *from = s;
+    while (s < ms->src_end && !first[uchar(*s)])
+        s++;
+    ms->steps += (s - from) / 16;
+    return s;
+}
+
 static int has_specials(const char *p, size_t lp)
 {
     for (size_t i = 0; i < lp; i++)
@@ -450,7 +547,11 @@ static int find_aux(lua_State *L, int find)
     mstate ms;
     ms_init(&ms, L, s, ls, p, lp);
     const char *s1 = s + init - 1;
+    unsigned char first[256];
+    int filter = !anchor && first_bytes(p, p + lp, first);
     do {
+        if (filter)
+            s1 = skip(&ms, s1, first);
         ms_reset(&ms);
         const char *e = match(&ms, s1, p);
         if (e) {
@@ -488,7 +589,11 @@ static int gmatch_next(lua_State *L)
     lua_Integer last = lua_tointeger(L, lua_upvalueindex(4));
     mstate ms;
     ms_init(&ms, L, s, ls, p, lp);
+    unsigned char first[256];
+    int filter = pos <= (lua_Integer)ls && *p != '^' && first_bytes(p, p + lp, first);
     for (const char *src = s + pos; src <= ms.src_end; src++) {
+        if (filter)
+            src = skip(&ms, src, first);
         ms_reset(&ms);
         const char *e = match(&ms, src, p);
         if (e && (last < 0 || e != s + last)) {
@@ -600,7 +705,14 @@ static int p_gsub(lua_State *L)
     luaL_buffinit(L, &b);
     mstate ms;
     ms_init(&ms, L, src, ls, p, lp);
+    unsigned char first[256];
+    int filter = !anchor && max_n > 0 && first_bytes(p, p + lp, first);
     while (n < max_n) {
+        if (filter) { /* bytes that cannot start a match are copied as they are */
+            const char *q = skip(&ms, src, first);
+            luaL_addlstring(&b, src, (size_t)(q - src));
+            src = q;
+        }
         ms_reset(&ms);
         const char *e = match(&ms, src, p);
         if (e && e != lastmatch) {
