@@ -28,11 +28,12 @@
  * callers lower() when they want otherwise.
  *
  * Memory: a set is one userdata allocated through the VM's allocator (so it counts against the
- * flow memory cap): header, per-entry lengths and duplicate links, nodes, then edges sorted by
- * byte per node.  Building uses temporary userdata, freed by the GC; nothing is malloc'ed, so a
- * Lua error (raised by the allocator or a bad argument) cannot leak.  Scanning charges the
- * current call's instruction budget (one instruction per KW_BYTES_PER_INSTR bytes, plus the
- * occurrences reported), as the pattern functions do.
+ * flow memory cap): header (with the root's moves by all 256 bytes), per-entry lengths and
+ * duplicate links, nodes, then edges sorted by byte per node.  Building uses temporary
+ * userdata, freed by the GC; nothing is malloc'ed, so a Lua error (raised by the allocator or a
+ * bad argument) cannot leak.  Scanning charges the current call's instruction budget (one
+ * instruction per KW_BYTES_PER_INSTR bytes, plus the occurrences reported), as the pattern
+ * functions do.
  */
 #include "flow_internal.h"
 
@@ -63,6 +64,7 @@ typedef struct kw_edge {
 
 typedef struct kw_set {
     int32_t nentries, nnodes, maxlen;
+    int32_t root[256]; /* the root's move by each byte (0: stay), where scans spend most steps */
     int32_t *len;  /* [nentries] word length in bytes */
     int32_t *dup;  /* [nentries] next entry with the same word, or -1 */
     kw_node *node; /* [nnodes]; node 0 is the root */
@@ -232,6 +234,10 @@ int flow_keywords_set(lua_State *L)
         nd->out = -1;
         nd->fail = 0;
     }
+    for (int c = 0; c < 256; c++) {
+        int32_t to = child(s, &s->node[0], (uint8_t)c);
+        s->root[c] = to < 0 ? 0 : to;
+    }
     int32_t head = 0, tail = 0;
     queue[tail++] = 0;
     while (head < tail) {
@@ -277,10 +283,10 @@ static long scan(const kw_set *set, const char *s, size_t from, size_t len, kw_v
     int32_t at = 0;
     for (size_t p = from; p < len; p++) {
         uint8_t c = (uint8_t)s[p];
-        int32_t to;
-        while ((to = child(set, &set->node[at], c)) < 0 && at != 0)
+        int32_t to = -1;
+        while (at != 0 && (to = child(set, &set->node[at], c)) < 0)
             at = set->node[at].fail;
-        at = to < 0 ? 0 : to;
+        at = at != 0 ? to : set->root[c];
         int32_t o = set->node[at].entry >= 0 ? at : set->node[at].out;
         for (; o >= 0; o = set->node[o].out) {
             int32_t k = set->node[o].entry;
