@@ -68,7 +68,11 @@ local function first_listed(set, t)
   return best
 end
 
-function M.threat(text)
+-- 每条消息会被查两次（情绪分里一次，转人工规则里一次）：记住上一次的结果
+-- Each message is checked twice (the mood score, the escalation rules): the last answer is kept.
+local threat_in, threat_out = {}, nil -- a table: never equal to a string
+
+local function threat(text)
   local t = string.lower(halfwidth(text))
   if EXCLUDE_SET:find(t) then
     for _, w in ipairs(EXCLUDE) do t = replace(t, w, "#") end
@@ -115,6 +119,11 @@ function M.threat(text)
     end
   end
   return nil
+end
+
+function M.threat(text)
+  if text ~= threat_in then threat_in, threat_out = text, threat(text) end
+  return threat_out
 end
 
 function M.score(text, recent)
