@@ -85,6 +85,9 @@ static const setting settings[] = {
      "while the store is busy, a write waits up to this many microseconds for others to share "
      "its transaction: fewer commits, worth it when commits are dear (store.synchronous=full; "
      "try 1000), but it adds that wait to acks and replies; 0 = commit each batch at once"},
+    {"store.checkpoint_pages", T_INT, "1000", F(checkpoint_pages), 16, 1000000, NULL,
+     "the write-ahead log is copied into the database file by a thread of its own once it holds "
+     "this many pages (4 KB each), so that commits never wait for it"},
     {"flow.clock_start", T_STR, "", F(clock_start), 0, 32, NULL,
      "for tests and demos: \"YYYY-MM-DD HH:MM\" (Beijing time) the flows' clock starts at, "
      "then runs at normal speed (empty = the real time)"},

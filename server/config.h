@@ -42,6 +42,7 @@ typedef struct config {
     char *synchronous; /* store.synchronous: "normal" (survives process crash) or "full" */
     int batch_max;     /* store.batch_max: most operations in one transaction */
     int group_commit_us; /* store.group_commit_us: how long a write may wait to share a commit */
+    int checkpoint_pages; /* store.checkpoint_pages: WAL size that wakes the checkpointer */
     char *clock_start; /* flow.clock_start: "YYYY-MM-DD HH:MM" Beijing time the flows' clock
                           starts at (tests, demos); "" = the real time */
     /* Lua */

@@ -27,9 +27,24 @@
  *   latency at 300 turns/s, hence the default 0.  The loop signals the writer only when it
  *   sleeps with nothing to do or when a gathering batch is full, not on every submit.
  *
- * Shutdown: store_close() sets `stopping`, joins the writer (which first drains `pending`),
- * runs the remaining done callbacks, closes the connections, then closes the async handle;
- * the store is freed in that close callback.
+ * Checkpoints
+ *   SQLite's automatic checkpoint runs inside the commit that takes the write-ahead log past
+ *   1000 pages: it copies the log into the database file and syncs it, 10-30 ms during which
+ *   every acknowledgement and reply waits (measured: p99 15 ms at 300 turns/s, 10 ms without).
+ *   Here the writer connection has wal_autocheckpoint=0 and a wal hook: once the log has grown
+ *   store.checkpoint_pages past what was last copied, the hook wakes the checkpointer thread,
+ *   which runs a PASSIVE checkpoint on a connection of its own: it never blocks the writer.
+ *   SQLite restarts the log from its start only in a transaction that begins with all of it
+ *   copied, and commits go on while the checkpointer copies; so when at most CKPT_CATCH_UP
+ *   frames are left, the writer's hook copies them itself (a few pages and a sync: well under
+ *   a millisecond here, against 10-30 for a whole checkpoint).  Should the log grow to 8
+ *   times store.checkpoint_pages past the copied part (the checkpointer cannot keep up), the
+ *   writer checkpoints in the hook, as SQLite would.  Counted in stats (checkpoints,
+ *   writer_checkpoints).
+ *
+ * Shutdown: store_close() sets `stopping`, joins the writer (which first drains `pending`)
+ * and the checkpointer, runs the remaining done callbacks, closes the connections, then
+ * closes the async handle; the store is freed in that close callback.
  *
  * Schema: numbered migrations in `migrations[]`, applied in order inside transactions and
  * recorded in schema_migrations.  Never edit a shipped migration; add a new one.
@@ -80,6 +95,15 @@ struct store {
     uint64_t first_ns;   /* when the oldest pending op was submitted (uv_hrtime) */
     uint64_t last_end;   /* when the last batch committed (uv_hrtime) */
     int idle, gathering; /* the writer sleeps on `wake` with nothing pending / while gathering */
+    /* checkpointer (see "Checkpoints"); ckpt_* fields guarded by lock */
+    uv_thread_t ckpt_thread;
+    int ckpt_started;
+    uv_cond_t ckpt_wake;
+    sqlite3 *ckpt_db;
+    int ckpt_pages;   /* store.checkpoint_pages */
+    int ckpt_due;     /* the hook asked for a checkpoint */
+    int ckpt_running; /* the checkpointer is in one */
+    int ckpt_copied;  /* log frames already copied into the file (0 after a restart) */
     store_tx_t tx; /* writer connection + its statement cache */
     sqlite3 *reader;
     sqlite3_stmt *r_find_conv, *r_find_client, *r_replay, *r_max_id, *r_customer, *r_token, *r_due;
@@ -276,6 +300,71 @@ static int tx_step(store_tx_t *tx, const char *sql)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* ---- checkpoints (see "Checkpoints") ---- */
+
+#define CKPT_CATCH_UP 64 /* frames the writer copies itself to finish a checkpoint */
+
+/* Writer thread, after each commit: pages is the log's size in frames. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    store_t *s = arg;
+    int rest, wake = 0, now = 0;
+    uv_mutex_lock(&s->lock);
+    if (pages < s->ckpt_copied) /* the log restarted */
+        s->ckpt_copied = 0;
+    rest = pages - s->ckpt_copied;
+    if (!s->ckpt_running && !s->ckpt_due) {
+        if (s->ckpt_copied > 0 && rest <= CKPT_CATCH_UP)
+            now = 1; /* the checkpointer copied the rest: finish, so that the log restarts */
+        else if (rest >= 8 * s->ckpt_pages)
+            now = 1; /* it cannot keep up */
+        else if (rest >= s->ckpt_pages)
+            wake = s->ckpt_due = 1;
+    }
+    uv_mutex_unlock(&s->lock);
+    if (wake)
+        uv_cond_signal(&s->ckpt_wake);
+    if (now) {
+        int copied = 0;
+        if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, &copied) ==
+            SQLITE_OK) {
+            uv_mutex_lock(&s->lock);
+            s->ckpt_copied = copied;
+            s->stats.writer_checkpoints++;
+            uv_mutex_unlock(&s->lock);
+        }
+    }
+    return SQLITE_OK;
+}
+
+static void ckpt_main(void *arg)
+{
+    store_t *s = arg;
+    uv_mutex_lock(&s->lock);
+    for (;;) {
+        while (!s->ckpt_due && !s->stopping)
+            uv_cond_wait(&s->ckpt_wake, &s->lock);
+        if (s->stopping)
+            break;
+        s->ckpt_due = 0;
+        s->ckpt_running = 1;
+        uv_mutex_unlock(&s->lock);
+        int frames = 0, copied = 0;
+        int rc = sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames,
+                                           &copied);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            log_warn("store", "checkpoint: %s", sqlite3_errmsg(s->ckpt_db));
+        uv_mutex_lock(&s->lock);
+        s->ckpt_running = 0;
+        if (rc == SQLITE_OK) {
+            s->stats.checkpoints++;
+            if (copied > s->ckpt_copied)
+                s->ckpt_copied = copied;
+        }
+    }
+    uv_mutex_unlock(&s->lock);
+}
+
 static void run_batch(store_t *s, op *batch)
 {
     sqlite3 *db = s->tx.db;
@@ -404,12 +493,15 @@ static void free_store(store_t *s)
     sqlite3_finalize(s->r_customer);
     sqlite3_finalize(s->r_token);
     sqlite3_finalize(s->r_due);
+    if (s->ckpt_db)
+        sqlite3_close(s->ckpt_db);
     if (s->tx.db)
         sqlite3_close(s->tx.db);
     if (s->reader)
         sqlite3_close(s->reader);
     uv_mutex_destroy(&s->lock);
     uv_cond_destroy(&s->wake);
+    uv_cond_destroy(&s->ckpt_wake);
     free(s);
 }
 
@@ -433,7 +525,9 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
     }
     uv_mutex_init(&s->lock);
     uv_cond_init(&s->wake);
+    uv_cond_init(&s->ckpt_wake);
     s->loop = loop;
+    s->ckpt_pages = cfg->checkpoint_pages > 0 ? cfg->checkpoint_pages : 1000;
     s->pending_tail = &s->pending;
     s->finished_tail = &s->finished;
     s->batch_max = cfg->batch_max;
@@ -454,6 +548,13 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
         goto fail;
     if (init && init(s->reader, 0, init_arg, err, errlen) != 0)
         goto fail;
+    /* a file database has a write-ahead log: its checkpoints move off the writer */
+    if (strcmp(cfg->db_path, ":memory:") != 0) {
+        if (exec_sql(s->tx.db, "PRAGMA wal_autocheckpoint=0", err, errlen) != 0 ||
+            open_conn(path, cfg, &s->ckpt_db, err, errlen) != 0)
+            goto fail;
+        sqlite3_wal_hook(s->tx.db, wal_hook, s);
+    }
     if (prepare(s->reader,
                 "SELECT c.id, c.token, u.external_id, c.customer_name, c.channel, c.state,"
                 " c.last_seq, c.flow_state FROM conversations c"
@@ -494,6 +595,10 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
         goto fail;
     }
     s->thread_started = 1;
+    if (s->ckpt_db && uv_thread_create(&s->ckpt_thread, ckpt_main, s) == 0)
+        s->ckpt_started = 1;
+    else if (s->ckpt_db) /* the writer's hook then checkpoints at 8 times the threshold */
+        log_warn("store", "cannot start the checkpointer thread; the writer checkpoints");
     *out = s;
     return 0;
 fail:
@@ -513,9 +618,12 @@ void store_close(store_t *s)
     uv_mutex_lock(&s->lock);
     s->stopping = 1;
     uv_cond_signal(&s->wake);
+    uv_cond_signal(&s->ckpt_wake);
     uv_mutex_unlock(&s->lock);
     if (s->thread_started)
         uv_thread_join(&s->thread);
+    if (s->ckpt_started)
+        uv_thread_join(&s->ckpt_thread);
     run_finished(s);
     uv_close((uv_handle_t *)&s->async, on_async_closed);
 }

@@ -60,7 +60,8 @@ def test_metrics_format_and_names(server):
                  "redress_messages_out_total", "redress_turns_total", "redress_errors_total",
                  "redress_store_batches_total", "redress_store_ops_total",
                  "redress_flow_vm_bytes", "redress_flow_gc_idle_slices_total",
-                 "redress_flow_gc_idle_cycles_total"):
+                 "redress_flow_gc_idle_cycles_total", "redress_store_checkpoints_total",
+                 "redress_store_writer_checkpoints_total"):
         assert name in names, f"{name} missing from /metrics:\n{body.decode()}"
     for name, kind in types.items():
         if name.endswith("_total"):
