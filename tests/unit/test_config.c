@@ -90,6 +90,7 @@ static void test_defaults(void)
     CHECK(c.batch_max == 512);
     CHECK(c.lua_max_instructions == 1000000);
     CHECK(c.lua_max_memory_mb == 1024);
+    CHECK(c.checkpoint_pages == 1000);
     CHECK_STR(c.log_level, "notice");
     CHECK(c.config_file == NULL);
     config_free(&c);

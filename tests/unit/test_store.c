@@ -1,10 +1,10 @@
 /*
- * test_store.c - the store's writer thread and its group commit (server/store.c) on a real
- * SQLite file.
+ * test_store.c - the store's writer thread, its group commit and its checkpointer thread
+ * (server/store.c) on a real SQLite file.
  *
- * Each test first commits op 0, so the store counts as busy, then queues ops 1..10 five
- * milliseconds apart (well inside the 300 ms group window, well outside one commit).  Counts
- * come from
+ * The group-commit tests first commit op 0, so the store counts as busy, then queue ops 1..10
+ * five milliseconds apart (well inside the 300 ms group window, well outside one commit).  The
+ * checkpoint test watches the size of the write-ahead log file.  Counts come from
  * store_get_stats() (what /metrics shows); the rows are read back through a second connection
  * after store_close(), so every acknowledged operation is checked to be in the file.
  */
