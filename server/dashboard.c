@@ -46,6 +46,7 @@
 #include "privacy.h"
 #include "server.h"
 #include "session.h"
+#include "util.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -622,36 +623,11 @@ out:
 
 /* ---- CSV ---- */
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} buf;
-
-static void buf_add(buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
+typedef util_buf buf;
 
 static void buf_str(buf *b, const char *s)
 {
-    buf_add(b, s, strlen(s));
+    util_buf_add(b, s, strlen(s));
 }
 
 /*
@@ -668,16 +644,16 @@ static void csv_text(buf *b, const char *s)
         buf_str(b, s);
         return;
     }
-    buf_add(b, "\"", 1);
+    util_buf_add(b, "\"", 1);
     if (formula)
-        buf_add(b, "'", 1);
+        util_buf_add(b, "'", 1);
     for (const char *p = s; *p; p++) {
         if (*p == '"')
-            buf_add(b, "\"\"", 2);
+            util_buf_add(b, "\"\"", 2);
         else
-            buf_add(b, p, 1);
+            util_buf_add(b, p, 1);
     }
-    buf_add(b, "\"", 1);
+    util_buf_add(b, "\"", 1);
 }
 
 static void csv_time(buf *b, double t)
@@ -741,33 +717,33 @@ int dashboard_csv(sqlite3 *db, const dashboard_range_t *r, char **out, size_t *l
         }
         snprintf(conv, sizeof(conv), "c-%012lld", col_int(st, 1));
         csv_text(&b, col_str(st, 0));
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_text(&b, conv);
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_time(&b, col_time(st, 2));
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_text(&b, col_str(st, 3));
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_text(&b, category_label(col_str(st, 3)));
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_int(&b, st, 4);
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_text(&b, col_str(st, 5));
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_text(&b, col_str(st, 6));
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_text(&b, complaint_status_text(col_str(st, 6)));
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_text(&b, col_str(st, 7));
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_int(&b, st, 8);
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_int(&b, st, 9);
         for (int d = 0; d < 3; d++) {
             double due = col_time(st, 10 + 2 * d), at = col_time(st, 11 + 2 * d);
-            buf_add(&b, ",", 1);
+            util_buf_add(&b, ",", 1);
             csv_time(&b, due);
-            buf_add(&b, ",", 1);
+            util_buf_add(&b, ",", 1);
             csv_time(&b, at);
             /* the same rule as the figures: its bit, or reached after the deadline */
             if (due > 0 && ((bits & (1u << d)) || (at > 0 && at > due))) {
@@ -776,29 +752,29 @@ int dashboard_csv(sqlite3 *db, const dashboard_range_t *r, char **out, size_t *l
                 strcat(breached, step_name[d]);
             }
         }
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_time(&b, col_time(st, 16));
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_text(&b, breached);
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_int(&b, st, 18);
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         csv_int(&b, st, 19);
-        buf_add(&b, ",", 1);
+        util_buf_add(&b, ",", 1);
         if (sqlite3_column_type(st, 20) != SQLITE_NULL) {
             /* exports leave the building: personal numbers are always masked */
             char *masked = privacy_mask_dup(col_str(st, 20));
             if (!masked)
-                b.oom = 1;
+                b.failed = 1;
             else
                 csv_text(&b, masked);
             free(masked);
         }
-        buf_add(&b, "\r\n", 2);
+        util_buf_add(&b, "\r\n", 2);
     }
     if (finish(db, st, s, err, errlen) != 0)
         goto out;
-    if (b.oom) {
+    if (b.failed) {
         snprintf(err, errlen, "dashboard: out of memory");
         goto out;
     }

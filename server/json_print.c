@@ -19,6 +19,8 @@
  */
 #include "json_print.h"
 
+#include "util.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,43 +28,16 @@
 
 #define JSON_PRINT_MAX_DEPTH 1000 /* cJSON's own nesting limit for parsing */
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int failed;
-} jbuf;
-
-static int reserve(jbuf *b, size_t more)
-{
-    if (b->failed)
-        return -1;
-    if (b->len + more + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->failed = 1;
-        return -1;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
+typedef util_buf jbuf;
 
 static void put(jbuf *b, const char *s, size_t n)
 {
-    if (reserve(b, n) == 0) {
-        memcpy(b->p + b->len, s, n);
-        b->len += n;
-    }
+    util_buf_add(b, s, n);
 }
 
 static void put_char(jbuf *b, char c)
 {
-    if (reserve(b, 1) == 0)
-        b->p[b->len++] = c;
+    util_buf_add(b, &c, 1);
 }
 
 static void put_number(jbuf *b, double d)
@@ -169,10 +144,9 @@ char *json_print(const cJSON *item)
     if (!item)
         return NULL;
     put_item(&b, item, 0);
-    if (b.failed || reserve(&b, 0) != 0) {
+    if (b.failed || util_buf_reserve(&b, 0) != 0) {
         free(b.p);
         return NULL;
     }
-    b.p[b.len] = '\0';
     return b.p;
 }

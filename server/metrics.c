@@ -4,6 +4,7 @@
 #include "metrics.h"
 
 #include "store.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,18 +12,12 @@
 
 metrics_t metrics;
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-    int failed;
-} buf;
+typedef util_buf buf;
 
 static void put(buf *b, const char *fmt, ...)
 {
     va_list ap;
-    for (;;) {
-        if (b->failed)
-            return;
+    while (!b->failed) {
         va_start(ap, fmt);
         int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
         va_end(ap);
@@ -34,14 +29,7 @@ static void put(buf *b, const char *fmt, ...)
             b->len += (size_t)n;
             return;
         }
-        size_t cap = b->cap * 2 + (size_t)n;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
+        util_buf_reserve(b, (size_t)n);
     }
 }
 

@@ -298,3 +298,33 @@ void map_each(const map_t *m, void (*fn)(const char *, void *, void *), void *ar
         for (entry *e = m->buckets[i]; e; e = e->next)
             fn(e->key, e->value, arg);
 }
+
+/* ---- util_buf ---- */
+
+int util_buf_reserve(util_buf *b, size_t n)
+{
+    if (b->failed)
+        return -1;
+    if (b->len + n + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->failed = 1;
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+void util_buf_add(util_buf *b, const char *s, size_t n)
+{
+    if (util_buf_reserve(b, n) != 0)
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}

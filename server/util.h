@@ -35,6 +35,20 @@ double util_wall_s(void);
 uint64_t util_now_ms(void);
 
 /*
+ * util_buf: a growing byte buffer, kept NUL-terminated.  After an allocation failure `failed`
+ * is set and further additions do nothing; the owner frees p and reports out of memory.
+ * Start from {0}.
+ */
+typedef struct util_buf {
+    char *p;
+    size_t len, cap;
+    int failed;
+} util_buf;
+/* Room for n more bytes and the NUL.  0, or -1 (failed). */
+int util_buf_reserve(util_buf *b, size_t n);
+void util_buf_add(util_buf *b, const char *s, size_t n);
+
+/*
  * map_t: string -> pointer hash map (chained, power-of-two buckets).  Keys are copied and
  * owned by the map; values are borrowed.  Not thread-safe.
  */
