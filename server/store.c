@@ -97,7 +97,7 @@ struct store {
     int idle, gathering; /* the writer sleeps on `wake` with nothing pending / while gathering */
     /* checkpointer (see "Checkpoints"); ckpt_* fields guarded by lock */
     uv_thread_t ckpt_thread;
-    int ckpt_started;
+    int ckpt_started; /* set before the writer starts */
     uv_cond_t ckpt_wake;
     sqlite3 *ckpt_db;
     int ckpt_pages;   /* store.checkpoint_pages */
@@ -318,7 +318,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
             now = 1; /* the checkpointer copied the rest: finish, so that the log restarts */
         else if (rest >= 8 * s->ckpt_pages)
             now = 1; /* it cannot keep up */
-        else if (rest >= s->ckpt_pages)
+        else if (rest >= s->ckpt_pages && s->ckpt_started)
             wake = s->ckpt_due = 1;
     }
     uv_mutex_unlock(&s->lock);
@@ -588,17 +588,24 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
         goto fail;
     }
     s->async.data = s;
+    /* the checkpointer first: the writer's hook reads ckpt_started */
+    if (s->ckpt_db && uv_thread_create(&s->ckpt_thread, ckpt_main, s) == 0)
+        s->ckpt_started = 1;
+    else if (s->ckpt_db) /* the writer's hook then checkpoints at 8 times the threshold */
+        log_warn("store", "cannot start the checkpointer thread; the writer checkpoints");
     if (uv_thread_create(&s->thread, writer_main, s) != 0) {
         snprintf(err, errlen, "cannot start the writer thread");
+        uv_mutex_lock(&s->lock);
+        s->stopping = 1;
+        uv_cond_signal(&s->ckpt_wake);
+        uv_mutex_unlock(&s->lock);
+        if (s->ckpt_started)
+            uv_thread_join(&s->ckpt_thread);
         uv_close((uv_handle_t *)&s->async, NULL);
         uv_run(loop, UV_RUN_NOWAIT);
         goto fail;
     }
     s->thread_started = 1;
-    if (s->ckpt_db && uv_thread_create(&s->ckpt_thread, ckpt_main, s) == 0)
-        s->ckpt_started = 1;
-    else if (s->ckpt_db) /* the writer's hook then checkpoints at 8 times the threshold */
-        log_warn("store", "cannot start the checkpointer thread; the writer checkpoints");
     *out = s;
     return 0;
 fail:
