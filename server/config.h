@@ -39,12 +39,12 @@ typedef struct config {
     int api_trust_loopback; /* api.trust_loopback: loopback requests without a session are the
                                operator */
     /* storage */
-    char *synchronous; /* store.synchronous: "normal" (survives process crash) or "full" */
-    int batch_max;     /* store.batch_max: most operations in one transaction */
-    int group_commit_us; /* store.group_commit_us: how long a write may wait to share a commit */
+    char *synchronous;    /* store.synchronous: "normal" (survives process crash) or "full" */
+    int batch_max;        /* store.batch_max: most operations in one transaction */
+    int group_commit_us;  /* store.group_commit_us: how long a write may wait to share a commit */
     int checkpoint_pages; /* store.checkpoint_pages: WAL size that wakes the checkpointer */
-    char *clock_start; /* flow.clock_start: "YYYY-MM-DD HH:MM" Beijing time the flows' clock
-                          starts at (tests, demos); "" = the real time */
+    char *clock_start;    /* flow.clock_start: "YYYY-MM-DD HH:MM" Beijing time the flows' clock
+                             starts at (tests, demos); "" = the real time */
     /* Lua */
     int lua_max_instructions; /* flow.max_instructions: per resume of a flow */
     int lua_max_memory_mb;    /* flow.max_memory_mb: whole VM */

@@ -65,10 +65,10 @@ typedef struct kw_edge {
 typedef struct kw_set {
     int32_t nentries, nnodes, maxlen;
     int32_t root[256]; /* the root's move by each byte (0: stay), where scans spend most steps */
-    int32_t *len;  /* [nentries] word length in bytes */
-    int32_t *dup;  /* [nentries] next entry with the same word, or -1 */
-    kw_node *node; /* [nnodes]; node 0 is the root */
-    kw_edge *edge; /* [nnodes - 1] */
+    int32_t *len;      /* [nentries] word length in bytes */
+    int32_t *dup;      /* [nentries] next entry with the same word, or -1 */
+    kw_node *node;     /* [nnodes]; node 0 is the root */
+    kw_edge *edge;     /* [nnodes - 1] */
 } kw_set;
 
 /* ---- building ---- */

@@ -81,13 +81,27 @@ static void put_string(jbuf *b, const char *s)
         run = s + 1;
         char esc[6] = {'\\', 0};
         switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
         default:
             put(b, "\\u00", 4);
             put_char(b, hex[c >> 4]);
@@ -107,11 +121,21 @@ static void put_item(jbuf *b, const cJSON *item, int depth)
         return;
     }
     switch (item->type & 0xFF) {
-    case cJSON_NULL: put(b, "null", 4); break;
-    case cJSON_False: put(b, "false", 5); break;
-    case cJSON_True: put(b, "true", 4); break;
-    case cJSON_Number: put_number(b, item->valuedouble); break;
-    case cJSON_String: put_string(b, item->valuestring); break;
+    case cJSON_NULL:
+        put(b, "null", 4);
+        break;
+    case cJSON_False:
+        put(b, "false", 5);
+        break;
+    case cJSON_True:
+        put(b, "true", 4);
+        break;
+    case cJSON_Number:
+        put_number(b, item->valuedouble);
+        break;
+    case cJSON_String:
+        put_string(b, item->valuestring);
+        break;
     case cJSON_Raw:
         if (item->valuestring)
             put(b, item->valuestring, strlen(item->valuestring));
@@ -134,7 +158,8 @@ static void put_item(jbuf *b, const cJSON *item, int depth)
         put_char(b, obj ? '}' : ']');
         break;
     }
-    default: b->failed = 1; /* cJSON_Invalid */
+    default:
+        b->failed = 1; /* cJSON_Invalid */
     }
 }
 

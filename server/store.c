@@ -104,7 +104,7 @@ struct store {
     int ckpt_due;     /* the hook asked for a checkpoint */
     int ckpt_running; /* the checkpointer is in one */
     int ckpt_copied;  /* log frames already copied into the file (0 after a restart) */
-    store_tx_t tx; /* writer connection + its statement cache */
+    store_tx_t tx;    /* writer connection + its statement cache */
     sqlite3 *reader;
     sqlite3_stmt *r_find_conv, *r_find_client, *r_replay, *r_max_id, *r_customer, *r_token, *r_due;
     store_stats_t stats; /* guarded by lock */

@@ -105,8 +105,8 @@ int store_append_internal(store_t *s, long long conversation, const char *kind,
 int store_customer_info(store_t *s, const char *customer_id, int *vip, int *conversations);
 
 /* Queues a flow state update (json copied; NULL clears).  done may be NULL. */
-int store_save_flow_state(store_t *s, long long conversation, const char *json,
-                          store_done_fn done, void *arg);
+int store_save_flow_state(store_t *s, long long conversation, const char *json, store_done_fn done,
+                          void *arg);
 
 /* Reader: the conversation with this token.  Returns 0 and fills *c (caller frees
  * c->flow_state), 1 when none, negative on error. */
@@ -116,8 +116,8 @@ int store_find_conversation(store_t *s, const char *token, store_conv_t *c);
 int store_set_flow_due(store_t *s, long long conversation, double due);
 /* Reader: calls fn(id) for up to limit conversations whose flow timer is due at now, earliest
  * first (fn returns non-zero to stop).  0 or -1. */
-int store_due_conversations(store_t *s, double now, int limit,
-                            int (*fn)(long long id, void *arg), void *arg);
+int store_due_conversations(store_t *s, double now, int limit, int (*fn)(long long id, void *arg),
+                            void *arg);
 
 /* Reader: the token (33 bytes with NUL) of conversation id.  0 found, 1 none, <0 error. */
 int store_conversation_token(store_t *s, long long id, char *token);
@@ -137,7 +137,7 @@ long long store_max_conversation_id(store_t *s);
 /* Counters for /metrics. */
 typedef struct store_stats {
     uint64_t batches, ops, failed_ops;
-    uint64_t checkpoints;     /* passive checkpoints run by the checkpointer thread */
+    uint64_t checkpoints;        /* passive checkpoints run by the checkpointer thread */
     uint64_t writer_checkpoints; /* run by the writer itself: the log outgrew 8x the threshold */
 } store_stats_t;
 void store_get_stats(store_t *s, store_stats_t *out);

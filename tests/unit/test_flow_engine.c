@@ -441,26 +441,26 @@ static void test_isolation(void)
 /* One turn keeps 1 MB strings, saying how many it has every fourth.  The VM's cap is 1024 MB
  * (the default): the turn fails with a memory error after at most 64 MB of its own, not a
  * quarter of the cap, and the memory comes back. */
+static const char *FLOW_GROW = "return {\n"
+                               "  default = true,\n"
+                               "  start = 's',\n"
+                               "  steps = {\n"
+                               "    s = function(chat, st)\n"
+                               "      chat:ask('what?')\n"
+                               "      local t = {}\n"
+                               "      for i = 1, 1000 do\n"
+                               "        t[i] = string.rep('x', 1000000) .. i\n"
+                               "        if i % 4 == 0 then chat:say('mb ' .. i) end\n"
+                               "      end\n"
+                               "      return 's'\n"
+                               "    end,\n"
+                               "  },\n"
+                               "}\n";
+
 static void test_turn_cap(void)
 {
-    static const char grow[] =
-        "return {\n"
-        "  default = true,\n"
-        "  start = 's',\n"
-        "  steps = {\n"
-        "    s = function(chat, st)\n"
-        "      chat:ask('what?')\n"
-        "      local t = {}\n"
-        "      for i = 1, 1000 do\n"
-        "        t[i] = string.rep('x', 1000000) .. i\n"
-        "        if i % 4 == 0 then chat:say('mb ' .. i) end\n"
-        "      end\n"
-        "      return 's'\n"
-        "    end,\n"
-        "  },\n"
-        "}\n";
     char dir[64];
-    CHECK(make_rules(dir, sizeof(dir), grow) == 0);
+    CHECK(make_rules(dir, sizeof(dir), FLOW_GROW) == 0);
     flow_engine_t *e = engine_mb(dir, 1024);
     flow_customer_t c = customer(NULL);
     th_host h = {.now = 1000};

@@ -115,7 +115,7 @@ static void test_scalars(void)
         CHECK(round_trips(t));
         cJSON_Delete(t);
     }
-    cJSON *lits[] = {cJSON_CreateNull(), cJSON_CreateTrue(), cJSON_CreateFalse(),
+    cJSON *lits[] = {cJSON_CreateNull(),   cJSON_CreateTrue(),  cJSON_CreateFalse(),
                      cJSON_CreateObject(), cJSON_CreateArray(), cJSON_CreateRaw("{\"raw\":1}")};
     for (size_t i = 0; i < sizeof(lits) / sizeof(lits[0]); i++) {
         CHECK(same_as_cjson(lits[i]));
@@ -159,11 +159,16 @@ static uint64_t next(void)
 static double random_number(void)
 {
     switch (next() % 6) {
-    case 0: return (double)(int64_t)(next() % 2000001) - 1000000;
-    case 1: return (double)(next() % 100000) / 100.0;
-    case 2: return 1.7e9 + (double)(next() % 100000000) / 1e7; /* a timestamp */
-    case 3: return ldexp((double)(next() >> 11), (int)(next() % 200) - 100);
-    case 4: return (double)(int64_t)(next() >> 12) * ((next() & 1) ? -1 : 1);
+    case 0:
+        return (double)(int64_t)(next() % 2000001) - 1000000;
+    case 1:
+        return (double)(next() % 100000) / 100.0;
+    case 2:
+        return 1.7e9 + (double)(next() % 100000000) / 1e7; /* a timestamp */
+    case 3:
+        return ldexp((double)(next() >> 11), (int)(next() % 200) - 100);
+    case 4:
+        return (double)(int64_t)(next() >> 12) * ((next() & 1) ? -1 : 1);
     default: {
         uint64_t bits = next();
         double d;
@@ -175,8 +180,22 @@ static double random_number(void)
 
 static char *random_string(char *buf, size_t cap)
 {
-    static const char *pieces[] = {"a", "Z", "9", " ", "\"", "\\", "\n", "\t", "\x01", "\x1f",
-                                   "/", "订单", "退款", "\xE3\x80\x80", "\xF0\x9F\x98\x80", "?"};
+    static const char *pieces[] = {"a",
+                                   "Z",
+                                   "9",
+                                   " ",
+                                   "\"",
+                                   "\\",
+                                   "\n",
+                                   "\t",
+                                   "\x01",
+                                   "\x1f",
+                                   "/",
+                                   "订单",
+                                   "退款",
+                                   "\xE3\x80\x80",
+                                   "\xF0\x9F\x98\x80",
+                                   "?"};
     size_t n = next() % 12, len = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < n; i++) {
@@ -194,11 +213,15 @@ static cJSON *random_tree(int depth)
     char s[128], k[128];
     unsigned kind = (unsigned)(next() % (depth < 4 ? 7 : 5));
     switch (kind) {
-    case 0: return cJSON_CreateNull();
-    case 1: return cJSON_CreateBool(next() & 1);
+    case 0:
+        return cJSON_CreateNull();
+    case 1:
+        return cJSON_CreateBool(next() & 1);
     case 2:
-    case 3: return cJSON_CreateNumber(random_number());
-    case 4: return cJSON_CreateString(random_string(s, sizeof(s)));
+    case 3:
+        return cJSON_CreateNumber(random_number());
+    case 4:
+        return cJSON_CreateString(random_string(s, sizeof(s)));
     case 5: {
         cJSON *a = cJSON_CreateArray();
         for (int i = (int)(next() % 5); i > 0; i--)

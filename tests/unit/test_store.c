@@ -98,8 +98,8 @@ static int rig_close(rig *r)
     return rows;
 }
 
-/* Commits op 0, then queues ops 1..NOPS one every gap_ms, and runs the loop until all are done.  Returns the batches the
- * store committed for ops 1..NOPS. */
+/* Commits op 0, then queues ops 1..NOPS one every gap_ms, and runs the loop until all are done.
+ * Returns the batches the store committed for ops 1..NOPS. */
 static uint64_t run_spaced(rig *r, job *jobs, unsigned gap_ms)
 {
     store_stats_t before, after;
