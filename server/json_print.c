@@ -69,6 +69,7 @@ static void put_number(jbuf *b, double d)
 static void put_string(jbuf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
+    static const char escaped[] = "\"\\\b\f\n\r\t", escapes[] = "\"\\bfnrt";
     put_char(b, '"');
     if (!s)
         s = "";
@@ -79,36 +80,14 @@ static void put_string(jbuf *b, const char *s)
             continue;
         put(b, run, (size_t)(s - run));
         run = s + 1;
-        char esc[6] = {'\\', 0};
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            put(b, "\\u00", 4);
-            put_char(b, hex[c >> 4]);
-            put_char(b, hex[c & 15]);
-            continue;
+        const char *short_form = memchr(escaped, c, sizeof(escaped) - 1);
+        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        if (short_form) {
+            esc[1] = escapes[short_form - escaped];
+            put(b, esc, 2);
+        } else {
+            put(b, esc, 6);
         }
-        put(b, esc, 2);
     }
     put(b, run, (size_t)(s - run));
     put_char(b, '"');
