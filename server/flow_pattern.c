@@ -81,6 +81,21 @@ static void ms_reset(mstate *ms)
 
 static const char *match(mstate *ms, const char *s, const char *p);
 
+/* The closing ']' of the set at p (p at '['), or NULL when the pattern ends first. */
+static const char *set_close(const char *p, const char *pe)
+{
+    p++;
+    if (p < pe && *p == '^')
+        p++;
+    do { /* the first character of a set is literal, even ']' */
+        if (p >= pe)
+            return NULL;
+        if (*p++ == '%' && p < pe)
+            p++;
+    } while (p < pe && *p != ']');
+    return p < pe ? p : NULL;
+}
+
 /* End of the single-character class starting at p. */
 static const char *class_end(mstate *ms, const char *p)
 {
@@ -89,16 +104,12 @@ static const char *class_end(mstate *ms, const char *p)
         if (p == ms->p_end)
             luaL_error(ms->L, "malformed pattern (ends with '%%')");
         return p + 1;
-    case '[':
-        if (*p == '^')
-            p++;
-        do { /* the first character of a set is literal, even ']' */
-            if (p == ms->p_end)
-                luaL_error(ms->L, "malformed pattern (missing ']')");
-            if (*(p++) == '%' && p < ms->p_end)
-                p++;
-        } while (*p != ']');
-        return p + 1;
+    case '[': {
+        const char *close = set_close(p - 1, ms->p_end);
+        if (!close)
+            luaL_error(ms->L, "malformed pattern (missing ']')");
+        return close + 1;
+    }
     default:
         return p;
     }
@@ -420,21 +431,6 @@ static size_t posrelat(lua_Integer pos, size_t len)
     if (pos == 0 || pos < -(lua_Integer)len)
         return 1;
     return len + (size_t)pos + 1;
-}
-
-/* The closing ']' of the set at p (p at '['), or NULL when the pattern ends first. */
-static const char *set_close(const char *p, const char *pe)
-{
-    p++;
-    if (p < pe && *p == '^')
-        p++;
-    do { /* the first character of a set is literal, even ']' */
-        if (p >= pe)
-            return NULL;
-        if (*p++ == '%' && p < pe)
-            p++;
-    } while (p < pe && *p != ']');
-    return p < pe ? p : NULL;
 }
 
 /* First-byte tables of recent first items, by the item's text: building one costs 256 class
