@@ -514,6 +514,21 @@ static int ensure_dir(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
+/* Sets `stopping` and joins the threads that were started (the writer first drains
+ * `pending`). */
+static void stop_threads(store_t *s)
+{
+    uv_mutex_lock(&s->lock);
+    s->stopping = 1;
+    uv_cond_signal(&s->wake);
+    uv_cond_signal(&s->ckpt_wake);
+    uv_mutex_unlock(&s->lock);
+    if (s->thread_started)
+        uv_thread_join(&s->thread);
+    if (s->ckpt_started)
+        uv_thread_join(&s->ckpt_thread);
+}
+
 int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_init_fn init,
                void *init_arg, char *err, size_t errlen)
 {
@@ -527,7 +542,7 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
     uv_cond_init(&s->wake);
     uv_cond_init(&s->ckpt_wake);
     s->loop = loop;
-    s->ckpt_pages = cfg->checkpoint_pages > 0 ? cfg->checkpoint_pages : 1000;
+    s->ckpt_pages = cfg->checkpoint_pages;
     s->pending_tail = &s->pending;
     s->finished_tail = &s->finished;
     s->batch_max = cfg->batch_max;
@@ -595,12 +610,7 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
         log_warn("store", "cannot start the checkpointer thread; the writer checkpoints");
     if (uv_thread_create(&s->thread, writer_main, s) != 0) {
         snprintf(err, errlen, "cannot start the writer thread");
-        uv_mutex_lock(&s->lock);
-        s->stopping = 1;
-        uv_cond_signal(&s->ckpt_wake);
-        uv_mutex_unlock(&s->lock);
-        if (s->ckpt_started)
-            uv_thread_join(&s->ckpt_thread);
+        stop_threads(s);
         uv_close((uv_handle_t *)&s->async, NULL);
         uv_run(loop, UV_RUN_NOWAIT);
         goto fail;
@@ -622,15 +632,7 @@ void store_close(store_t *s)
 {
     if (!s)
         return;
-    uv_mutex_lock(&s->lock);
-    s->stopping = 1;
-    uv_cond_signal(&s->wake);
-    uv_cond_signal(&s->ckpt_wake);
-    uv_mutex_unlock(&s->lock);
-    if (s->thread_started)
-        uv_thread_join(&s->thread);
-    if (s->ckpt_started)
-        uv_thread_join(&s->ckpt_thread);
+    stop_threads(s);
     run_finished(s);
     uv_close((uv_handle_t *)&s->async, on_async_closed);
 }
