@@ -24,7 +24,7 @@
  * free it (the foreign-loop two-phase destroy, as in server/net.c).
  *
  * usage: echo_server [--host 127.0.0.1] [--port N (0 = any)] [--max-connections N]
- *                    [--rx-buffer BYTES (the protocol's rx_buffer_size, 4096 as in ws.c)]
+ *                    [--rx-buffer BYTES (the protocol's rx_buffer_size, 1024 as in ws.c)]
  *                    [--no-idle-policy (no retry_and_idle_policy: lws keeps no ping/hangup
  *                     timer per connection)] [--no-fd-limit (leave fd_limit_per_thread 0)]
  * The last three are not what server/net.c does; they exist to measure what its choices cost.
@@ -293,10 +293,10 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/* rx_buffer_size 4096 as in server/ws.c; --rx-buffer changes it to measure what it costs. */
+/* rx_buffer_size 1024 as in server/ws.c; --rx-buffer changes it to measure what it costs. */
 static struct lws_protocols protocols[] = {
     {"http", callback_http, 0, 0, 0, NULL, 0},
-    {"redress.chat.v1", callback_chat, sizeof(echo_conn), 4096, 0, NULL, 0},
+    {"redress.chat.v1", callback_chat, sizeof(echo_conn), 1024, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -333,7 +333,7 @@ int main(int argc, char **argv)
     struct lws_context_creation_info info;
     void *foreign_loops[1] = {&srv.loop};
     const char *host = "127.0.0.1";
-    int port = 0, max_conns = 20000, rx_buffer = 4096, idle_policy = 1, fd_limit = 1, rc = 1;
+    int port = 0, max_conns = 20000, rx_buffer = 1024, idle_policy = 1, fd_limit = 1, rc = 1;
 
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;

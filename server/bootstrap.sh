@@ -16,7 +16,7 @@ mode=${1:-}
 [ $# -gt 0 ] && shift
 
 build_pkgs="cmake make gcc pkg-config libwebsockets-dev libwebsockets-evlib-uv liblua5.4-dev
-libsqlite3-dev libcjson-dev libuv1-dev libsodium-dev"
+libsqlite3-dev libcjson-dev libuv1-dev libsodium-dev libjemalloc-dev"
 test_pkgs="python3 python3-websockets python3-pytest sqlite3 clang libclang-rt-14-dev chromium nodejs fonts-wqy-microhei"
 # the web pages' npm dependencies (web/package.json: Chart.js for the dashboard)
 web_pkgs="nodejs"

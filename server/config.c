@@ -98,7 +98,8 @@ static const setting settings[] = {
      "turn may add a quarter, at most 64 MB)"},
     {"flow.idle_gc", T_INT, "1", F(lua_idle_gc), 0, 1, NULL,
      "1: the Lua garbage collector works while the server is idle, not inside customer turns "
-     "(when the server is never idle, turns pay for it again); 0: Lua's own collection"},
+     "(when the server is never idle, turns pay for it again), and after a second without "
+     "turns it runs a whole cycle and gives the freed memory back; 0: Lua's own collection"},
     {"auth.cookie_secure", T_INT, "0", F(auth_cookie_secure), 0, 1, NULL,
      "1 when the site is served over https: session cookies get the Secure flag"},
     {"auth.session_ttl_s", T_INT, "43200", F(auth_session_ttl_s), 300, 2592000, NULL,

@@ -186,6 +186,7 @@ int flow_protected(flow_engine_t *e, lua_CFunction fn, void *arg, char *err, siz
     if (outer) {
         e->in_call = 1;
         e->call_gross = 0;
+        e->calls++;
     }
     e->budget = e->max_instr;
     e->killed = FLOW_KILL_NONE;

@@ -41,17 +41,23 @@ struct flow_engine {
     lua_State *L;
     /* allocator (flow.c) */
     size_t mem_used, mem_cap;
-    size_t gc_floor;    /* VM size after the last forced full collection (flow_end) */
+    size_t gc_floor; /* VM size after the last forced full collection (flow_end) */
     /* collection in idle time (flow_gc.c) */
-    int gc_idle;     /* the host runs the collector in slices; calls do not */
-    int gc_cycle;    /* a collection cycle is under way */
-    size_t gc_live;  /* VM size after the last cycle */
-    size_t gc_cycle_alloc; /* bytes allocated since the current cycle began */
+    int gc_idle;                   /* the host runs the collector in slices; calls do not */
+    int gc_cycle;                  /* a collection cycle is under way */
+    size_t gc_live;                /* VM size after the last cycle */
+    size_t gc_cycle_alloc;         /* bytes allocated since the current cycle began */
     uint64_t gc_slices, gc_cycles; /* slices run; cycles they completed */
-    size_t turn_cap;    /* net bytes one run may add in one call */
-    long long turn_net; /* net bytes allocated since the current run's call began */
-    size_t call_gross;  /* bytes allocated (not net) since the current flow_protected began */
-    int in_call;        /* inside flow_protected: call_gross is counted and capped at mem_cap */
+    uint64_t calls;                /* outermost calls into the VM (flow_protected) */
+    uint64_t quiet_calls;          /* `calls` when the quiet clock last started */
+    uint64_t quiet_since;          /* ms: since then no call entered the VM */
+    uint64_t swept_calls;          /* `calls` when the last quiet cycle began */
+    int gc_quiet;                  /* the running cycle is a quiet one (flow_engine_gc_quiet) */
+    uint64_t gc_quiet_cycles;      /* quiet cycles completed */
+    size_t turn_cap;               /* net bytes one run may add in one call */
+    long long turn_net;            /* net bytes allocated since the current run's call began */
+    size_t call_gross; /* bytes allocated (not net) since the current flow_protected began */
+    int in_call;       /* inside flow_protected: call_gross is counted and capped at mem_cap */
     /* instruction budget of the current entry */
     long max_instr;
     long budget;

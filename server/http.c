@@ -139,6 +139,7 @@ static void get_metrics(server_t *srv, const http_call_t *call, http_reply_t *h)
     size_t len = 0;
     metrics.flow_vm_bytes = flow_engine_memory(srv->flow);
     flow_engine_gc_counts(srv->flow, &metrics.flow_gc_slices, &metrics.flow_gc_cycles);
+    metrics.flow_gc_quiet_cycles = flow_engine_gc_quiet_cycles(srv->flow);
     char *text = metrics_render(srv->store, (util_now_ms() - srv->started_ms) / 1000u, &len);
     http_reply(h, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }

@@ -66,6 +66,9 @@ char *metrics_render(struct store *store, uint64_t uptime_s, size_t *len)
            metrics.flow_gc_slices);
     metric(&b, "redress_flow_gc_idle_cycles_total", "counter",
            "Lua garbage-collection cycles completed in idle-time slices.", metrics.flow_gc_cycles);
+    metric(&b, "redress_flow_gc_quiet_cycles_total", "counter",
+           "Of those, cycles started because no conversation had called the VM for a second.",
+           metrics.flow_gc_quiet_cycles);
     metric(&b, "redress_handoffs", "gauge",
            "Open hand-offs to human agents (queued, call-back, active).",
            (uint64_t)metrics.handoffs);

@@ -13,12 +13,13 @@
 #include "proto.h"
 
 typedef struct metrics {
-    int64_t connections; /* open chat WebSockets (gauge) */
-    int64_t sessions;    /* conversations held in memory (gauge) */
-    int64_t flow_runs;   /* of those, with their Lua flow state in memory (gauge) */
-    int64_t handoffs;    /* open hand-offs to human agents (gauge) */
+    int64_t connections;    /* open chat WebSockets (gauge) */
+    int64_t sessions;       /* conversations held in memory (gauge) */
+    int64_t flow_runs;      /* of those, with their Lua flow state in memory (gauge) */
+    int64_t handoffs;       /* open hand-offs to human agents (gauge) */
     uint64_t flow_vm_bytes; /* the flow VM's size, set when the page is rendered (gauge) */
     uint64_t flow_gc_slices, flow_gc_cycles; /* idle-time collection (flow_gc.c), the same */
+    uint64_t flow_gc_quiet_cycles;           /* of which quiet cycles (flow_gc.c), the same */
     uint64_t connections_total;
     uint64_t messages_in;  /* customer messages accepted */
     uint64_t messages_out; /* events delivered to clients */

@@ -117,6 +117,7 @@ static void on_tick(uv_timer_t *t)
     agent_mgr_tick(srv->agents);
     complaint_mgr_tick(srv->complaints);
     webhook_tick(srv->webhooks);
+    flow_engine_gc_quiet(srv->flow, util_now_ms()); /* gc_prepare then starts the slices */
 }
 
 /*

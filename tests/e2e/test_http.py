@@ -60,7 +60,8 @@ def test_metrics_format_and_names(server):
                  "redress_messages_out_total", "redress_turns_total", "redress_errors_total",
                  "redress_store_batches_total", "redress_store_ops_total",
                  "redress_flow_vm_bytes", "redress_flow_gc_idle_slices_total",
-                 "redress_flow_gc_idle_cycles_total", "redress_store_checkpoints_total",
+                 "redress_flow_gc_idle_cycles_total", "redress_flow_gc_quiet_cycles_total",
+                 "redress_store_checkpoints_total",
                  "redress_store_writer_checkpoints_total"):
         assert name in names, f"{name} missing from /metrics:\n{body.decode()}"
     for name, kind in types.items():
@@ -139,6 +140,47 @@ def test_flow_vm_is_collected_while_idle(server_factory, idle_gc):
         assert slices >= cycles >= 1
     else:
         assert done_after is None and slices == 0 and cycles == 0
+
+
+def test_quiet_vm_is_collected(server_factory, source_dir):
+    """Once no conversation has called the VM for a second, one collection cycle runs however
+    little garbage there is (below the size at which a cycle is due), and the VM is back to
+    its live data; one cycle per quiet spell, none while the VM stays untouched."""
+    srv = server_factory("--limits.rate_per_sec", "1000", "--limits.rate_burst", "1000",
+                         "--rules.dir", os.path.join(source_dir, "rules"))
+
+    def counts():
+        m = fetch_metrics(srv.port)
+        return (metric_total(m, "redress_flow_gc_quiet_cycles_total"),
+                metric_total(m, "redress_flow_vm_bytes"))
+
+    # loading the rules was a call: its quiet spell gets one cycle, and only one
+    deadline = time.monotonic() + 20
+    while counts()[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert counts()[0] == 1, f"no quiet cycle after start-up: {counts()}"
+    time.sleep(2.5)
+    assert counts()[0] == 1, "a second quiet cycle without any call in between"
+
+    async def go():
+        for n in range(3):
+            c = await connect(srv)
+            await c.hello(customer_id=f"quiet-{n}")
+            for i, text in enumerate(FLOW_GC_TEXTS):
+                await c.say(f"m-{i}", text)
+            await c.close()
+
+    run(go(), timeout=120)
+    cycles, busy = counts()
+    deadline = time.monotonic() + 20
+    while counts()[0] == cycles and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after_cycles, quiet = counts()
+    assert after_cycles == cycles + 1, f"no quiet cycle within 20 s: {cycles} -> {after_cycles}"
+    # the complaint rules made about 1.5 MB of garbage in three conversations of long messages
+    assert quiet + 512 * 1024 < busy, f"VM {busy} -> {quiet} bytes after the quiet cycle"
+    time.sleep(2.5)
+    assert counts()[0] == after_cycles, "a second quiet cycle without any call in between"
 
 
 def test_duplicate_is_not_a_new_turn(server):

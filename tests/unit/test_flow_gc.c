@@ -7,7 +7,9 @@
  *     as the server runs them when its loop is idle, give the garbage back;
  *   - with no idle time at all (no slices), calls pay again once the VM is twice its
  *     size after the last cycle, so it stays bounded;
- *   - Lua's own mode (the default) collects inside calls and never reports work due.
+ *   - Lua's own mode (the default) collects inside calls and never reports work due;
+ *   - once no call has entered the VM for FLOW_QUIET_MS, the tick starts one cycle whatever
+ *     the VM's size, once per quiet spell, and slices take the VM back to its live data.
  */
 #include "flow.h"
 #include "test_flow_host.h"
@@ -18,21 +20,20 @@
 
 #define MB (1024u * 1024u)
 
-static const char *FLOW_GARBAGE =
-    "return {\n"
-    "  default = true,\n"
-    "  start = 'talk',\n"
-    "  steps = {\n"
-    "    talk = function(chat, s)\n"
-    "      while true do\n"
-    "        local text = chat:ask('说吧')\n"
-    "        local junk = {}\n"
-    "        for i = 1, 2000 do junk[i] = { i, text .. i } end\n"
-    "        chat:say('ok ' .. #junk)\n"
-    "      end\n"
-    "    end,\n"
-    "  },\n"
-    "}\n";
+static const char *FLOW_GARBAGE = "return {\n"
+                                  "  default = true,\n"
+                                  "  start = 'talk',\n"
+                                  "  steps = {\n"
+                                  "    talk = function(chat, s)\n"
+                                  "      while true do\n"
+                                  "        local text = chat:ask('说吧')\n"
+                                  "        local junk = {}\n"
+                                  "        for i = 1, 2000 do junk[i] = { i, text .. i } end\n"
+                                  "        chat:say('ok ' .. #junk)\n"
+                                  "      end\n"
+                                  "    end,\n"
+                                  "  },\n"
+                                  "}\n";
 
 typedef struct rig {
     char dir[64];
@@ -164,11 +165,69 @@ static void test_lua_mode_collects_in_calls(void)
     rig_close(&g);
 }
 
+/* Garbage well under the threshold of a due cycle stays until the VM has been quiet. */
+static void test_quiet_spell_collects_once(void)
+{
+    rig g;
+    if (rig_open(&g, 1) != 0) {
+        CHECK(0);
+        return;
+    }
+    CHECK(flow_engine_gc_quiet(g.e, 0) == 0); /* no call since the start: nothing to do */
+    CHECK(message(&g) == FLOW_OK);
+    CHECK(message(&g) == FLOW_OK);
+    CHECK(!flow_engine_gc_due(g.e));
+    size_t before = flow_engine_memory(g.e);
+    /* the tick sees the calls and starts the quiet clock; no cycle before FLOW_QUIET_MS */
+    CHECK(flow_engine_gc_quiet(g.e, 10000) == 0);
+    CHECK(flow_engine_gc_quiet(g.e, 10000 + FLOW_QUIET_MS - 1) == 0);
+    CHECK(!flow_engine_gc_due(g.e));
+    /* a call restarts the clock */
+    CHECK(message(&g) == FLOW_OK);
+    CHECK(flow_engine_gc_quiet(g.e, 10000 + FLOW_QUIET_MS) == 0);
+    CHECK(flow_engine_gc_quiet(g.e, 10000 + 2 * FLOW_QUIET_MS - 1) == 0);
+    CHECK(flow_engine_gc_quiet(g.e, 10000 + 2 * FLOW_QUIET_MS) == 1);
+    CHECK(flow_engine_gc_due(g.e));
+    int slices = 0;
+    while (flow_engine_gc_slice(g.e, 1000000) && slices < 100000)
+        slices++;
+    CHECK(!flow_engine_gc_due(g.e));
+    CHECK(flow_engine_gc_quiet_cycles(g.e) == 1);
+    /* three messages made about 600 KB of garbage; what is left is live data */
+    size_t after = flow_engine_memory(g.e);
+    CHECK(after + 300 * 1024 < before + 200 * 1024);
+    if (after + 300 * 1024 >= before + 200 * 1024)
+        fprintf(stderr, "quiet cycle: %zu before the third message, %zu after\n", before, after);
+    /* once per quiet spell */
+    CHECK(flow_engine_gc_quiet(g.e, 10000 + 10 * FLOW_QUIET_MS) == 0);
+    CHECK(!flow_engine_gc_due(g.e));
+    /* the next spell after a call gets one again */
+    CHECK(message(&g) == FLOW_OK);
+    CHECK(flow_engine_gc_quiet(g.e, 20000) == 0);
+    CHECK(flow_engine_gc_quiet(g.e, 20000 + FLOW_QUIET_MS) == 1);
+    while (flow_engine_gc_slice(g.e, 1000000) && slices < 200000)
+        slices++;
+    CHECK(flow_engine_gc_quiet_cycles(g.e) == 2);
+    rig_close(&g);
+
+    /* Lua's own mode has no quiet cycles */
+    if (rig_open(&g, 0) != 0) {
+        CHECK(0);
+        return;
+    }
+    CHECK(message(&g) == FLOW_OK);
+    CHECK(flow_engine_gc_quiet(g.e, 10000) == 0);
+    CHECK(flow_engine_gc_quiet(g.e, 10000 + FLOW_QUIET_MS) == 0);
+    CHECK(flow_engine_gc_quiet_cycles(g.e) == 0);
+    rig_close(&g);
+}
+
 int main(void)
 {
     test_idle_slices_collect_calls_do_not();
     test_no_idle_time_stays_bounded();
     test_lua_mode_collects_in_calls();
+    test_quiet_spell_collects_once();
     printf("test_flow_gc: %d checks, %d failed\n", th_checks, th_failures);
     return th_failures ? 1 : 0;
 }
