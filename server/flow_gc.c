@@ -29,7 +29,9 @@
  * FLOW_QUIET_MS, the host's tick (flow_engine_gc_quiet) starts a cycle whatever the size, once
  * per quiet spell; if the VM is still untouched when it ends, util_release_memory() gives the
  * freed pages back to the system at once (jemalloc would otherwise wait for later activity).
- * Measured with 15,000 conversations parked: the VM 10-30 MB -> 1.0-1.2 MB.
+ * Measured with 15,000 conversations parked: the VM 10-30 MB -> 1.0-1.2 MB; with jemalloc the
+ * process 8.3-8.8 -> 5.4-5.5 KB per conversation (glibc: 7.7-9.0 -> 7.9-8.0, its heap stays
+ * full of holes); the purge took 15 ms (logged at debug level).
  *
  * Full collections (flow_end after a kill, the memory-bomb rules, fail_actions) still happen
  * where they did, through flow_gc_full(), which also counts them as the end of a cycle.
@@ -43,6 +45,7 @@
 #include "flow.h"
 #include "flow_internal.h"
 
+#include "log.h"
 #include "util.h"
 
 #include <uv.h>
@@ -89,8 +92,12 @@ static void cycle_ended(flow_engine_t *e, int full)
     if (e->gc_quiet) {
         e->gc_quiet = 0;
         e->gc_quiet_cycles++;
-        if (e->calls == e->swept_calls)
+        if (e->calls == e->swept_calls) {
+            uint64_t t0 = uv_hrtime();
             util_release_memory();
+            log_debug("flow", "quiet collection: VM at %zu bytes, free memory returned in %.2f ms",
+                      e->mem_used, (double)(uv_hrtime() - t0) / 1e6);
+        }
     }
 }
 
