@@ -15,7 +15,9 @@
  * as a last line of defence.
  *
  * Limits.
- *   - Memory: flow_alloc refuses any growth past flow.max_memory_mb for the whole VM, and past
+ *   - Memory: the VM allocates from a private heap (heap.c: with jemalloc an arena of its own,
+ *     so that parked flows give their pages back).  flow_alloc refuses any growth past
+ *     flow.max_memory_mb for the whole VM, and past
  *     a quarter of it, at most TURN_CAP_MAX (turn_cap), for the net growth of one call into one
  *     run.  The default cap, 1024 MB, leaves room for garbage beside 15,000 conversations in
  *     memory (about 8 KB each): with 256 MB their live data alone was half the cap, and
@@ -62,7 +64,7 @@ static void *flow_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (ptr == NULL)
         osize = 0;
     if (nsize == 0) {
-        free(ptr);
+        heap_free(&e->heap, ptr, osize);
         e->mem_used -= osize;
         if (e->current)
             e->turn_net -= (long long)osize;
@@ -83,7 +85,7 @@ static void *flow_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         if (e->current && e->turn_net + (long long)grow > (long long)e->turn_cap)
             return NULL;
     }
-    void *p = realloc(ptr, nsize);
+    void *p = heap_realloc(&e->heap, ptr, nsize);
     if (p == NULL)
         return NULL;
     e->mem_used = e->mem_used - osize + nsize;
@@ -334,6 +336,8 @@ int flow_engine_create(flow_engine_t **out, const config_t *cfg, sqlite3 *kb_db,
     e->rules_dir = strdup(cfg->rules_dir);
     if (!e->rules_dir)
         goto out;
+    heap_init(&e->heap);
+    e->heap_ready = 1;
     e->L = lua_newstate(flow_alloc, e);
     if (!e->L)
         goto out;
@@ -389,6 +393,8 @@ void flow_engine_destroy(flow_engine_t *e)
     e->runs = NULL;
     if (e->L)
         lua_close(e->L);
+    if (e->heap_ready)
+        heap_destroy(&e->heap); /* after lua_close: every block of the VM is freed */
     free(e->rules_dir);
     free(e);
 }

@@ -27,7 +27,7 @@
  * garbage is depends on when the last cycle happened to end: 10-30 MB at the end of the same
  * burst of 15,000 new conversations, whose flows then park.  When the VM has had no call for
  * FLOW_QUIET_MS, the host's tick (flow_engine_gc_quiet) starts a cycle whatever the size, once
- * per quiet spell; if the VM is still untouched when it ends, util_release_memory() gives the
+ * per quiet spell; if the VM is still untouched when it ends, heap_release_free() gives the
  * freed pages back to the system at once (jemalloc would otherwise wait for later activity).
  * Measured with 15,000 conversations parked: the VM 10-30 MB -> 1.0-1.2 MB; with jemalloc the
  * process 8.3-8.8 -> 5.4-5.5 KB per conversation (glibc: 7.7-9.0 -> 7.9-8.0, its heap stays
@@ -45,8 +45,8 @@
 #include "flow.h"
 #include "flow_internal.h"
 
+#include "heap.h"
 #include "log.h"
-#include "util.h"
 
 #include <uv.h>
 
@@ -94,7 +94,7 @@ static void cycle_ended(flow_engine_t *e, int full)
         e->gc_quiet_cycles++;
         if (e->calls == e->swept_calls) {
             uint64_t t0 = uv_hrtime();
-            util_release_memory();
+            heap_release_free();
             log_debug("flow", "quiet collection: VM at %zu bytes, free memory returned in %.2f ms",
                       e->mem_used, (double)(uv_hrtime() - t0) / 1e6);
         }

@@ -16,6 +16,7 @@
 #define REDRESS_FLOW_INTERNAL_H
 
 #include "flow.h"
+#include "heap.h"
 
 #include <cjson/cJSON.h>
 #include <lauxlib.h>
@@ -40,6 +41,8 @@ enum { FLOW_KILL_NONE = 0, FLOW_KILL_INSTR, FLOW_KILL_MEM };
 struct flow_engine {
     lua_State *L;
     /* allocator (flow.c) */
+    heap_t heap;    /* the VM's private heap (heap.c) */
+    int heap_ready; /* heap_init ran: heap_destroy is due */
     size_t mem_used, mem_cap;
     size_t gc_floor; /* VM size after the last forced full collection (flow_end) */
     /* collection in idle time (flow_gc.c) */

@@ -5,6 +5,7 @@ set(REDRESS_SERVER_SOURCES
   server/log.c
   server/privacy.c
   server/util.c
+  server/heap.c
   server/json_print.c
   server/schema.c
   # network, protocol, conversations, storage

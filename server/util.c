@@ -1,6 +1,5 @@
 /*
- * util.c - random tokens, UTF-8 checks, timestamps, string-keyed hash map, growing buffers,
- * giving free memory back to the system.
+ * util.c - random tokens, UTF-8 checks, timestamps, string-keyed hash map, growing buffers.
  *
  * The map owns copies of its keys; it never owns values.  It grows by doubling when the
  * load factor passes 1 and never shrinks (sessions come and go at a steady rate).
@@ -15,11 +14,6 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
-#ifdef REDRESS_JEMALLOC
-#include <jemalloc/jemalloc.h>
-#elif defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
 int util_random_hex(char *out, size_t nbytes)
 {
@@ -165,17 +159,6 @@ uint64_t util_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-void util_release_memory(void)
-{
-#ifdef REDRESS_JEMALLOC
-#define UTIL_STR(x) UTIL_STR2(x)
-#define UTIL_STR2(x) #x
-    mallctl("arena." UTIL_STR(MALLCTL_ARENAS_ALL) ".purge", NULL, NULL, NULL, 0);
-#elif defined(__GLIBC__)
-    malloc_trim(0);
-#endif
 }
 
 /* ---- map ---- */

@@ -34,11 +34,6 @@ double util_wall_s(void);
 /* Monotonic milliseconds. */
 uint64_t util_now_ms(void);
 
-/* Gives the pages the allocator holds free back to the system: jemalloc's purge of every arena
- * when the server is linked with it (REDRESS_JEMALLOC), glibc's malloc_trim(0) otherwise.  A
- * few milliseconds on a heap of 100 MB; for quiet moments (flow_gc.c), not for every turn. */
-void util_release_memory(void);
-
 /*
  * util_buf: a growing byte buffer, kept NUL-terminated.  After an allocation failure `failed`
  * is set and further additions do nothing; the owner frees p and reports out of memory.
