@@ -17,13 +17,13 @@
  * Limits.
  *   - Memory: the VM allocates from a private heap (heap.c: with jemalloc an arena of its own,
  *     so that parked flows give their pages back).  flow_alloc refuses any growth past
- *     flow.max_memory_mb for the whole VM, and past
- *     a quarter of it, at most TURN_CAP_MAX (turn_cap), for the net growth of one call into one
- *     run.  The default cap, 1024 MB, leaves room for garbage beside 15,000 conversations in
- *     memory (about 8 KB each): with 256 MB their live data alone was half the cap, and
- *     flow_end's full collections (collect_full) took a fifth of the loop under load.  Lua raises
- *     a memory error in the code that asked; flow code cannot catch it (the sandbox's pcall
- *     re-raises memory errors), so the run fails and a full collection returns the memory.
+ *     flow.max_memory_mb for the whole VM, and past a quarter of it, at most TURN_CAP_MAX
+ *     (turn_cap), for the net growth of one call into one run.  The default cap, 1024 MB,
+ *     leaves room for garbage beside 15,000 conversations in memory (about 8 KB each): with
+ *     256 MB their live data alone was half the cap, and flow_end's full collections
+ *     (collect_full) took a fifth of the loop under load.  Lua raises a memory error in the
+ *     code that asked; flow code cannot catch it (the sandbox's pcall re-raises memory errors),
+ *     so the run fails and a full collection returns the memory.
  *   - Instructions: a count hook on every thread spends FLOW_HOOK_STEP instructions of the
  *     current call's budget (flow.max_instructions).  When it is spent flow_kill() marks the
  *     call killed, sets the hook to fire on every instruction and raises an error; the sandbox's

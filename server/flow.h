@@ -146,8 +146,8 @@ void flow_engine_gc_counts(const flow_engine_t *e, uint64_t *slices, uint64_t *c
  * entered the VM for FLOW_QUIET_MS, and calls did since the last quiet cycle, it starts a
  * collection cycle whatever the VM's size (the idle slices carry it): a server that went quiet,
  * its conversations parked, then holds its live data only, and when the cycle ends with the
- * VM still untouched, the freed memory goes back to the system (malloc_trim).  Returns 1 when
- * it started a cycle. */
+ * VM still untouched, the freed memory goes back to the system (heap_release_free).  Returns 1
+ * when it started a cycle. */
 #define FLOW_QUIET_MS 1000
 int flow_engine_gc_quiet(flow_engine_t *e, uint64_t now_ms);
 /* Quiet cycles completed (for /metrics). */

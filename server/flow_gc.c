@@ -30,8 +30,9 @@
  * per quiet spell; if the VM is still untouched when it ends, heap_release_free() gives the
  * freed pages back to the system at once (jemalloc would otherwise wait for later activity).
  * Measured with 15,000 conversations parked: the VM 10-30 MB -> 1.0-1.2 MB; with jemalloc the
- * process 8.3-8.8 -> 5.4-5.5 KB per conversation (glibc: 7.7-9.0 -> 7.9-8.0, its heap stays
- * full of holes); the purge took 15 ms (logged at debug level).
+ * process 8.3-8.8 -> 5.4-5.5 KB per conversation, 4.2 KB once the VM had an arena of its own
+ * (heap.c); glibc: 7.7-9.0 -> 7.9-8.0, its heap stays full of holes.  The purge took 15 ms
+ * (logged at debug level).
  *
  * Full collections (flow_end after a kill, the memory-bomb rules, fail_actions) still happen
  * where they did, through flow_gc_full(), which also counts them as the end of a cycle.

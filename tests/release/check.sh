@@ -13,12 +13,16 @@ build=$2
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" --target redress test_heap test_flow_engine test_flow_gc \
     -j "$(nproc 2>/dev/null || echo 2)"
-if ! ldd "$build/redress" | grep -q 'libjemalloc\.so'; then
+# (outputs go to files first: `grep -q` in a pipe may end its writer with SIGPIPE, which
+# pipefail would report as a failure)
+ldd "$build/redress" >"$build/ldd.txt"
+if ! grep -q 'libjemalloc\.so' "$build/ldd.txt"; then
     echo "release_build: $build/redress is not linked with jemalloc" >&2
     exit 1
 fi
 # jemalloc, not glibc, must answer malloc: its statistics appear at exit only if it does
-if ! MALLOC_CONF=stats_print:true "$build/redress" --help 2>&1 | grep -q 'jemalloc statistics'; then
+MALLOC_CONF=stats_print:true "$build/redress" --help >"$build/stats.txt" 2>&1
+if ! grep -q 'jemalloc statistics' "$build/stats.txt"; then
     echo "release_build: $build/redress does not allocate with jemalloc" >&2
     exit 1
 fi
