@@ -337,7 +337,6 @@ int flow_engine_create(flow_engine_t **out, const config_t *cfg, sqlite3 *kb_db,
     if (!e->rules_dir)
         goto out;
     heap_init(&e->heap);
-    e->heap_ready = 1;
     e->L = lua_newstate(flow_alloc, e);
     if (!e->L)
         goto out;
@@ -393,8 +392,7 @@ void flow_engine_destroy(flow_engine_t *e)
     e->runs = NULL;
     if (e->L)
         lua_close(e->L);
-    if (e->heap_ready)
-        heap_destroy(&e->heap); /* after lua_close: every block of the VM is freed */
+    heap_destroy(&e->heap); /* after lua_close: every block of the VM is freed */
     free(e->rules_dir);
     free(e);
 }

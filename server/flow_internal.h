@@ -41,8 +41,7 @@ enum { FLOW_KILL_NONE = 0, FLOW_KILL_INSTR, FLOW_KILL_MEM };
 struct flow_engine {
     lua_State *L;
     /* allocator (flow.c) */
-    heap_t heap;    /* the VM's private heap (heap.c) */
-    int heap_ready; /* heap_init ran: heap_destroy is due */
+    heap_t heap; /* the VM's private heap (heap.c); zeroed it is the process heap */
     size_t mem_used, mem_cap;
     size_t gc_floor; /* VM size after the last forced full collection (flow_end) */
     /* collection in idle time (flow_gc.c) */

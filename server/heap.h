@@ -22,7 +22,8 @@ void heap_init(heap_t *h);
 void *heap_realloc(heap_t *h, void *p, size_t size);
 /* Frees p, a block of h of exactly `size` bytes as last asked for (p may be NULL). */
 void heap_free(heap_t *h, void *p, size_t size);
-/* Ends h; every block of it must have been freed. */
+/* Ends h; every block of it must have been freed.  A zeroed heap_t (heap_init never ran) is
+ * the process heap, and ending it does nothing. */
 void heap_destroy(heap_t *h);
 
 /* Gives the pages the allocator holds free back to the system: jemalloc's purge of every
