@@ -89,9 +89,11 @@ char *metrics_render(struct store *store, uint64_t uptime_s, size_t *len)
            st.failed_ops);
     metric(&b, "redress_store_checkpoints_total", "counter",
            "Write-ahead log checkpoints run by the checkpointer thread.", st.checkpoints);
-    metric(&b, "redress_store_writer_checkpoints_total", "counter",
-           "Checkpoints the writer ran itself (the log outgrew 8 times store.checkpoint_pages).",
-           st.writer_checkpoints);
+    metric(
+        &b, "redress_store_writer_checkpoints_total", "counter",
+        "Checkpoints the writer ran itself: the last few pages the checkpointer left, or the whole "
+        "log when it outgrew 8 times store.checkpoint_pages.",
+        st.writer_checkpoints);
     put(&b, "# HELP redress_errors_total Error events sent to clients, by code.\n"
             "# TYPE redress_errors_total counter\n");
     for (int i = 0; i < PROTO_E_COUNT; i++)

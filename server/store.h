@@ -138,7 +138,8 @@ long long store_max_conversation_id(store_t *s);
 typedef struct store_stats {
     uint64_t batches, ops, failed_ops;
     uint64_t checkpoints;        /* passive checkpoints run by the checkpointer thread */
-    uint64_t writer_checkpoints; /* run by the writer itself: the log outgrew 8x the threshold */
+    uint64_t writer_checkpoints; /* run by the writer itself: the last CKPT_CATCH_UP frames, or
+                                    the whole log when it outgrew 8x the threshold */
 } store_stats_t;
 void store_get_stats(store_t *s, store_stats_t *out);
 
