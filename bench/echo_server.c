@@ -25,8 +25,10 @@
  *
  * usage: echo_server [--host 127.0.0.1] [--port N (0 = any)] [--max-connections N]
  *                    [--rx-buffer BYTES (the protocol's rx_buffer_size, 1024 as in ws.c)]
- *                    [--no-idle-policy (no retry_and_idle_policy: lws keeps no ping/hangup
- *                     timer per connection)] [--no-fd-limit (leave fd_limit_per_thread 0)]
+ *                    [--lws-validity (retry_and_idle_policy NULL: lws's default validity
+ *                     timer, re-inserted in a sorted list on every frame)]
+ *                    [--fd-limit (fd_limit_per_thread = max connections + 64: a linear fd
+ *                     lookup when that is below the open-file limit)]
  * The last three are not what server/net.c does; they exist to measure what its choices cost.
  * prints "listening on http://HOST:PORT" on stdout once it accepts connections.
  */
@@ -329,11 +331,11 @@ static int parse_int(const char *flag, const char *v, long min, long max, int *o
 int main(int argc, char **argv)
 {
     static echo_server srv;
-    static lws_retry_bo_t retry;
+    static const lws_retry_bo_t no_validity_checks; /* as server/net.c */
     struct lws_context_creation_info info;
     void *foreign_loops[1] = {&srv.loop};
     const char *host = "127.0.0.1";
-    int port = 0, max_conns = 20000, rx_buffer = 1024, idle_policy = 1, fd_limit = 1, rc = 1;
+    int port = 0, max_conns = 20000, rx_buffer = 1024, lws_validity = 0, fd_limit = 0, rc = 1;
 
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -347,17 +349,17 @@ int main(int argc, char **argv)
             if (parse_int("--max-connections", v, 1, 1000000, &max_conns) != 0)
                 return 2;
             i++;
-        } else if (strcmp(argv[i], "--no-idle-policy") == 0) {
-            idle_policy = 0;
-        } else if (strcmp(argv[i], "--no-fd-limit") == 0) {
-            fd_limit = 0;
+        } else if (strcmp(argv[i], "--lws-validity") == 0) {
+            lws_validity = 1;
+        } else if (strcmp(argv[i], "--fd-limit") == 0) {
+            fd_limit = 1;
         } else if (strcmp(argv[i], "--rx-buffer") == 0) {
             if (parse_int("--rx-buffer", v, 128, 1 << 20, &rx_buffer) != 0)
                 return 2;
             i++;
         } else {
             fprintf(stderr, "usage: echo_server [--host ADDR] [--port N] [--max-connections N]"
-                            " [--rx-buffer BYTES] [--no-idle-policy] [--no-fd-limit]\n");
+                            " [--rx-buffer BYTES] [--lws-validity] [--fd-limit]\n");
             return 2;
         }
     }
@@ -368,8 +370,6 @@ int main(int argc, char **argv)
     if (uv_loop_init(&srv.loop) != 0)
         return 1;
 
-    retry.secs_since_valid_ping = 30;
-    retry.secs_since_valid_hangup = 300;
     memset(&info, 0, sizeof(info));
     info.port = port;
     info.iface = host;
@@ -379,7 +379,7 @@ int main(int argc, char **argv)
                    LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.foreign_loops = foreign_loops;
     info.user = &srv;
-    info.retry_and_idle_policy = idle_policy ? &retry : NULL;
+    info.retry_and_idle_policy = lws_validity ? NULL : &no_validity_checks;
     info.fd_limit_per_thread = fd_limit ? (unsigned)max_conns + 64u : 0;
     info.timeout_secs = 20;
     srv.lws = lws_create_context(&info);
