@@ -18,9 +18,21 @@
  *
  * Life of an event
  *   emit(): seq = ++next_seq, appended to `pending`, queued in the store
- *   on_stored(): removed from `pending`; a customer message is acknowledged and then handed
- *   to the bot (turn()); any other event is delivered to the attached connection unless that
- *   connection already has it (sent_seq, set by a resume's replay).
+ *   on_stored(): removed from `pending`; a customer message is acknowledged; any other event
+ *   is delivered to the attached connection unless that connection already has it (sent_seq,
+ *   set by a resume's replay).
+ *
+ * A customer's message and the bot's turn
+ *   session_message() queues the message and runs the bot's turn (turn()) at once, inside one
+ *   store group (store.h): the message, the replies, status events, records and the flow's
+ *   state commit together or not at all, in one transaction.  The acknowledgement still means
+ *   "stored": on_stored() sends it when the group has committed, and the replies, queued
+ *   after the message, are delivered after it.  Should the group fail, the customer gets the
+ *   "send it again" error, no reply is delivered, and the flow is put back to the state the
+ *   store has (its run is dropped and parked, so the next call resumes it from there).  Not
+ *   undone: what the turn did in memory elsewhere (a hand-off queued with the agents, the
+ *   complaint's fields).  A message that arrives while the agents have the chat goes to them
+ *   once stored, as before.
  */
 #include "session.h"
 
@@ -45,6 +57,7 @@ typedef struct sevent {
     char *text, *options, *detail, *client_id; /* owned copies behind ev */
     char state[24];
     int extra_acks; /* duplicates of a pending customer message, acknowledged on commit */
+    int turned;     /* a customer message whose bot turn ran when it was queued */
 } sevent;
 
 typedef enum { S_CREATING, S_LIVE, S_DEAD } sstate;
@@ -353,10 +366,17 @@ static void on_stored(void *arg, int rc)
         }
         if (rc == 0) {
             metrics.messages_in++;
-            if (s->handoff && s->m->agent)
+            if (e->turned)
+                ;
+            else if (s->handoff && s->m->agent)
                 agent_event(s->m->agent, s, &e->ev);
-            else if (!s->m->stopping)
+            else if (!s->m->stopping) /* handed back while it was being stored */
                 turn(s, e->text);
+        } else if (e->turned && s->run) {
+            log_warn("session", "%s: message %lld not stored; its turn is undone", s->name,
+                     e->ev.seq);
+            drop_run(s);
+            s->run_parked = 1;
         }
     } else if (rc == 0) {
         deliver(s, &e->ev);
@@ -853,10 +873,17 @@ void session_message(session_t *s, ws_conn_t *c, const proto_in_t *in)
     }
     e->ev.kind = "message";
     e->ev.sender = "customer";
-    if (emit(s, e) != 0)
+    store_group_begin(s->m->store);
+    if (emit(s, e) != 0) {
         ws_conn_error(c, PROTO_E_INTERNAL, "message not stored; send it again", in->id);
-    else
+    } else {
         remember_id(s, h);
+        if (!(s->handoff && s->m->agent) && !s->m->stopping) {
+            e->turned = 1; /* (e stays in `pending` until the group is done) */
+            turn(s, e->text);
+        }
+    }
+    store_group_end(s->m->store);
 }
 
 /* ---- hand-off ---- */

@@ -10,11 +10,30 @@
  *   callback ran.
  *
  * Life of an op
- *   store_submit()            loop thread: op appended to `pending`, writer woken
+ *   store_submit()            loop thread: op appended to `pending` (or to the open group);
+ *                             an idle writer is woken before the loop next polls
  *   writer_main()             writer thread: takes up to batch_max ops, BEGIN IMMEDIATE,
- *                             SAVEPOINT / work / RELEASE (or ROLLBACK TO) for each, COMMIT;
+ *                             SAVEPOINT / work / RELEASE (or ROLLBACK TO) for each op or
+ *                             group, COMMIT;
  *                             moves the batch to `finished`, uv_async_send()
  *   on_async()                loop thread: runs each finished op's done(arg, rc), frees it
+ *
+ * Groups
+ *   A customer's message and everything the bot's turn writes for it (its replies, status
+ *   events, records, the flow's state) are submitted between store_group_begin() and
+ *   store_group_end() (session.c).  The group is queued as one op whose `sub` list holds the
+ *   rest: one savepoint, all or nothing, one result for all, callbacks in submission order.
+ *   So the message and its answer share one commit, and a message that could not be stored
+ *   leaves no reply behind.  With the deferred wake below it halves the commits of a turn
+ *   under load (measured, BENCHMARKS.md: closed loop at 200 conversations, alternating runs,
+ *   2,137-2,270 -> 2,348-2,387 turns/s; writer 225-234 -> 193-201 us per turn).
+ *
+ * Waking the writer
+ *   An idle writer is not woken by each submit: a futex wake per submit cost the loop 3 % of
+ *   its time, and a writer woken at the first op of a loop pass commits it alone.  store_submit
+ *   marks the wake due and a prepare handle (on_kick, before the loop polls) sends it, so what
+ *   one pass queued goes in one batch.  Should a pass run long, a submit finding the oldest
+ *   pending op older than KICK_NS wakes the writer itself.
  *
  * Group commit
  *   A commit costs about the same whether it carries one operation or fifty: the WAL gets every
@@ -24,8 +43,8 @@
  *   op wait up to that long for others to join it, or until batch_max are pending; an idle
  *   store commits at once.  Measured (BENCHMARKS.md): with synchronous=full, 1,000 us saves 15 %
  *   of the CPU per turn; with normal it saves nothing measurable and doubles the median turn
- *   latency at 300 turns/s, hence the default 0.  The loop signals the writer only when it
- *   sleeps with nothing to do or when a gathering batch is full, not on every submit.
+ *   latency at 300 turns/s, hence the default 0.  A gathering writer is woken early only when
+ *   batch_max ops are pending.
  *
  * Checkpoints
  *   SQLite's automatic checkpoint runs inside the commit that takes the write-ahead log past
@@ -62,6 +81,7 @@
 
 typedef struct op {
     struct op *next;
+    struct op *sub; /* the rest of its group, in order (store_group_begin) */
     store_work_fn work;
     store_done_fn done;
     void *arg;
@@ -69,6 +89,7 @@ typedef struct op {
 } op;
 
 #define STMT_CACHE 32
+#define KICK_NS 1000000 /* an idle writer is woken at once for ops older than this */
 
 struct store_tx {
     sqlite3 *db;
@@ -95,6 +116,11 @@ struct store {
     uint64_t first_ns;   /* when the oldest pending op was submitted (uv_hrtime) */
     uint64_t last_end;   /* when the last batch committed (uv_hrtime) */
     int idle, gathering; /* the writer sleeps on `wake` with nothing pending / while gathering */
+    /* loop thread only: the group being built (see "Groups") and the deferred wake */
+    op *group, **group_tail;
+    int group_depth;
+    uv_prepare_t kick;
+    int kick_due;
     /* checkpointer (see "Checkpoints"); ckpt_* fields guarded by lock */
     uv_thread_t ckpt_thread;
     int ckpt_started; /* set before the writer starts */
@@ -365,6 +391,14 @@ static void ckpt_main(void *arg)
     uv_mutex_unlock(&s->lock);
 }
 
+/* An op and the rest of its group share one result. */
+static void set_rc(op *o, int rc)
+{
+    o->rc = rc;
+    for (op *x = o->sub; x; x = x->next)
+        x->rc = rc;
+}
+
 static void run_batch(store_t *s, op *batch)
 {
     sqlite3 *db = s->tx.db;
@@ -378,24 +412,27 @@ static void run_batch(store_t *s, op *batch)
         goto out;
     }
     for (op *o = batch; o; o = o->next) {
-        nops++;
-        if (tx_step(&s->tx, "SAVEPOINT op") != 0) {
-            o->rc = -1;
-            nfailed++;
-            continue;
+        int size = 1, rc = -1;
+        for (op *x = o->sub; x; x = x->next)
+            size++;
+        nops += size;
+        if (tx_step(&s->tx, "SAVEPOINT op") == 0) {
+            rc = o->work(&s->tx, o->arg);
+            for (op *x = o->sub; x && rc == 0; x = x->next)
+                rc = x->work(&s->tx, x->arg);
+            if (rc != 0)
+                tx_step(&s->tx, "ROLLBACK TO op");
+            tx_step(&s->tx, "RELEASE op");
         }
-        o->rc = o->work(&s->tx, o->arg);
-        if (o->rc != 0) {
-            nfailed++;
-            tx_step(&s->tx, "ROLLBACK TO op");
-        }
-        tx_step(&s->tx, "RELEASE op");
+        if (rc != 0)
+            nfailed += size;
+        set_rc(o, rc);
     }
     if (tx_exec(db, "COMMIT") != 0) {
         failed = 1;
         tx_exec(db, "ROLLBACK");
         for (op *o = batch; o; o = o->next)
-            o->rc = -1;
+            set_rc(o, -1);
     }
 out:
     uv_mutex_lock(&s->lock);
@@ -467,10 +504,17 @@ static void run_finished(store_t *s)
     s->finished_tail = &s->finished;
     uv_mutex_unlock(&s->lock);
     while (list) {
-        op *next = list->next;
+        op *next = list->next, *sub = list->sub;
         if (list->done)
             list->done(list->arg, list->rc);
         free(list);
+        while (sub) {
+            op *x = sub;
+            sub = x->next;
+            if (x->done)
+                x->done(x->arg, x->rc);
+            free(x);
+        }
         list = next;
     }
 }
@@ -478,6 +522,16 @@ static void run_finished(store_t *s)
 static void on_async(uv_async_t *h)
 {
     run_finished(h->data);
+}
+
+/* Before the loop polls: wakes the writer for what this pass queued (see "Waking the writer"). */
+static void on_kick(uv_prepare_t *h)
+{
+    store_t *s = h->data;
+    if (!s->kick_due)
+        return;
+    s->kick_due = 0;
+    uv_cond_signal(&s->wake);
 }
 
 /* ---- open / close ---- */
@@ -545,6 +599,7 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
     s->ckpt_pages = cfg->checkpoint_pages;
     s->pending_tail = &s->pending;
     s->finished_tail = &s->finished;
+    s->group_tail = &s->group;
     s->batch_max = cfg->batch_max;
     s->group_ns = (uint64_t)cfg->group_commit_us * 1000;
 
@@ -603,6 +658,10 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
         goto fail;
     }
     s->async.data = s;
+    uv_prepare_init(loop, &s->kick);
+    s->kick.data = s;
+    uv_prepare_start(&s->kick, on_kick);
+    uv_unref((uv_handle_t *)&s->kick); /* it never keeps the loop alive by itself */
     /* the checkpointer first: the writer's hook reads ckpt_started */
     if (s->ckpt_db && uv_thread_create(&s->ckpt_thread, ckpt_main, s) == 0)
         s->ckpt_started = 1;
@@ -611,6 +670,7 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
     if (uv_thread_create(&s->thread, writer_main, s) != 0) {
         snprintf(err, errlen, "cannot start the writer thread");
         stop_threads(s);
+        uv_close((uv_handle_t *)&s->kick, NULL);
         uv_close((uv_handle_t *)&s->async, NULL);
         uv_run(loop, UV_RUN_NOWAIT);
         goto fail;
@@ -634,6 +694,7 @@ void store_close(store_t *s)
         return;
     stop_threads(s);
     run_finished(s);
+    uv_close((uv_handle_t *)&s->kick, NULL);
     uv_close((uv_handle_t *)&s->async, on_async_closed);
 }
 
@@ -642,20 +703,12 @@ sqlite3 *store_reader(store_t *s)
     return s->reader;
 }
 
-int store_submit(store_t *s, store_work_fn work, store_done_fn done, void *arg)
+/* Appends o (with its group) to `pending`.  0, or -1 when the store is closing. */
+static int enqueue(store_t *s, op *o)
 {
-    op *o = malloc(sizeof(*o));
-    if (!o)
-        return -1;
-    o->next = NULL;
-    o->work = work;
-    o->done = done;
-    o->arg = arg;
-    o->rc = 0;
     uv_mutex_lock(&s->lock);
     if (s->stopping) {
         uv_mutex_unlock(&s->lock);
-        free(o);
         return -1;
     }
     if (!s->pending)
@@ -663,12 +716,69 @@ int store_submit(store_t *s, store_work_fn work, store_done_fn done, void *arg)
     *s->pending_tail = o;
     s->pending_tail = &o->next;
     s->npending++;
-    /* a futex wake per submit cost the loop 3 % of its time: wake only a writer that waits */
-    int wake = s->idle || (s->gathering && s->npending >= s->batch_max);
+    int wake = s->gathering && s->npending >= s->batch_max;
+    if (s->idle && !wake) { /* see "Waking the writer" */
+        if (uv_hrtime() - s->first_ns >= KICK_NS)
+            wake = 1;
+        else
+            s->kick_due = 1;
+    }
     uv_mutex_unlock(&s->lock);
     if (wake)
         uv_cond_signal(&s->wake);
     return 0;
+}
+
+int store_submit(store_t *s, store_work_fn work, store_done_fn done, void *arg)
+{
+    op *o = malloc(sizeof(*o));
+    if (!o)
+        return -1;
+    o->next = o->sub = NULL;
+    o->work = work;
+    o->done = done;
+    o->arg = arg;
+    o->rc = 0;
+    if (s->group_depth > 0) {
+        if (s->stopping) { /* (written on this thread: no lock needed to read it here) */
+            free(o);
+            return -1;
+        }
+        *s->group_tail = o;
+        s->group_tail = &o->next;
+        return 0;
+    }
+    if (enqueue(s, o) != 0) {
+        free(o);
+        return -1;
+    }
+    return 0;
+}
+
+void store_group_begin(store_t *s)
+{
+    s->group_depth++;
+}
+
+void store_group_end(store_t *s)
+{
+    if (s->group_depth == 0 || --s->group_depth > 0 || !s->group)
+        return;
+    op *head = s->group;
+    head->sub = head->next;
+    head->next = NULL;
+    s->group = NULL;
+    s->group_tail = &s->group;
+    if (enqueue(s, head) == 0)
+        return;
+    /* closing (not reached from a group as the server uses them): the ops were accepted, so
+     * their callbacks still run, with -1 */
+    set_rc(head, -1);
+    uv_mutex_lock(&s->lock);
+    *s->finished_tail = head;
+    s->finished_tail = &head->next;
+    uv_mutex_unlock(&s->lock);
+    uv_async_send(&s->async);
 }
 
 void store_get_stats(store_t *s, store_stats_t *out)

@@ -57,6 +57,14 @@ typedef void (*store_done_fn)(void *arg, int rc);
  * then neither callback will run. */
 int store_submit(store_t *s, store_work_fn work, store_done_fn done, void *arg);
 
+/* Loop thread.  The operations submitted between store_group_begin() and the matching
+ * store_group_end() (calls nest; the outermost pair counts) are one unit: the writer runs them
+ * in order in one savepoint of one transaction, and they all succeed or all fail (each done
+ * callback then gets the same rc, in the order they were submitted).  Nothing of a group
+ * reaches the writer before store_group_end(). */
+void store_group_begin(store_t *s);
+void store_group_end(store_t *s);
+
 /* Inside a work function: the writer connection, and a cached prepared statement for sql
  * (sql must be a string literal or otherwise outlive the store; the statement is reset and
  * its bindings cleared). */

@@ -2,10 +2,11 @@
 duplicate ids, hello twice, message before hello, and refused upgrades."""
 
 import asyncio
+import json
 
 import pytest
 
-from redress_client import SUBPROTOCOL, TOKEN_RE, connect, healthz, run, try_upgrade
+from redress_client import SUBPROTOCOL, TOKEN_RE, connect, db, healthz, run, try_upgrade
 
 
 def test_hello_welcome_then_open_and_greeting(server):
@@ -258,5 +259,61 @@ def test_many_conversations_in_parallel(server):
     async def go():
         tokens = await asyncio.gather(*(one(i) for i in range(8)))
         assert len(set(tokens)) == 8
+
+    run(go())
+
+
+def test_failed_turn_is_undone_whole(server):
+    """A customer's message and the bot's turn for it are stored together (server/store.c,
+    "Groups").  When the store refuses the bot's reply, the message is not stored either: the
+    customer is told to send it again, gets no reply, and the flow goes back to the state the
+    store has.  So the message sent again is answered as in a conversation where nothing
+    failed, and the log holds each customer message once."""
+    texts = ["我上周买的手机到现在还没发货", "订单号是A12345，已经等了八天了"]
+
+    async def turn(c, i):
+        ack, frames = await c.say(f"m-{i}", texts[i])
+        frames += await c.drain(0.5)
+        return ack, [f["text"] for f in frames if f["type"] == "message"]
+
+    async def go():
+        a = await connect(server)
+        await a.hello(customer_id="u-ref")
+        ref = [(await turn(a, i))[1] for i in range(2)]
+        assert all(ref), f"the reference conversation got no replies: {ref}"
+
+        b = await connect(server)
+        await b.hello(customer_id="u-fail")
+        assert (await turn(b, 0))[1] == ref[0]
+        conv = int(b.conversation[2:])
+        with db(server) as c:
+            c.execute("CREATE TRIGGER test_refuse_bot BEFORE INSERT ON messages"
+                      f" WHEN NEW.sender = 'bot' AND NEW.conversation_id = {conv}"
+                      " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+        before = b.last_seq
+        await b.send({"type": "message", "id": "m-1", "text": texts[1]})
+        await b.expect_error("internal", id="m-1")
+        assert await b.drain(0.8) == [], "a reply or an ack came for a message not stored"
+        with db(server) as c:
+            c.execute("DROP TRIGGER test_refuse_bot")
+            rows = c.execute("SELECT sender, text FROM messages WHERE conversation_id = ?"
+                             " ORDER BY seq", (conv,)).fetchall()
+        assert texts[1] not in [r["text"] for r in rows], "the refused turn's message was kept"
+
+        ack, again = await turn(b, 1)
+        assert ack["seq"] > before
+        assert again == ref[1], "the flow did not go back to its state before the failed turn"
+        await a.close()
+        await b.close()
+        with db(server) as c:
+            mine = c.execute("SELECT client_id FROM messages WHERE conversation_id = ? AND"
+                             " sender = 'customer' ORDER BY seq", (conv,)).fetchall()
+            states = [json.loads(c.execute("SELECT flow_state FROM conversations WHERE id = ?",
+                                           (int(x.conversation[2:]),)).fetchone()[0])
+                      for x in (a, b)]
+        assert [r[0] for r in mine] == ["m-0", "m-1"]
+        # the flow counted two turns and holds the same state as the reference
+        assert [s["turn"] for s in states] == [2, 2], [s["turn"] for s in states]
+        assert states[1]["state"] == states[0]["state"]
 
     run(go())

@@ -1,6 +1,6 @@
 /*
- * test_store.c - the store's writer thread, its group commit and its checkpointer thread
- * (server/store.c) on a real SQLite file.
+ * test_store.c - the store's writer thread, its group commit, its checkpointer thread, groups
+ * of operations and the deferred wake of an idle writer (server/store.c) on a real SQLite file.
  *
  * The group-commit tests first commit op 0, so the store counts as busy, then queue ops 1..10
  * five milliseconds apart (well inside the 300 ms group window, well outside one commit).  The
@@ -240,6 +240,156 @@ static void checkpoints_keep_the_log_short(void)
     CHECK(rig_close(&r) == NBLOBS);
 }
 
+/* ---- groups and the deferred wake ---- */
+
+typedef struct rc_job {
+    rig *r;
+    int n, rc, done;
+} rc_job;
+
+static int work_rc_insert(store_tx_t *tx, void *arg)
+{
+    rc_job *j = arg;
+    job inner = {j->r, j->n};
+    return work_insert(tx, &inner);
+}
+
+static int work_fail(store_tx_t *tx, void *arg)
+{
+    (void)tx;
+    (void)arg;
+    return -1;
+}
+
+static void on_rc(void *arg, int rc)
+{
+    rc_job *j = arg;
+    j->rc = rc;
+    j->done = ++j->r->ndone; /* the order callbacks ran in */
+}
+
+static void run_until(rig *r, int ndone)
+{
+    while (r->ndone < ndone)
+        uv_run(&r->loop, UV_RUN_ONCE);
+}
+
+/* Runs the loop's non-blocking passes for ms milliseconds. */
+static void spin(rig *r, unsigned ms)
+{
+    for (unsigned i = 0; i < ms; i++) {
+        uv_run(&r->loop, UV_RUN_NOWAIT);
+        uv_sleep(1);
+    }
+}
+
+/* A group reaches the writer only at its end, commits in one transaction, and its callbacks
+ * run in the order of submission.  Nested begin/end pairs make one group. */
+static void a_group_commits_as_one(void)
+{
+    rig r;
+    rc_job j[3];
+    store_stats_t before, after;
+    if (rig_open(&r, "group", "0", "512", "1000") != 0) {
+        CHECK(0);
+        return;
+    }
+    store_get_stats(r.store, &before);
+    store_group_begin(r.store);
+    for (int i = 0; i < 3; i++) {
+        j[i] = (rc_job){&r, i + 1, 99, 0};
+        if (i == 1)
+            store_group_begin(r.store);
+        CHECK(store_submit(r.store, work_rc_insert, on_rc, &j[i]) == 0);
+        if (i == 1)
+            store_group_end(r.store);
+    }
+    spin(&r, 50); /* the inner end did not end the group: nothing is queued yet */
+    store_get_stats(r.store, &after);
+    CHECK(r.ndone == 0 && after.ops == before.ops);
+    store_group_end(r.store);
+    run_until(&r, 3);
+    store_get_stats(r.store, &after);
+    CHECK(after.batches - before.batches == 1);
+    CHECK(after.ops - before.ops == 3 && after.failed_ops == 0);
+    for (int i = 0; i < 3; i++)
+        CHECK(j[i].rc == 0 && j[i].done == i + 1);
+    CHECK(rig_close(&r) == 3);
+}
+
+/* One failing op fails its whole group: every op of it gets -1 and none of its rows stays,
+ * while an op outside the group, in the same transaction, commits. */
+static void a_failing_op_fails_its_whole_group(void)
+{
+    rig r;
+    rc_job out, in1, bad, in2;
+    store_stats_t before, after;
+    if (rig_open(&r, "groupfail", "0", "512", "1000") != 0) {
+        CHECK(0);
+        return;
+    }
+    store_get_stats(r.store, &before);
+    out = (rc_job){&r, 1, 99, 0};
+    in1 = (rc_job){&r, 2, 99, 0};
+    bad = (rc_job){&r, 0, 99, 0};
+    in2 = (rc_job){&r, 3, 99, 0};
+    CHECK(store_submit(r.store, work_rc_insert, on_rc, &out) == 0);
+    store_group_begin(r.store);
+    CHECK(store_submit(r.store, work_rc_insert, on_rc, &in1) == 0);
+    CHECK(store_submit(r.store, work_fail, on_rc, &bad) == 0);
+    CHECK(store_submit(r.store, work_rc_insert, on_rc, &in2) == 0);
+    store_group_end(r.store);
+    run_until(&r, 4);
+    store_get_stats(r.store, &after);
+    CHECK(out.rc == 0);
+    CHECK(in1.rc == -1 && bad.rc == -1 && in2.rc == -1);
+    CHECK(in1.done < bad.done && bad.done < in2.done);
+    CHECK(after.ops - before.ops == 4 && after.failed_ops - before.failed_ops == 3);
+    CHECK(rig_close(&r) == 1); /* only the op outside the group */
+}
+
+/* An idle writer is woken before the loop next polls, not by the submit: what one pass of the
+ * loop queues goes in one batch.  A pass that runs long (an op pending for more than a
+ * millisecond) wakes it from the next submit. */
+static void an_idle_writer_is_woken_by_the_loop(void)
+{
+    rig r;
+    rc_job a, b, c;
+    store_stats_t before, after;
+    if (rig_open(&r, "kick", "0", "512", "1000") != 0) {
+        CHECK(0);
+        return;
+    }
+    a = (rc_job){&r, 1, 99, 0};
+    b = (rc_job){&r, 2, 99, 0};
+    c = (rc_job){&r, 3, 99, 0};
+    uv_sleep(50); /* the writer is asleep */
+    store_get_stats(r.store, &before);
+    CHECK(store_submit(r.store, work_rc_insert, on_rc, &a) == 0);
+    uv_sleep(100); /* the loop does not run: the writer must not have been woken */
+    store_get_stats(r.store, &after);
+    CHECK(after.batches == before.batches);
+    run_until(&r, 1);
+    store_get_stats(r.store, &after);
+    CHECK(a.rc == 0 && after.batches - before.batches == 1);
+
+    uv_sleep(50);
+    store_get_stats(r.store, &before);
+    CHECK(store_submit(r.store, work_rc_insert, on_rc, &b) == 0);
+    uv_sleep(5);
+    CHECK(store_submit(r.store, work_rc_insert, on_rc, &c) == 0); /* b is 5 ms old: wake */
+    for (int i = 0; i < 200; i++) { /* up to 2 s, still without running the loop */
+        store_get_stats(r.store, &after);
+        if (after.ops - before.ops == 2)
+            break;
+        uv_sleep(10);
+    }
+    CHECK(after.ops - before.ops == 2);
+    run_until(&r, 3);
+    CHECK(b.rc == 0 && c.rc == 0);
+    CHECK(rig_close(&r) == 3);
+}
+
 int main(void)
 {
     if (scratch_make() != 0) {
@@ -251,6 +401,9 @@ int main(void)
     RUN(a_full_batch_goes_at_once);
     RUN(idle_store_commits_at_once);
     RUN(checkpoints_keep_the_log_short);
+    RUN(a_group_commits_as_one);
+    RUN(a_failing_op_fails_its_whole_group);
+    RUN(an_idle_writer_is_woken_by_the_loop);
     scratch_remove();
     return check_summary();
 }
