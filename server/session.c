@@ -31,8 +31,10 @@
  *   "send it again" error, no reply is delivered, and the flow is put back to the state the
  *   store has (its run is dropped and parked, so the next call resumes it from there).  Not
  *   undone: what the turn did in memory elsewhere (a hand-off queued with the agents, the
- *   complaint's fields).  A message that arrives while the agents have the chat goes to them
- *   once stored, as before.
+ *   complaint's fields), and the turn of a later message already queued behind the failed one
+ *   (it ran on the flow that had seen the failed message; a store that refuses one group
+ *   usually refuses the next).  A message that arrives while the agents have the chat goes to
+ *   them once stored, as before.
  */
 #include "session.h"
 
