@@ -1,5 +1,6 @@
 """Chat basics (docs/protocol.md): hello/welcome, seq numbering, message/ack/bot reply,
-duplicate ids, hello twice, message before hello, and refused upgrades."""
+duplicate ids, hello twice, message before hello, refused upgrades, and a message whose turn
+the store refuses (undone whole)."""
 
 import asyncio
 import json
