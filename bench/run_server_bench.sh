@@ -26,7 +26,11 @@
 #   perf       perf record of the server during the closed-loop run, then during the mixed
 #              run (perf-mixed): the top functions
 #   smoke      a short functional run of every mode against both servers (ctest); fails unless
-#              every turn is answered; no timing is checked
+#              every turn is answered and each server thread's CPU per turn can be read; no
+#              timing is checked
+#
+# Closed and open runs also report server_threads: each server thread's CPU per turn and its
+# time per turn runnable but waiting for a core (/proc/PID/task/TID/schedstat).
 #
 # The server's per-connection rate limit (limits.rate_per_sec, 10/s) would cap a closed loop at
 # 10 turns/s per conversation, so the server is started with --limits.rate_per_sec 100000
@@ -196,6 +200,30 @@ wait_pid() {
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Per thread: tid, name, ns on a CPU, ns runnable but waiting for one
+# (/proc/PID/task/TID/schedstat).
+sched_snap() { # PID FILE
+    local t
+    : >"$2"
+    for t in /proc/"$1"/task/*; do
+        printf '%s %s %s\n' "${t##*/}" "$(tr ' ' '_' <"$t/comm")" \
+            "$(cut -d' ' -f1,2 "$t/schedstat")" >>"$2" 2>/dev/null || true
+    done
+}
+# {"name": {"run_us_per_turn": R, "wait_us_per_turn": W}, ...} over TURNS turns, threads of the
+# same name summed (a thread that started or ended between the snapshots is left out).
+sched_json() { # FILE0 FILE1 TURNS
+    awk -v turns="$3" 'FILENAME == ARGV[1] { r0[$1] = $3; w0[$1] = $4; next }
+        ($1 in r0) { run[$2] += $3 - r0[$1]; wait[$2] += $4 - w0[$1] }
+        END { printf "{"; sep = ""
+              for (name in run) {
+                  r = turns > 0 ? run[name] / 1000 / turns : 0
+                  w = turns > 0 ? wait[name] / 1000 / turns : 0
+                  printf "%s\"%s\": {\"run_us_per_turn\": %.0f, \"wait_us_per_turn\": %.0f}",
+                      sep, name, r, w
+                  sep = ", " }
+              printf "}\n" }' "$1" "$2"
+}
 calc() { awk "BEGIN { printf \"%.1f\", $1 }"; }
 
 # ---- servers ----
@@ -355,7 +383,7 @@ bg_idle_stop() { # DIR
 }
 
 closed_run() { # KIND DIR CONNS [IDLE_BACKGROUND]
-    local kind=$1 dir=$2 conns=$3 idle=${4:-0} c0 c1 bg_cmd=""
+    local kind=$1 dir=$2 conns=$3 idle=${4:-0} c0 c1 bg_cmd="" threads
     start_server "$kind" "$dir"
     BG_CMD=
     bg_idle_start "$dir/idle" "$idle"
@@ -365,13 +393,18 @@ closed_run() { # KIND DIR CONNS [IDLE_BACKGROUND]
     lg_go
     sleep "$WARMUP"
     c0=$(cpu_ticks "$SERVER_PID")
+    sched_snap "$SERVER_PID" "$dir/sched0.txt"
     sleep "$DURATION"
     c1=$(cpu_ticks "$SERVER_PID")
+    sched_snap "$SERVER_PID" "$dir/sched1.txt"
     LOADAVG=$(cut -d' ' -f1 /proc/loadavg)
     lg_finish "$dir" "$RUN_LIMIT"
     bg_idle_stop "$dir/idle"
     stop_server "$dir"
+    threads=$(sched_json "$dir/sched0.txt" "$dir/sched1.txt" \
+        "$(jq ".turns.turns_per_s * $DURATION" "$dir/merged.json")")
     jq --arg kind "$kind" --argjson conns "$conns" --argjson idle "$idle" --arg bg_cmd "$bg_cmd" \
+        --argjson threads "$threads" \
         --argjson cpu "$(calc "($c1 - $c0) * 100 / $CLK_TCK / $DURATION")" --argjson loadavg "$LOADAVG" \
         --arg flags "$([ "$kind" = echo ] && echo "${ECHO_FLAGS[*]}" || echo "${SERVER_FLAGS[*]}")" \
         --arg server_cmd "$SERVER_CMD" --arg loadgen_cmd "$LG_CMD" \
@@ -383,6 +416,7 @@ closed_run() { # KIND DIR CONNS [IDLE_BACKGROUND]
           server_cpu_percent: $cpu,
           server_cpu_us_per_turn: (if .turns.turns_per_s > 0
                                    then ($cpu * 10000 / .turns.turns_per_s | round) else null end),
+          server_threads: $threads,
           loadgen_cpu_s: .loadgen_cpu_s, loadavg_1min: $loadavg, extra_flags: $flags,
           server_cmd: $server_cmd, loadgen_cmd: ($bg_cmd + $loadgen_cmd)}' \
         "$dir/merged.json" >"$dir/result.json"
@@ -444,7 +478,7 @@ reload_login() { # DIR
 }
 
 phase_open() {
-    local dir=$OUT/open rate conns probe code reload_state reloader=
+    local dir=$OUT/open rate conns probe code reload_state reloader= threads
     if [ -n "$OPEN_RATE" ]; then
         rate=$OPEN_RATE
         conns=$(echo "$CONNS_LIST" | awk '{print $NF}')
@@ -480,13 +514,17 @@ phase_open() {
         PIDS+=("$reloader")
     fi
     sleep "$WARMUP"
+    sched_snap "$SERVER_PID" "$dir/sched0.txt"
     sleep "$DURATION"
+    sched_snap "$SERVER_PID" "$dir/sched1.txt"
     LOADAVG=$(cut -d' ' -f1 /proc/loadavg)
     lg_finish "$dir" "$RUN_LIMIT"
     [ -z "$reloader" ] || wait_pid "$reloader" 60
     stop_server "$dir"
     rm -f "$dir/cookies"
-    jq --arg reload "$reload_state" --argjson probe_code "$code" \
+    threads=$(sched_json "$dir/sched0.txt" "$dir/sched1.txt" \
+        "$(jq ".turns.turns_per_s * $DURATION" "$dir/merged.json")")
+    jq --arg reload "$reload_state" --argjson probe_code "$code" --argjson threads "$threads" \
         --argjson rate "$rate" --argjson conns "$conns" \
         --rawfile reloads "$dir/reloads.txt" --argjson loadavg "$LOADAVG" \
         --arg server_cmd "$SERVER_CMD" --arg loadgen_cmd "$LG_CMD" \
@@ -498,7 +536,7 @@ phase_open() {
           unsent: .turns.open_unsent, lost: .turns.lost_total,
           lost_detail: (.turns | {timeout_unacked, timeout_unanswered, lost_unacked,
                                   lost_unanswered, closed_unacked, closed_unanswered}),
-          rejected: .turns.rejected, errors: .errors,
+          rejected: .turns.rejected, errors: .errors, server_threads: $threads,
           reload: $reload, reload_probe_http: $probe_code, loadavg_1min: $loadavg,
           reloads: ($reloads | split("\n") | map(select(length > 0) | split(" ")
                     | {at: .[0], http: .[1], seconds: .[2]})),
@@ -606,9 +644,18 @@ phase_smoke() {
         start_server "$kind" "$dir"
         lg_start "$dir/closed" closed 10 0 --max-runtime 60 --turn-timeout 10
         lg_wait_ready "$dir/closed" 30
+        sched_snap "$SERVER_PID" "$dir/sched0.txt"
         lg_go
         lg_finish "$dir/closed" 60
         "${MERGE[@]}" check "$dir/closed/merged.json" --min-turns 10 || die "closed loop on $kind"
+        # the per-thread figures of result.json: every thread that served the turns shows up
+        sched_snap "$SERVER_PID" "$dir/sched1.txt"
+        local threads want='.echo_server.run_us_per_turn > 0'
+        [ "$kind" = echo ] || want='.redress.run_us_per_turn > 0 and
+            .["redress-writer"].run_us_per_turn > 0 and .["redress-ckpt"] != null'
+        threads=$(sched_json "$dir/sched0.txt" "$dir/sched1.txt" \
+            "$(get "$dir/closed/merged.json" turns.done)")
+        jq -e "$want" <<<"$threads" >/dev/null || die "per-thread CPU of $kind: $threads"
         lg_start "$dir/open" open 10 50 --max-runtime 60 --turn-timeout 10
         lg_wait_ready "$dir/open" 30
         lg_go

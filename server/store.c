@@ -7,7 +7,8 @@
  *     - reader: sqlite3 connection used only by the loop thread;
  *     - a queue of pending ops (mutex + condvar), a list of finished ops, a uv_async_t.
  *   An op is allocated by store_submit() and freed on the loop thread right after its done
- *   callback ran.
+ *   callback ran.  The threads are named redress-writer and redress-ckpt (top -H, perf,
+ *   /proc/PID/task/TID/comm; bench/run_server_bench.sh reports each one's CPU per turn).
  *
  * Life of an op
  *   store_submit()            loop thread: op appended to `pending` (or to the open group);
@@ -74,6 +75,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,6 +368,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 static void ckpt_main(void *arg)
 {
     store_t *s = arg;
+    pthread_setname_np(pthread_self(), "redress-ckpt"); /* top -H, perf, /proc/PID/task */
     uv_mutex_lock(&s->lock);
     for (;;) {
         while (!s->ckpt_due && !s->stopping)
@@ -465,6 +468,7 @@ static void gather(store_t *s)
 static void writer_main(void *arg)
 {
     store_t *s = arg;
+    pthread_setname_np(pthread_self(), "redress-writer");
     for (;;) {
         uv_mutex_lock(&s->lock);
         while (!s->pending && !s->stopping) {
