@@ -394,6 +394,14 @@ static void ckpt_main(void *arg)
     uv_mutex_unlock(&s->lock);
 }
 
+/* Under the lock: appends a list of done ops to `finished` (on_async runs their callbacks). */
+static void add_finished(store_t *s, op *list)
+{
+    *s->finished_tail = list;
+    while (*s->finished_tail)
+        s->finished_tail = &(*s->finished_tail)->next;
+}
+
 /* An op and the rest of its group share one result. */
 static void set_rc(op *o, int rc)
 {
@@ -443,9 +451,7 @@ out:
     s->stats.batches++;
     s->stats.ops += nops;
     s->stats.failed_ops += failed ? nops : nfailed;
-    *s->finished_tail = batch;
-    while (*s->finished_tail)
-        s->finished_tail = &(*s->finished_tail)->next;
+    add_finished(s, batch);
     uv_mutex_unlock(&s->lock);
     uv_async_send(&s->async);
 }
@@ -779,8 +785,7 @@ void store_group_end(store_t *s)
      * their callbacks still run, with -1 */
     set_rc(head, -1);
     uv_mutex_lock(&s->lock);
-    *s->finished_tail = head;
-    s->finished_tail = &head->next;
+    add_finished(s, head);
     uv_mutex_unlock(&s->lock);
     uv_async_send(&s->async);
 }
