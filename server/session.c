@@ -121,6 +121,13 @@ static void drop_run(session_t *s)
     s->run = NULL;
 }
 
+/* Frees the run; its next call resumes it from the state the store has (unpark). */
+static void park(session_t *s)
+{
+    drop_run(s);
+    s->run_parked = 1;
+}
+
 session_mgr_t *session_mgr_new(const config_t *cfg, store_t *store)
 {
     session_mgr_t *m = calloc(1, sizeof(*m));
@@ -260,9 +267,7 @@ void session_mgr_sweep(session_mgr_t *m)
         }
         if (s->run && !s->handoff && !s->saving && !s->pending && idle > 0 &&
             now - s->active_ms >= idle && !m->stopping) {
-            /* idle: keep only the saved state (the store has it), not the Lua coroutine */
-            drop_run(s);
-            s->run_parked = 1;
+            park(s); /* idle: keep only the saved state (the store has it), not the Lua coroutine */
         }
         if (s->refs == 0 && !s->conn && !s->handoff &&
             (s->state == S_DEAD || (s->state == S_LIVE && now - s->detached_ms >= keep)))
@@ -368,17 +373,14 @@ static void on_stored(void *arg, int rc)
         }
         if (rc == 0) {
             metrics.messages_in++;
-            if (e->turned)
-                ;
-            else if (s->handoff && s->m->agent)
+            if (!e->turned && s->handoff && s->m->agent)
                 agent_event(s->m->agent, s, &e->ev);
-            else if (!s->m->stopping) /* handed back while it was being stored */
+            else if (!e->turned && !s->m->stopping) /* handed back while it was being stored */
                 turn(s, e->text);
         } else if (e->turned && s->run) {
             log_warn("session", "%s: message %lld not stored; its turn is undone", s->name,
                      e->ev.seq);
-            drop_run(s);
-            s->run_parked = 1;
+            park(s);
         }
     } else if (rc == 0) {
         deliver(s, &e->ev);
