@@ -70,7 +70,8 @@ static const setting settings[] = {
      "keep a detached conversation in memory this long before reloading it from disk"},
     {"limits.flow_idle_s", T_INT, "60", F(flow_idle_s), 0, 86400, NULL,
      "after this many seconds without a turn a conversation's Lua flow state is freed from memory "
-     "(it is saved in the database and restored on the next message); 0 = never"},
+     "(it is saved in the database and restored on the next message); a conversation whose "
+     "customer has left, or that is with the agents, is freed at once; 0 = never"},
     {"privacy.mask_transcripts", T_INT, "0", F(mask_transcripts), 0, 1, NULL,
      "1: mask ID card, bank card and phone numbers in customer messages before they are stored "
      "(logs are always masked)"},

@@ -33,7 +33,8 @@ typedef struct config {
     int ping_interval_s;  /* limits.ping_interval_s: server ping period */
     int hello_timeout_s;  /* limits.hello_timeout_s: a socket must say hello within this time */
     int session_memory_s; /* limits.session_memory_s: keep a detached conversation in memory */
-    int flow_idle_s; /* limits.flow_idle_s: free an idle conversation's Lua state (0 = never) */
+    int flow_idle_s; /* limits.flow_idle_s: free an idle conversation's Lua state; a detached or
+                      * handed-off one's at once (0 = never) */
     char *allowed_origins; /* web.allowed_origins: browser Origins allowed to open chat sockets */
     int mask_transcripts;  /* privacy.mask_transcripts: mask ID/card/phone numbers in stored text */
     int api_trust_loopback; /* api.trust_loopback: loopback requests without a session are the

@@ -56,7 +56,8 @@ char *metrics_render(struct store *store, uint64_t uptime_s, size_t *len)
            (uint64_t)metrics.sessions);
     metric(
         &b, "redress_flow_runs", "gauge",
-        "Conversations with their Lua flow state in memory (idle ones are parked in the database).",
+        "Conversations with their Lua flow state in memory (idle, detached and handed-off ones are "
+        "parked in the database).",
         (uint64_t)metrics.flow_runs);
     metric(&b, "redress_flow_vm_bytes", "gauge",
            "Bytes the Lua flow VM holds (live data and garbage not yet collected).",

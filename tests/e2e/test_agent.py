@@ -12,6 +12,7 @@ hand-off surviving a restart.
 
 Each test starts its own server(s); every wait is for a frame, with a timeout."""
 
+import asyncio
 import datetime
 import os
 
@@ -20,7 +21,7 @@ from agent_client import (
     logout, staff, wait_event,
 )
 from conftest import source_root
-from redress_client import connect, is_int, run
+from redress_client import connect, fetch_metrics, is_int, metric_total, run
 
 COMPLAINT = "我在你们商城买的手机一直没发货，订单号12345678"
 HUMAN = "转人工"
@@ -526,6 +527,39 @@ def test_handback_resumes_the_flow(server_factory):
         await a.error("not_found", "reply", conversation=c.conversation, text="还在吗")
         assert not [f for f in a.backlog if f["type"] == "message" and f["seq"] >= ack["seq"]], \
             a.backlog
+    run(go())
+
+
+def test_a_queued_chat_holds_no_flow_state(server_factory):
+    """While the agents have the chat, its Lua run is parked (the customer is still connected):
+    the hand back restores it, and the flow repeats its question as it does from memory."""
+    srv = start(server_factory, *ALWAYS)
+    wang = staff(srv, "wang", "agent", "王小明")
+
+    def runs():
+        return metric_total(fetch_metrics(srv.port), "redress_flow_runs")
+
+    async def go():
+        a = await connect_agent(srv, wang)
+        c, _, frames = await customer_escalates(srv, "u-parked", "周女士")
+        request_seq = next(f["seq"] for f in frames if f["type"] == "ack" and f["id"] == "m-2")
+        await customer_queued(c)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while runs() != 0:
+            assert loop.time() < deadline, f"the queued chat's run stayed in memory: {runs()}"
+            await asyncio.sleep(0.2)
+        await claimed(a, c)
+        await a.ok("handback", conversation=c.conversation)
+        await wait_event(c, is_status("bot_resumed"))
+        bot, _ = await wait_event(c, lambda f: f["type"] == "message")
+        asked = [f for f in c.frames if f["type"] == "message" and f["from"] == "bot"
+                 and f["seq"] < request_seq]
+        assert bot["from"] == "bot" and bot["text"] == asked[-1]["text"], (bot, asked[-1])
+        assert runs() == 1, f"the hand back did not restore the run: {runs()}"
+        ack, frames = await c.say("m-3", "昨天下午")
+        reply = [f for f in frames if f["type"] == "message" and f["seq"] > ack["seq"]]
+        assert reply and reply[0]["from"] == "bot", frames
     run(go())
 
 
