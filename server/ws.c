@@ -20,8 +20,12 @@
  * Writes happen only in SERVER_WRITEABLE, each buffer allocated with LWS_PRE bytes of headroom.
  * One callback writes up to WRITE_BURST queued frames (a turn is an ack, a bot message and often
  * a status: one POLLOUT round each would cost two epoll_ctl calls and a loop pass per frame),
- * and stops early when lws had to buffer part of a frame (lws_partial_buffered), because a
- * second lws_write() may not follow a partial one.
+ * in one send: when more than one frame is queued, write_frames() frames them itself (RFC 6455
+ * 5.2: a server's frames are unmasked; no extension is negotiated, net.c) into one buffer, and
+ * lws_write(LWS_WRITE_RAW) hands it to the socket as it is.  One send per turn instead of one a
+ * frame: on loopback each send also runs the receiver's TCP path, about 10 us.  Should the
+ * kernel take only part, lws keeps the rest and sends it before the next WRITEABLE
+ * (lws_partial_buffered), as it does for one frame; frames are never split between writes.
  */
 #include "ws.h"
 
@@ -40,7 +44,10 @@
 
 #define QUEUE_MAX_FRAMES 512
 #define QUEUE_MAX_BYTES (4u << 20)
-#define WRITE_BURST 8 /* most frames written in one WRITEABLE callback */
+#define WRITE_BURST 8           /* most frames written in one WRITEABLE callback */
+#define BURST_BYTES (64u << 10) /* and most bytes, unless one frame alone is larger */
+#define BURST_STACK (16u << 10) /* a burst up to this size is assembled on the stack */
+#define FRAME_HEADER_MAX 10     /* RFC 6455 5.2, unmasked: 2, 4 or 10 bytes */
 
 typedef struct frame {
     struct frame *next;
@@ -271,6 +278,72 @@ static int on_receive(ws_conn_t *c, const void *data, size_t len)
     return 0;
 }
 
+/* Writes the header of an unmasked, final text frame of `len` bytes at h.  Returns its size. */
+static size_t frame_header(unsigned char *h, size_t len)
+{
+    h[0] = 0x81; /* FIN, opcode 1 (text) */
+    if (len < 126) {
+        h[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len <= 0xffff) {
+        h[1] = 126;
+        h[2] = (unsigned char)(len >> 8);
+        h[3] = (unsigned char)len;
+        return 4;
+    }
+    h[1] = 127;
+    for (int i = 0; i < 8; i++)
+        h[2 + i] = (unsigned char)((uint64_t)len >> (8 * (7 - i)));
+    return 10;
+}
+
+static frame *pop_frame(ws_conn_t *c)
+{
+    frame *f = c->out;
+    c->out = f->next;
+    if (!c->out)
+        c->out_tail = &c->out;
+    c->out_frames--;
+    c->out_bytes -= f->len;
+    return f;
+}
+
+/* Writes the first queued frames, at most WRITE_BURST and BURST_BYTES (at least one), in one
+ * lws_write.  0, or -1 when the connection failed. */
+static int write_frames(ws_conn_t *c)
+{
+    size_t n = 0, total = 0;
+    for (frame *f = c->out; f && n < WRITE_BURST; f = f->next) {
+        if (n > 0 && total + FRAME_HEADER_MAX + f->len > BURST_BYTES)
+            break;
+        total += FRAME_HEADER_MAX + f->len;
+        n++;
+    }
+    if (n == 1) {
+        frame *f = pop_frame(c);
+        int rc = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        free(f);
+        return rc < 0 ? -1 : 0;
+    }
+    unsigned char stack[LWS_PRE + BURST_STACK];
+    unsigned char *buf = total <= BURST_STACK ? stack : malloc(LWS_PRE + total);
+    if (!buf)
+        return -1;
+    unsigned char *p = buf + LWS_PRE;
+    for (size_t i = 0; i < n; i++) {
+        frame *f = pop_frame(c);
+        p += frame_header(p, f->len);
+        memcpy(p, f->buf + LWS_PRE, f->len);
+        p += f->len;
+        free(f);
+    }
+    int rc = lws_write(c->wsi, buf + LWS_PRE, (size_t)(p - (buf + LWS_PRE)), LWS_WRITE_RAW);
+    if (buf != stack)
+        free(buf);
+    return rc < 0 ? -1 : 0;
+}
+
 static int on_writeable(ws_conn_t *c)
 {
     frame *f = c->out;
@@ -286,18 +359,8 @@ static int on_writeable(ws_conn_t *c)
         return 0;
     }
     if (f) {
-        for (int i = 0; f && i < WRITE_BURST && (i == 0 || !lws_partial_buffered(c->wsi)); i++) {
-            c->out = f->next;
-            if (!c->out)
-                c->out_tail = &c->out;
-            c->out_frames--;
-            c->out_bytes -= f->len;
-            int n = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
-            free(f);
-            if (n < 0)
-                return -1;
-            f = c->out;
-        }
+        if (write_frames(c) != 0)
+            return -1;
         if (c->out || c->close_code)
             request_write(c);
         else if (c->session)

@@ -426,3 +426,29 @@ def test_shutdown_closes_clients_with_1001(server):
         assert code_idle == 1001, f"pre-hello socket closed with {code_idle}, expected 1001"
 
     run(go())
+
+
+def test_a_long_replay_arrives_whole(server):
+    """Long messages, then a resume from 0: the server writes several queued frames per send
+    (ws.c, write_frames), here in bursts larger than its 16 KB stack buffer, with 2- and
+    4-byte length headers mixed; every event must arrive whole and in order."""
+    async def go():
+        c = await connect(server)
+        await c.hello(customer_id="u-long")
+        acks, texts = {}, {}
+        for i in range(6):
+            mid = f"m-{i}"
+            texts[mid] = f"第{i}次：" + "我在你们商城买的手机一直没发货，" * 120  # 5.8 KB
+            ack, _ = await c.say(mid, texts[mid])
+            acks[mid] = ack["seq"]
+        await c.drain(0.3)
+        log = expected_log(c, acks, texts)
+        await c.close()
+        r = await connect(server)
+        w, replay = await r.resume(c.token, 0)
+        assert w["seq"] == max(log), (w, max(log))
+        check_replay(replay, log, 0)
+        assert sum(len(e.get("text", "").encode()) for e in replay) > 2 * 16384, \
+            "the replay is too short to need bursts larger than the stack buffer"
+        await r.close()
+    run(go())
