@@ -6,8 +6,8 @@
  * against redress, on the same transport setup as server/net.c and server/ws.c: one libuv loop,
  * libwebsockets 4.1 on it as a foreign loop with the same context options, retry/idle policy
  * and per-connection rx buffer; subprotocol redress.chat.v1 at /chat; frames reassembled in the
- * RECEIVE callback and written up to 8 per SERVER_WRITEABLE (as long as lws buffered nothing)
- * with LWS_PRE headroom.  What it leaves
+ * RECEIVE callback and written up to 8 per SERVER_WRITEABLE in one send (server/ws_burst.c,
+ * linked in from the server) with LWS_PRE headroom.  What it leaves
  * out is the application: no cJSON, no store, no session, no flow.  So
  *     redress turns/s  /  echo turns/s
  * says how much of the server's ceiling the application work costs.
@@ -29,7 +29,9 @@
  *                     timer, re-inserted in a sorted list on every frame)]
  *                    [--fd-limit (fd_limit_per_thread = max connections + 64: a linear fd
  *                     lookup when that is below the open-file limit)]
- * The last three are not what server/net.c does; they exist to measure what its choices cost.
+ *                    [--send-per-frame (one lws_write a frame, as the server did before
+ *                     ws_burst.c, up to 8 per WRITEABLE while lws buffered nothing)]
+ * The last four are not what server/net.c does; they exist to measure what its choices cost.
  * prints "listening on http://HOST:PORT" on stdout once it accepts connections.
  */
 #include "loadgen.h"
@@ -43,22 +45,17 @@
 #include <time.h>
 #include <uv.h>
 
+#include "ws_burst.h"
+
 #define QUEUE_MAX_FRAMES 512
-#define WRITE_BURST 8 /* most frames written in one WRITEABLE callback, as server/ws.c */
 #define MAX_MESSAGE (16 * 1024)
 
 static const char greeting[] =
     "您好，这里是客户服务中心，很高兴为您服务。请描述您遇到的问题，我们会尽快为您处理。";
 
-typedef struct frame {
-    struct frame *next;
-    size_t len;
-    unsigned char buf[]; /* LWS_PRE + len */
-} frame;
-
 typedef struct echo_conn {
     struct lws *wsi;
-    frame *out, **out_tail;
+    ws_frame *out, **out_tail;
     size_t out_frames;
     char *rx;
     size_t rx_len, rx_cap;
@@ -74,6 +71,7 @@ typedef struct echo_server {
     unsigned long conversations;
     uint64_t rng;
     int stopping;
+    int send_per_frame; /* --send-per-frame */
 } echo_server;
 
 static echo_server *server_of(struct lws *wsi)
@@ -98,7 +96,7 @@ static int queue_frame(echo_conn *c, const char *fmt, ...)
 {
     va_list ap;
     int n;
-    frame *f;
+    ws_frame *f;
 
     if (c->closing)
         return -1;
@@ -222,21 +220,38 @@ static int on_receive(echo_server *srv, echo_conn *c, const void *in, size_t len
     return 0;
 }
 
+/* --send-per-frame: one lws_write a frame, up to WS_BURST_MAX while lws buffers nothing. */
+static int write_each(echo_conn *c)
+{
+    for (int i = 0; c->out && i < WS_BURST_MAX && (i == 0 || !lws_partial_buffered(c->wsi)); i++) {
+        ws_frame *f = c->out;
+        c->out = f->next;
+        c->out_frames--;
+        int n = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        free(f);
+        if (n < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* As server/ws.c: the first queued frames in one send (ws_burst.c); or one a send. */
+static int write_frames(echo_conn *c)
+{
+    size_t frames = 0, bytes;
+    int rc = server_of(c->wsi)->send_per_frame ? write_each(c)
+                                               : ws_burst_send(c->wsi, &c->out, &frames, &bytes);
+    c->out_frames -= frames;
+    if (!c->out)
+        c->out_tail = &c->out;
+    return rc;
+}
+
 static int on_writeable(echo_conn *c)
 {
-    frame *f = c->out;
-    if (f) { /* up to WRITE_BURST frames, as server/ws.c */
-        for (int i = 0; f && i < WRITE_BURST && (i == 0 || !lws_partial_buffered(c->wsi)); i++) {
-            c->out = f->next;
-            if (!c->out)
-                c->out_tail = &c->out;
-            c->out_frames--;
-            int n = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
-            free(f);
-            if (n < 0)
-                return -1;
-            f = c->out;
-        }
+    if (c->out) {
+        if (write_frames(c) != 0)
+            return -1;
         if (c->out || c->closing)
             lws_callback_on_writable(c->wsi);
         return 0;
@@ -274,7 +289,7 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_CLOSED:
         if (c->wsi) {
             while (c->out) {
-                frame *f = c->out;
+                ws_frame *f = c->out;
                 c->out = f->next;
                 free(f);
             }
@@ -353,13 +368,16 @@ int main(int argc, char **argv)
             lws_validity = 1;
         } else if (strcmp(argv[i], "--fd-limit") == 0) {
             fd_limit = 1;
+        } else if (strcmp(argv[i], "--send-per-frame") == 0) {
+            srv.send_per_frame = 1;
         } else if (strcmp(argv[i], "--rx-buffer") == 0) {
             if (parse_int("--rx-buffer", v, 128, 1 << 20, &rx_buffer) != 0)
                 return 2;
             i++;
         } else {
             fprintf(stderr, "usage: echo_server [--host ADDR] [--port N] [--max-connections N]"
-                            " [--rx-buffer BYTES] [--lws-validity] [--fd-limit]\n");
+                            " [--rx-buffer BYTES] [--lws-validity] [--fd-limit]"
+                            " [--send-per-frame]\n");
             return 2;
         }
     }

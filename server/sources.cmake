@@ -11,6 +11,7 @@ set(REDRESS_SERVER_SOURCES
   # network, protocol, conversations, storage
   server/net.c
   server/ws.c
+  server/ws_burst.c
   server/http.c
   server/api.c
   server/proto.c

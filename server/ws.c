@@ -18,14 +18,10 @@
  *   CLOSED                      session_detach(); queue freed; unlinked
  *
  * Writes happen only in SERVER_WRITEABLE, each buffer allocated with LWS_PRE bytes of headroom.
- * One callback writes up to WRITE_BURST queued frames (a turn is an ack, a bot message and often
- * a status: one POLLOUT round each would cost two epoll_ctl calls and a loop pass per frame),
- * in one send: when more than one frame is queued, write_frames() frames them itself (RFC 6455
- * 5.2: a server's frames are unmasked; no extension is negotiated, net.c) into one buffer, and
- * lws_write(LWS_WRITE_RAW) hands it to the socket as it is.  One send per turn instead of one a
- * frame: on loopback each send also runs the receiver's TCP path, about 10 us.  Should the
- * kernel take only part, lws keeps the rest and sends it before the next WRITEABLE
- * (lws_partial_buffered), as it does for one frame; frames are never split between writes.
+ * One callback writes up to WS_BURST_MAX queued frames (a turn is an ack, a bot message and
+ * often a status: one POLLOUT round each would cost two epoll_ctl calls and a loop pass per
+ * frame) in one send (ws_burst.c); what the kernel does not take, lws keeps and sends before
+ * the next WRITEABLE, so frames are never split between writes.
  */
 #include "ws.h"
 
@@ -38,22 +34,13 @@
 #include "server.h"
 #include "session.h"
 #include "util.h"
+#include "ws_burst.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define QUEUE_MAX_FRAMES 512
 #define QUEUE_MAX_BYTES (4u << 20)
-#define WRITE_BURST 8           /* most frames written in one WRITEABLE callback */
-#define BURST_BYTES (64u << 10) /* and most bytes, unless one frame alone is larger */
-#define BURST_STACK (16u << 10) /* a burst up to this size is assembled on the stack */
-#define FRAME_HEADER_MAX 10     /* RFC 6455 5.2, unmasked: 2, 4 or 10 bytes */
-
-typedef struct frame {
-    struct frame *next;
-    size_t len;
-    unsigned char buf[]; /* LWS_PRE + len */
-} frame;
 
 struct ws_conn {
     struct lws *wsi;
@@ -62,7 +49,7 @@ struct ws_conn {
     session_t *session;
     int is_agent;        /* an /agent socket */
     agent_sock_t *agent; /* its state in agent.c once authenticated */
-    frame *out, **out_tail;
+    ws_frame *out, **out_tail;
     size_t out_frames, out_bytes;
     char *rx;
     size_t rx_len, rx_cap;
@@ -101,7 +88,7 @@ int ws_conn_send(ws_conn_t *c, char *json)
         ws_conn_close(c, 1008, "not reading");
         return -1;
     }
-    frame *f = malloc(sizeof(*f) + LWS_PRE + len);
+    ws_frame *f = malloc(sizeof(*f) + LWS_PRE + len);
     if (!f) {
         free(json);
         return -1;
@@ -278,75 +265,22 @@ static int on_receive(ws_conn_t *c, const void *data, size_t len)
     return 0;
 }
 
-/* Writes the header of an unmasked, final text frame of `len` bytes at h.  Returns its size. */
-static size_t frame_header(unsigned char *h, size_t len)
-{
-    h[0] = 0x81; /* FIN, opcode 1 (text) */
-    if (len < 126) {
-        h[1] = (unsigned char)len;
-        return 2;
-    }
-    if (len <= 0xffff) {
-        h[1] = 126;
-        h[2] = (unsigned char)(len >> 8);
-        h[3] = (unsigned char)len;
-        return 4;
-    }
-    h[1] = 127;
-    for (int i = 0; i < 8; i++)
-        h[2 + i] = (unsigned char)((uint64_t)len >> (8 * (7 - i)));
-    return 10;
-}
-
-static frame *pop_frame(ws_conn_t *c)
-{
-    frame *f = c->out;
-    c->out = f->next;
-    if (!c->out)
-        c->out_tail = &c->out;
-    c->out_frames--;
-    c->out_bytes -= f->len;
-    return f;
-}
-
-/* Writes the first queued frames, at most WRITE_BURST and BURST_BYTES (at least one), in one
- * lws_write.  0, or -1 when the connection failed. */
+/* Writes the first queued frames in one send (ws_burst.c).  0, or -1 when the connection
+ * failed. */
 static int write_frames(ws_conn_t *c)
 {
-    size_t n = 0, total = 0;
-    for (frame *f = c->out; f && n < WRITE_BURST; f = f->next) {
-        if (n > 0 && total + FRAME_HEADER_MAX + f->len > BURST_BYTES)
-            break;
-        total += FRAME_HEADER_MAX + f->len;
-        n++;
-    }
-    if (n == 1) {
-        frame *f = pop_frame(c);
-        int rc = lws_write(c->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
-        free(f);
-        return rc < 0 ? -1 : 0;
-    }
-    unsigned char stack[LWS_PRE + BURST_STACK];
-    unsigned char *buf = total <= BURST_STACK ? stack : malloc(LWS_PRE + total);
-    if (!buf)
-        return -1;
-    unsigned char *p = buf + LWS_PRE;
-    for (size_t i = 0; i < n; i++) {
-        frame *f = pop_frame(c);
-        p += frame_header(p, f->len);
-        memcpy(p, f->buf + LWS_PRE, f->len);
-        p += f->len;
-        free(f);
-    }
-    int rc = lws_write(c->wsi, buf + LWS_PRE, (size_t)(p - (buf + LWS_PRE)), LWS_WRITE_RAW);
-    if (buf != stack)
-        free(buf);
-    return rc < 0 ? -1 : 0;
+    size_t frames, bytes;
+    int rc = ws_burst_send(c->wsi, &c->out, &frames, &bytes);
+    if (!c->out)
+        c->out_tail = &c->out;
+    c->out_frames -= frames;
+    c->out_bytes -= bytes;
+    return rc;
 }
 
 static int on_writeable(ws_conn_t *c)
 {
-    frame *f = c->out;
+    ws_frame *f = c->out;
     if (c->ping_due && !c->close_code) {
         /* a payload, because lws does not report an empty pong (RECEIVE_PONG) */
         unsigned char ping[LWS_PRE + 4];
@@ -388,7 +322,7 @@ static void on_closed(ws_conn_t *c)
         agent_ws_closed(c->agent);
     c->agent = NULL;
     while (c->out) {
-        frame *f = c->out;
+        ws_frame *f = c->out;
         c->out = f->next;
         free(f);
     }

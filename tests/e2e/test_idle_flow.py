@@ -48,17 +48,23 @@ async def play(server, park):
     return said
 
 
-def test_parked_flow_goes_on_where_it_was(server_factory):
+def says_the_same(server_factory, parking_flags, play_fn):
+    """play_fn against a server started with parking_flags (it parks) and against one that
+    never parks: the bot must say the same things."""
     rules = ("--rules.dir", os.path.join(source_root(), "rules"))
-    parking = server_factory(*rules, *CLOCK, "--limits.flow_idle_s", "1")
+    parking = server_factory(*rules, *CLOCK, *parking_flags)
     never = server_factory(*rules, *CLOCK, "--limits.flow_idle_s", "0")
 
     async def go():
-        a = await play(parking, True)
-        b = await play(never, False)
+        a = await play_fn(parking, True)
+        b = await play_fn(never, False)
         assert len(a) >= len(TEXTS) + 1, f"the bot said too little: {a}"
         assert a == b, f"parked conversation diverged:\nparked: {a}\nnever:  {b}"
     run(go())
+
+
+def test_parked_flow_goes_on_where_it_was(server_factory):
+    says_the_same(server_factory, ("--limits.flow_idle_s", "1"), play)
 
 
 async def play_leaving(server, park):
@@ -86,13 +92,4 @@ async def play_leaving(server, park):
 
 
 def test_a_left_conversation_parks_at_once(server_factory):
-    rules = ("--rules.dir", os.path.join(source_root(), "rules"))
-    default = server_factory(*rules, *CLOCK)
-    never = server_factory(*rules, *CLOCK, "--limits.flow_idle_s", "0")
-
-    async def go():
-        a = await play_leaving(default, True)
-        b = await play_leaving(never, False)
-        assert len(a) >= len(TEXTS) + 1, f"the bot said too little: {a}"
-        assert a == b, f"parked conversation diverged:\nparked: {a}\nnever:  {b}"
-    run(go())
+    says_the_same(server_factory, (), play_leaving)  # limits.flow_idle_s at its default, 60
