@@ -21,8 +21,8 @@
  * the last limits.flow_idle_s.  Otherwise the sweep parks it (frees it; the store has its
  * state, saved with every turn) and the next message, timer or hand-back restores it
  * (unpark).  A detached or handed-off conversation thus costs no Lua memory: measured with
- * the bench's conversations, 57 % of which are handed off, the VM held 4-5 MB instead of
- * 64-99 MB after 17 s.  limits.flow_idle_s = 0 turns parking off altogether.
+ * the bench's conversations, 57 % of which are handed off, the VM held 3-7 MB instead of
+ * 64-139 MB after 17 s (BENCHMARKS.md).  limits.flow_idle_s = 0 turns parking off altogether.
  *
  * Life of an event
  *   emit(): seq = ++next_seq, appended to `pending`, queued in the store
@@ -93,7 +93,8 @@ struct session {
     int refs;
     uint64_t detached_ms;
     flow_run_t *run;    /* the dialogue flow, NULL without an engine */
-    int handoff;        /* with the agents (agent.c): messages go there, kept in memory */
+    int handoff;        /* with the agents (agent.c): messages go there; the session stays
+                         * in memory (its run is parked) */
     double run_due;     /* flow_run_next_due() after the last call into the run */
     int run_parked;     /* run freed (parked); its saved state is in the store (unpark) */
     int saving;         /* flow state saves in flight */
