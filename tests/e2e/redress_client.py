@@ -783,3 +783,15 @@ def fetch_metrics(port):
     status, headers, body = http_get(port, "/metrics")
     assert status == 200, f"/metrics answered {status}: {body[:300]!r}"
     return parse_metrics(body.decode("utf-8"))[0]
+
+
+async def wait_metric(server, name, want, timeout=15.0):
+    """Polls /metrics until the total of name equals want."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        got = metric_total(fetch_metrics(server.port), name)
+        if got == want:
+            return
+        assert loop.time() < deadline, f"{name} stayed {got}, want {want}"
+        await asyncio.sleep(0.2)

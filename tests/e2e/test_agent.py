@@ -12,7 +12,6 @@ hand-off surviving a restart.
 
 Each test starts its own server(s); every wait is for a frame, with a timeout."""
 
-import asyncio
 import datetime
 import os
 
@@ -21,7 +20,7 @@ from agent_client import (
     logout, staff, wait_event,
 )
 from conftest import source_root
-from redress_client import connect, fetch_metrics, is_int, metric_total, run
+from redress_client import connect, fetch_metrics, is_int, metric_total, run, wait_metric
 
 COMPLAINT = "我在你们商城买的手机一直没发货，订单号12345678"
 HUMAN = "转人工"
@@ -544,11 +543,7 @@ def test_a_queued_chat_holds_no_flow_state(server_factory):
         c, _, frames = await customer_escalates(srv, "u-parked", "周女士")
         request_seq = next(f["seq"] for f in frames if f["type"] == "ack" and f["id"] == "m-2")
         await customer_queued(c)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 15
-        while runs() != 0:
-            assert loop.time() < deadline, f"the queued chat's run stayed in memory: {runs()}"
-            await asyncio.sleep(0.2)
+        await wait_metric(srv, "redress_flow_runs", 0)  # parked while queued
         await claimed(a, c)
         await a.ok("handback", conversation=c.conversation)
         await wait_event(c, is_status("bot_resumed"))

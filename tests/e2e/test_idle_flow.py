@@ -10,7 +10,7 @@ import asyncio
 import os
 
 from conftest import source_root
-from redress_client import connect, fetch_metrics, metric_total, run
+from redress_client import connect, fetch_metrics, metric_total, run, wait_metric
 
 CLOCK = ("--flow.clock_start", "2026-11-20 10:00")
 TEXTS = ["我在你们商城买的手机一直没发货，订单号12345678", "已经等了五天了", "希望尽快发货"]
@@ -20,16 +20,9 @@ def bot_texts(frames):
     return [f["text"] for f in frames if f.get("type") == "message" and f.get("from") == "bot"]
 
 
-async def wait_parked(server, want_runs, timeout=15.0):
-    """Polls /metrics until redress_flow_runs equals want_runs."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        runs = metric_total(fetch_metrics(server.port), "redress_flow_runs")
-        if runs == want_runs:
-            return
-        assert loop.time() < deadline, f"redress_flow_runs stayed {runs}, want {want_runs}"
-        await asyncio.sleep(0.2)
+async def wait_parked(server):
+    """Until /metrics shows no run in memory."""
+    await wait_metric(server, "redress_flow_runs", 0)
 
 
 async def play(server, park):
@@ -38,7 +31,7 @@ async def play(server, park):
     said = bot_texts(c.frames) + bot_texts(await c.drain(0.5))
     for i, text in enumerate(TEXTS):
         if park:
-            await wait_parked(server, 0)
+            await wait_parked(server)
         _, frames = await c.say(f"m-{i}", text)
         said += bot_texts(frames) + bot_texts(await c.drain(0.8))
         if park:
@@ -76,7 +69,7 @@ async def play_leaving(server, park):
         last = c.last_seq
         await c.close()
         if park:  # flow_idle_s is 60: only the customer's leaving can park it this soon
-            await wait_parked(server, 0)
+            await wait_parked(server)
         c = await connect(server)
         await c.resume(token, last)
         _, frames = await c.say(f"m-{i}", text)
