@@ -514,17 +514,17 @@ static void run_finished(store_t *s)
     s->finished_tail = &s->finished;
     uv_mutex_unlock(&s->lock);
     while (list) {
-        op *next = list->next, *sub = list->sub;
+        op *next = list->next;
+        if (list->sub) { /* the rest of its group runs next, in order */
+            op **tail = &list->sub;
+            while (*tail)
+                tail = &(*tail)->next;
+            *tail = next;
+            next = list->sub;
+        }
         if (list->done)
             list->done(list->arg, list->rc);
         free(list);
-        while (sub) {
-            op *x = sub;
-            sub = x->next;
-            if (x->done)
-                x->done(x->arg, x->rc);
-            free(x);
-        }
         list = next;
     }
 }
