@@ -224,6 +224,11 @@ sched_json() { # FILE0 FILE1 TURNS
                   sep = ", " }
               printf "}\n" }' "$1" "$2"
 }
+# sched_json of a run's measurement window: DIR's sched0/sched1.txt over the turns of DURATION.
+window_threads() { # DIR
+    sched_json "$1/sched0.txt" "$1/sched1.txt" \
+        "$(jq ".turns.turns_per_s * $DURATION" "$1/merged.json")"
+}
 calc() { awk "BEGIN { printf \"%.1f\", $1 }"; }
 
 # ---- servers ----
@@ -401,8 +406,7 @@ closed_run() { # KIND DIR CONNS [IDLE_BACKGROUND]
     lg_finish "$dir" "$RUN_LIMIT"
     bg_idle_stop "$dir/idle"
     stop_server "$dir"
-    threads=$(sched_json "$dir/sched0.txt" "$dir/sched1.txt" \
-        "$(jq ".turns.turns_per_s * $DURATION" "$dir/merged.json")")
+    threads=$(window_threads "$dir")
     jq --arg kind "$kind" --argjson conns "$conns" --argjson idle "$idle" --arg bg_cmd "$bg_cmd" \
         --argjson threads "$threads" \
         --argjson cpu "$(calc "($c1 - $c0) * 100 / $CLK_TCK / $DURATION")" --argjson loadavg "$LOADAVG" \
@@ -522,8 +526,7 @@ phase_open() {
     [ -z "$reloader" ] || wait_pid "$reloader" 60
     stop_server "$dir"
     rm -f "$dir/cookies"
-    threads=$(sched_json "$dir/sched0.txt" "$dir/sched1.txt" \
-        "$(jq ".turns.turns_per_s * $DURATION" "$dir/merged.json")")
+    threads=$(window_threads "$dir")
     jq --arg reload "$reload_state" --argjson probe_code "$code" --argjson threads "$threads" \
         --argjson rate "$rate" --argjson conns "$conns" \
         --rawfile reloads "$dir/reloads.txt" --argjson loadavg "$LOADAVG" \
