@@ -89,7 +89,7 @@ static const setting settings[] = {
     {"store.checkpoint_pages", T_INT, "1000", F(checkpoint_pages), 16, 1000000, NULL,
      "the write-ahead log is copied into the database file by a thread of its own once it holds "
      "this many pages (4 KB each), so that commits do not wait for it (the writer copies only "
-     "the last few pages it left, or all of it when the log grows to 8 times this)"},
+     "the last few pages it left, and all that is left whenever the log reaches 8 times this)"},
     {"flow.clock_start", T_STR, "", F(clock_start), 0, 32, NULL,
      "for tests and demos: \"YYYY-MM-DD HH:MM\" (Beijing time) the flows' clock starts at, "
      "then runs at normal speed (empty = the real time)"},

@@ -92,8 +92,8 @@ char *metrics_render(struct store *store, uint64_t uptime_s, size_t *len)
            "Write-ahead log checkpoints run by the checkpointer thread.", st.checkpoints);
     metric(
         &b, "redress_store_writer_checkpoints_total", "counter",
-        "Checkpoints the writer ran itself: the last few pages the checkpointer left, or the whole "
-        "log when it outgrew 8 times store.checkpoint_pages.",
+        "Checkpoints the writer ran itself: the last few pages the checkpointer left, or all that "
+        "was left once the log reached 8 times store.checkpoint_pages.",
         st.writer_checkpoints);
     put(&b, "# HELP redress_errors_total Error events sent to clients, by code.\n"
             "# TYPE redress_errors_total counter\n");

@@ -57,10 +57,13 @@
  *   SQLite restarts the log from its start only in a transaction that begins with all of it
  *   copied, and commits go on while the checkpointer copies; so when at most CKPT_CATCH_UP
  *   frames are left, the writer's hook copies them itself (a few pages and a sync: well under
- *   a millisecond here, against 10-30 for a whole checkpoint).  Should the log grow to 8
- *   times store.checkpoint_pages past the copied part (the checkpointer cannot keep up), the
- *   writer checkpoints in the hook, as SQLite would.  Counted in stats (checkpoints,
- *   writer_checkpoints).
+ *   a millisecond here, against 10-30 for a whole checkpoint).  Should the log reach 8 times
+ *   store.checkpoint_pages, the writer copies what is left in the hook, as SQLite would, when
+ *   the checkpointer is not mid-copy (a signalled one that has not started yet is overtaken).
+ *   That bounds the log both when the checkpointer cannot keep up and when it keeps up only
+ *   just: each of its copies ends with more than CKPT_CATCH_UP new frames, so it is woken again
+ *   and again, the log never starts over, and it grew to 6 MB in test_store under a loaded CI
+ *   machine.  Counted in stats (checkpoints, writer_checkpoints).
  *
  * Shutdown: store_close() sets `stopping`, joins the writer (which first drains `pending`)
  * and the checkpointer, runs the remaining done callbacks, closes the connections, then
@@ -341,11 +344,12 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     if (pages < s->ckpt_copied) /* the log restarted */
         s->ckpt_copied = 0;
     rest = pages - s->ckpt_copied;
-    if (!s->ckpt_running && !s->ckpt_due) {
+    if (!s->ckpt_running && pages >= 8 * s->ckpt_pages) {
+        s->ckpt_due = 0; /* the log must restart: the writer takes the checkpoint over */
+        now = 1;
+    } else if (!s->ckpt_running && !s->ckpt_due) {
         if (s->ckpt_copied > 0 && rest <= CKPT_CATCH_UP)
             now = 1; /* the checkpointer copied the rest: finish, so that the log restarts */
-        else if (rest >= 8 * s->ckpt_pages)
-            now = 1; /* it cannot keep up */
         else if (rest >= s->ckpt_pages && s->ckpt_started)
             wake = s->ckpt_due = 1;
     }
