@@ -8,6 +8,7 @@
  *   kb_synonyms.c  the synonym list: parse, trie, process-wide current list, reload
  *   kb_search.c    query terms, document-frequency pruning, FTS5 candidates, re-ranking,
  *                  snippets, confidence
+ *   kb_doccache.c  the re-ranker's analyzed documents, replayed while their text is the same
  *   kb_schema.c    kb_migrate(), categories, meta, reindex, transactions
  *   kb_store.c     templates (with history) and cases: validation, save, get, list, delete
  *   kb_api.c       the only cJSON user: record codec and the HTTP API handler
@@ -106,6 +107,18 @@ int kb_synonyms_groups(const kb_synonyms_t *s);
  * token_len, word_chars) for every group word that starts at cps[0] and is found whole. */
 typedef void (*kb_syn_fn)(void *ctx, const char *token, int token_len, int nchars);
 void kb_synonyms_match(const kb_synonyms_t *s, const uint32_t *cps, int n, kb_syn_fn fn, void *ctx);
+
+/* ---- analyzed documents (kb_doccache.c) ---- */
+
+/* kb_analyze() of column col of document id of the table of that kind, replayed from the
+ * cache when the text, the analyzer and the synonym list are the same as last time (see
+ * kb_doccache.c); fn runs with the cache's mutex held and must not search. */
+int kb_doc_analyze(kb_kind_t kind, long long id, int col, const kb_analyzer_t *a, const char *text,
+                   int len, kb_tok_fn fn, void *ctx);
+/* Entries held and the bytes they take (tokens and their text). */
+void kb_doc_cache_stats(size_t *entries, size_t *bytes);
+/* Empties the cache (tests and benchmarks). */
+void kb_doc_cache_clear(void);
 
 /* ---- search (kb_search.c) ---- */
 

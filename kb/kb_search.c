@@ -21,19 +21,20 @@
  *   4. candidates FTS5 MATCH '{columns} : ("t1" OR "t2" ...)' [AND '{category} : ...'],
  *                 ordered by kb_rank() (a bm25 without length normalization, see there) with
  *                 column weights, CANDIDATES rows.
- *   5. re-rank    each candidate is analyzed again and scored with BM25F over *all* query
- *                 terms (column weights, per-column length normalization from kb_fts_stats);
- *                 coverage (below) and the snippet come from the same pass.
+ *   5. re-rank    each candidate is analyzed again (or its tokens replayed from the last
+ *                 time, kb_doccache.c) and scored with BM25F over *all* query terms (column
+ *                 weights, per-column length normalization from kb_fts_stats); coverage
+ *                 (below) and the snippet come from the same pass.
  *
  * Work is bounded by the constants: at most Q_MAX_TERMS samples of <= DF_SAMPLE rows,
  * POSTING_BUDGET postings for the MATCH, CANDIDATES re-ranked.
  *
- * The df cache is the one piece of state that outlives a call: per table kind, term hash ->
- * estimate, valid for one database file and one snapshot of the table's statistics (row count,
- * highest id, column length totals).  Any insert, delete or change of a document's length
- * changes the snapshot and empties the cache, so a cached estimate equals what sampling would
- * give again.  It is shared by every connection and thread (one mutex, held only to copy
- * values in or out), bounded (DF_CACHE slots, emptied when 3/4 full), and keyed by a 64-bit
+ * The df cache is one of two pieces of state that outlive a call (the other: kb_doccache.c): per
+ * table kind, term hash -> estimate, valid for one database file and one snapshot of the table's
+ * statistics (row count, highest id, column length totals).  Any insert, delete or change of a
+ * document's length changes the snapshot and empties the cache, so a cached estimate equals what
+ * sampling would give again.  It is shared by every connection and thread (one mutex, held only to
+ * copy values in or out), bounded (DF_CACHE slots, emptied when 3/4 full), and keyed by a 64-bit
  * hash of the term (a collision would only change one term's weight).  Long customer
  * messages have up to Q_MAX_TERMS terms, each an FTS5 query to sample: that was most of a
  * long search.
@@ -876,12 +877,13 @@ static int add_hit(hitvec *hv, sqlite3_stmt *st, const table_def *td, const tsta
     d->nr = 0;
     kb_synonyms_t *syn = kb_synonyms_current();
     kb_analyzer_t a = {.cjk = KB_CJK_UNIBI, .query = 0, .syn = syn};
+    long long id = sqlite3_column_int64(st, 0);
     for (int c = 0; c < td->ncols; c++) {
         cols[c] = (const char *)sqlite3_column_text(st, 2 + c);
         if (c == td->category_col || cols[c] == NULL)
             continue;
         d->col = c;
-        kb_analyze(&a, cols[c], (int)strlen(cols[c]), doc_tok, d);
+        kb_doc_analyze(td->kind, id, c, &a, cols[c], (int)strlen(cols[c]), doc_tok, d);
     }
     kb_synonyms_unref(syn);
 

@@ -5,6 +5,7 @@ set(REDRESS_KB_SOURCES
   kb/kb_schema.c
   kb/kb_store.c
   kb/kb_search.c
+  kb/kb_doccache.c
   kb/kb_api.c
   kb/kb_io.c
   kb/kb_cli.c

@@ -1,6 +1,6 @@
 /*
  * test_kb_search.c - ranking, snippets, category filter and the confidence levels that flows
- * act on.
+ * act on; the df cache and the analyzed-document cache give what an uncached search gives.
  */
 #include "test_kb.h"
 
@@ -176,6 +176,86 @@ static void df_cache_follows_the_data(void)
     CHECK_MSG(after, "after an import the cached search differs from an uncached one");
 }
 
+/* Every field of every token, one line each, for comparing token streams. */
+typedef struct tok_dump {
+    char s[16384];
+    size_t n;
+} tok_dump;
+
+static int dump_tok(void *ctx, const kb_tok_t *t)
+{
+    tok_dump *d = ctx;
+    int w = snprintf(d->s + d->n, sizeof(d->s) - d->n, "%.*s %d %d %d %d %d %d\n", t->len, t->text,
+                     t->start, t->end, t->cstart, t->cend, t->colocated, (int)t->kind);
+    if (w > 0 && (size_t)w < sizeof(d->s) - d->n)
+        d->n += (size_t)w;
+    return 0;
+}
+
+/* kb_doc_analyze of (template, id, col 3) next to kb_analyze of the same text: 1 when the two
+ * streams are the same. */
+static int doc_tokens_match(long long id, const char *text)
+{
+    static tok_dump cached, fresh;
+    kb_synonyms_t *syn = kb_synonyms_current();
+    kb_analyzer_t a = {.cjk = KB_CJK_UNIBI, .query = 0, .syn = syn};
+    cached.n = fresh.n = 0;
+    cached.s[0] = fresh.s[0] = 0;
+    kb_doc_analyze(KB_TEMPLATE, id, 3, &a, text, (int)strlen(text), dump_tok, &cached);
+    kb_analyze(&a, text, (int)strlen(text), dump_tok, &fresh);
+    kb_synonyms_unref(syn);
+    return fresh.n > 0 && strcmp(cached.s, fresh.s) == 0;
+}
+
+/* The re-ranker's analyzed documents (kb_doccache.c): a replay is the analysis it stands for,
+ * a changed text or synonym list is analyzed again, and searches give the same hits and
+ * scores from a full cache as from an empty one. */
+static void doc_cache_follows_the_documents(void)
+{
+    const char *a = "航班延误4小时，要求赔偿并退款，订单号DD2026 iPhone13",
+               *b = "酒店房间有异味，要求换房或者退钱";
+    size_t n0, n1, n2, bytes;
+    kb_doc_cache_clear();
+    kb_doc_cache_stats(&n0, &bytes);
+    CHECK(n0 == 0 && bytes == 0);
+    CHECK_MSG(doc_tokens_match(77, a), "first analysis differs");
+    kb_doc_cache_stats(&n1, &bytes);
+    CHECK(n1 == 1 && bytes > strlen(a));
+    CHECK_MSG(doc_tokens_match(77, a), "replay differs");
+    kb_doc_cache_stats(&n2, &bytes);
+    CHECK(n2 == 1); /* a hit adds nothing */
+    /* the document was edited: same id and column, other text */
+    CHECK_MSG(doc_tokens_match(77, b), "an edited document replayed its old tokens");
+    /* the synonym list changed: 退钱 no longer meets ~退款 */
+    char err[256];
+    CHECK(kb_set_synonyms_file(NULL, err, sizeof(err)) == 0);
+    int nosyn = doc_tokens_match(77, b);
+    CHECK(kb_set_synonyms_file(kb_fixture("synonyms.txt"), err, sizeof(err)) == 0);
+    CHECK_MSG(nosyn, "tokens of the old synonym list replayed");
+    CHECK_MSG(doc_tokens_match(77, b), "tokens of no synonym list replayed");
+
+    const char *qs[] = {"航班延误了能赔偿吗", "我想退钱", "银行卡年费误扣了，要求退还",
+                        "快递一直没到，手机信号也不好"};
+    int ok = 1;
+    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+        kb_result_t *warm = NULL, *cold = NULL;
+        kb_result_t *first = search(qs[i], NULL, 5); /* fills the cache with its candidates */
+        warm = search(qs[i], NULL, 5);
+        kb_doc_cache_clear();
+        cold = search(qs[i], NULL, 5);
+        ok = ok && warm->count > 0 && same_hits(first, warm) && same_hits(warm, cold);
+        for (int h = 0; ok && h < warm->count; h++)
+            ok = strcmp(warm->hits[h].snippet, cold->hits[h].snippet) == 0 &&
+                 warm->hits[h].coverage == cold->hits[h].coverage;
+        kb_result_free(first);
+        kb_result_free(warm);
+        kb_result_free(cold);
+    }
+    CHECK_MSG(ok, "a search from the cache differs from one without it");
+    kb_doc_cache_stats(&n1, &bytes);
+    CHECK(n1 > 0);
+}
+
 int main(void)
 {
     char err[256];
@@ -198,6 +278,7 @@ int main(void)
     RUN(cases_are_found_but_never_answer);
     RUN(limit_is_respected);
     RUN(df_cache_follows_the_data);
+    RUN(doc_cache_follows_the_documents);
     sqlite3_close(g_db);
     DONE();
 }
