@@ -25,6 +25,14 @@
  * A deadline is met when its step is reached.  tick(): past near_breach of its span -> warned
  * (an event row; the agents' queue shows it); past due -> breached (an event row, webhook
  * sla.breached, and the chat goes to the agents unless it is already with them).
+ *
+ * Timers: every open complaint is in memory, and they add up (a week of resolved ones waits
+ * for close_after_h), so tick() does not walk them: a timeq (timeq.h) orders the records by
+ * the first time each needs looking at (wake_time: a warning, a deadline, the close), and
+ * tick() takes from its front only the records that are due.  Whatever moves a record's
+ * times (creation, loading, a transition, a met deadline, an SLA reload) calls sched();
+ * drop() takes the record out.  Measured in the bench: the walk took 1-3.4 ms a second with
+ * 8,000 open complaints after 25 s of load, growing with every complaint kept.
  */
 #include "complaint.h"
 
@@ -35,6 +43,7 @@
 #include "log.h"
 #include "server.h"
 #include "session.h"
+#include "timeq.h"
 #include "util.h"
 
 #include <cjson/cJSON.h>
@@ -62,6 +71,7 @@ typedef struct record {
     double resolved_at, closed_at, callback_due;
     unsigned breached, warned; /* bit 1 << D_* */
     int escalated, reopened;
+    timeq_item tq; /* due: when tick() must look at it next (wake_time); queued while > 0 */
 } record;
 
 struct complaint_mgr {
@@ -71,11 +81,49 @@ struct complaint_mgr {
     sla_policy_t sla;
     record *all;
     map_t *by_conv;
+    timeq timers; /* the records with a deadline or a close ahead */
     complaint_notify_fn notify;
     void *notify_arg;
     sqlite3_stmt *r_progress, *r_history, *r_followups;
     uint64_t checked_ms;
 };
+
+/* ---- timers' order (see "Timers") ---- */
+
+/* The first time tick() has something to do for r (0: nothing ahead). */
+static double wake_time(const complaint_mgr_t *cm, const record *r)
+{
+    double t = 0;
+    for (int d = 0; d < D_N; d++) {
+        if (r->due[d] <= 0 || r->met[d] || (r->breached & (1u << d)))
+            continue;
+        double w = r->due[d];
+        if (!(r->warned & (1u << d))) {
+            double warn = r->from[d] + (r->due[d] - r->from[d]) * cm->sla.near_breach;
+            if (warn < w)
+                w = warn;
+        }
+        if (t == 0 || w < t)
+            t = w;
+    }
+    if (strcmp(r->status, "resolved") == 0 && r->resolved_at > 0) {
+        double close = r->resolved_at + cm->sla.close_after_h * 3600.0;
+        if (t == 0 || close < t)
+            t = close;
+    }
+    return t;
+}
+
+/* Puts r where its times say in the timers' queue (out of it with nothing ahead).  Out of
+ * memory, a record not yet queued waits for its next change (logged). */
+static void sched(complaint_mgr_t *cm, record *r)
+{
+    double t = wake_time(cm, r);
+    if (t == 0)
+        timeq_remove(&cm->timers, &r->tq);
+    else if (timeq_set(&cm->timers, &r->tq, t) != 0)
+        log_error("complaint", "%s: no memory for its deadlines", r->number);
+}
 
 /* ---- states ---- */
 
@@ -422,6 +470,7 @@ static record *create(complaint_mgr_t *cm, session_t *s, const char *actor)
     snprintf(r->status, sizeof(r->status), "received");
     snprintf(r->channel, sizeof(r->channel), "%s", session_channel(s));
     r->created_at = r->updated_at = now;
+    timeq_item_init(&r->tq);
     set_deadlines(cm, r, now);
     if (map_put(cm->by_conv, r->name, r) != 0) {
         free(r);
@@ -431,6 +480,7 @@ static record *create(complaint_mgr_t *cm, session_t *s, const char *actor)
     if (cm->all)
         cm->all->prev = r;
     cm->all = r;
+    sched(cm, r);
     save(cm, r);
     save_event(cm, r, NULL, "received", actor, NULL);
     notify(cm, r, "complaint.created");
@@ -440,6 +490,7 @@ static record *create(complaint_mgr_t *cm, session_t *s, const char *actor)
 
 static void drop(complaint_mgr_t *cm, record *r)
 {
+    timeq_remove(&cm->timers, &r->tq);
     map_del(cm->by_conv, r->name);
     if (r->prev)
         r->prev->next = r->next;
@@ -484,6 +535,7 @@ static int transition(complaint_mgr_t *cm, record *r, session_t *s, const char *
         if (k == rank("closed"))
             r->closed_at = now;
     }
+    sched(cm, r);
     save(cm, r);
     save_event(cm, r, from, status, actor, note);
     push(cm, r, s);
@@ -604,6 +656,7 @@ void complaint_answered(complaint_mgr_t *cm, long long conversation)
     if (!r || r->met[D_ANSWER])
         return;
     r->met[D_ANSWER] = r->updated_at = now_s(cm);
+    sched(cm, r);
     save(cm, r);
 }
 
@@ -670,8 +723,9 @@ void complaint_mgr_tick(complaint_mgr_t *cm)
         return;
     cm->checked_ms = t;
     double now = now_s(cm);
-    for (record *r = cm->all, *next; r; r = next) {
-        next = r->next;
+    timeq_item *first;
+    while ((first = timeq_first(&cm->timers)) && first->due <= now) {
+        record *r = TIMEQ_OWNER(first, record, tq);
         for (int d = 0; d < D_N; d++) {
             if (r->due[d] <= 0 || r->met[d] || (r->breached & (1u << d)))
                 continue;
@@ -688,8 +742,12 @@ void complaint_mgr_tick(complaint_mgr_t *cm)
             }
         }
         if (strcmp(r->status, "resolved") == 0 && r->resolved_at > 0 &&
-            now >= r->resolved_at + cm->sla.close_after_h * 3600.0)
-            transition(cm, r, NULL, "closed", "system", "closed after resolution");
+            now >= r->resolved_at + cm->sla.close_after_h * 3600.0 &&
+            transition(cm, r, NULL, "closed", "system", "closed after resolution") == 0)
+            continue; /* closed: r is freed */
+        sched(cm, r);
+        if (r->tq.idx >= 0 && r->tq.due <= now) /* a close refused: try again next second */
+            timeq_set(&cm->timers, &r->tq, now + 1);
     }
 }
 
@@ -725,6 +783,7 @@ static int load(complaint_mgr_t *cm)
         record *r = calloc(1, sizeof(*r));
         if (!r)
             break;
+        timeq_item_init(&r->tq);
         r->conv = sqlite3_column_int64(st, 0);
         snprintf(r->name, sizeof(r->name), "c-%012lld", r->conv);
         col_text(st, 1, r->number, sizeof(r->number));
@@ -756,6 +815,7 @@ static int load(complaint_mgr_t *cm)
         if (cm->all)
             cm->all->prev = r;
         cm->all = r;
+        sched(cm, r);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
@@ -781,6 +841,8 @@ int complaint_mgr_reload(complaint_mgr_t *cm, char *err, size_t errlen)
     if (complaint_sla_load(path, &p, err, errlen) != 0)
         return -1;
     cm->sla = p;
+    for (record *r = cm->all; r; r = r->next) /* near_breach and close_after_h move wakes */
+        sched(cm, r);
     return 0;
 }
 
@@ -869,6 +931,7 @@ void complaint_mgr_free(complaint_mgr_t *cm)
         cm->all = r->next;
         free(r);
     }
+    timeq_free(&cm->timers);
     map_free(cm->by_conv);
     free(cm);
 }

@@ -32,6 +32,7 @@ set(REDRESS_SERVER_SOURCES
   # complaint records, deadlines, webhooks
   server/complaint.c
   server/complaint_sla.c
+  server/timeq.c
   server/webhook.c
   server/webhook_cli.c
   # supervisors' dashboard and CSV export

@@ -1,6 +1,6 @@
 """Complaint records end to end (docs/complaints.md): the lifecycle driven by the flow and an
 agent, every transition pushed to the chat and kept as an event with who and when, the public
-progress endpoint, and SLA deadlines that survive restarts.
+progress endpoint, SLA deadlines that survive restarts, and the close a week after resolution.
 
 The clock is injected with --flow.clock_start (Beijing time); a deadline is crossed by
 restarting the server on the same data directory with a later clock, so nothing sleeps."""
@@ -93,7 +93,21 @@ def test_lifecycle_pushed_recorded_and_visible(server_factory):
         assert status == 400
         await agent.close()
         await c.close()
-    run(go())
+        return number, code
+    number, code = run(go())
+    srv.stop()
+
+    # a week (close_after_h, 168) after the resolution, the record closes by itself
+    later = server_factory(*RULES, "--flow.clock_start", "2026-11-27 11:00",
+                           data_dir=srv.data_dir)
+    rows = run(wait_db(later, "SELECT status, closed_at FROM complaints WHERE number = ?",
+                       (number,), lambda rs: rs and rs[0]["status"] == "closed"))
+    assert rows[0]["closed_at"], dict(rows[0])
+    ev = run(wait_db(later, "SELECT actor FROM complaint_events WHERE note ="
+                     " 'closed after resolution'"))
+    assert ev[0]["actor"] == "system"
+    status, doc = progress(later, number, code)
+    assert status == 200 and doc["status"] == "closed", doc
 
 
 def test_deadlines_warn_and_breach_across_restarts(server_factory):
