@@ -24,6 +24,18 @@
  * the bench's conversations, 57 % of which are handed off, the VM held 3-7 MB instead of
  * 64-139 MB after 17 s (BENCHMARKS.md).  limits.flow_idle_s = 0 turns parking off altogether.
  *
+ * The sweep (4 times a second) does not walk every session: a detached conversation stays for
+ * limits.session_memory_s (600 s), so at 500 new conversations a second there are 300,000 of
+ * them, and a walk took 3 ms at 47,000.  A timer queue (timeq.h) holds each session at
+ * sweep_at(): the earliest of its flow timer, the park of its run and its free.  The sweep
+ * takes from the front only the sessions that are due, does for each what the walk did, and
+ * queues it again; one that cannot be done yet (store operations in flight) comes back at the
+ * next sweep.  Whatever can bring that time forward queues the session again (requeue):
+ * detach, hand-off, a run call (new timer, new run), creation and loading, the end of the
+ * creation.  Whatever moves it later need not: the sweep finds nothing to do and requeues.
+ * A flow timer is queued at most 60 s ahead and looked at again then, as the flows' clock is
+ * the wall clock.
+ *
  * Life of an event
  *   emit(): seq = ++next_seq, appended to `pending`, queued in the store
  *   on_stored(): removed from `pending`; a customer message is acknowledged; any other event
@@ -52,6 +64,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "privacy.h"
+#include "timeq.h"
 #include "util.h"
 #include "ws.h"
 
@@ -104,6 +117,7 @@ struct session {
      * read; complete while every id of the conversation is here (see known_new_id) */
     uint64_t ids[RECENT_IDS];
     uint8_t nids, ids_complete;
+    timeq_item sweep; /* due (ms): when the sweep must look at it next (see "The sweep") */
 };
 
 struct session_mgr {
@@ -113,6 +127,7 @@ struct session_mgr {
     store_t *store;
     map_t *by_token;
     session_t *all;
+    timeq sweepq; /* the sessions that have something ahead: a timer, a park, a free */
     long long next_id;
     int stopping;
     flow_engine_t *flow;         /* borrowed; NULL: fixed replies */
@@ -135,6 +150,44 @@ static void park(session_t *s)
 {
     drop_run(s);
     s->run_parked = 1;
+}
+
+#define SWEEP_MS 250 /* the tick's period (net.c): a session that must wait comes back then */
+
+/* The first time (util_now_ms) the sweep has something to do for s; 0: nothing ahead. */
+static double sweep_at(const session_mgr_t *m, const session_t *s, uint64_t now)
+{
+    double t = 0;
+    if ((s->run || s->run_parked) && s->run_due > 0 && !s->handoff) {
+        double in = (s->run_due - session_mgr_now(m)) * 1000.0;
+        t = (double)now + (in < 0 ? 0 : in > 60000 ? 60000 : in);
+    }
+    if (s->run && m->cfg->flow_idle_s > 0) {
+        double park_at = !s->conn || s->handoff
+                             ? (double)now
+                             : (double)s->active_ms + m->cfg->flow_idle_s * 1000.0;
+        if (t == 0 || park_at < t)
+            t = park_at;
+    }
+    if (!s->conn && !s->handoff) {
+        double free_at = s->state == S_DEAD
+                             ? (double)now
+                             : (double)s->detached_ms + m->cfg->session_memory_s * 1000.0;
+        if (t == 0 || free_at < t)
+            t = free_at;
+    }
+    return t;
+}
+
+/* Queues s for the sweep at sweep_at() (see "The sweep"). */
+static void requeue(session_t *s)
+{
+    session_mgr_t *m = s->m;
+    double t = sweep_at(m, s, util_now_ms());
+    if (t == 0)
+        timeq_remove(&m->sweepq, &s->sweep);
+    else if (timeq_set(&m->sweepq, &s->sweep, t) != 0)
+        log_error("session", "%s: no memory to queue it for the sweep", s->name);
 }
 
 session_mgr_t *session_mgr_new(const config_t *cfg, store_t *store)
@@ -198,6 +251,7 @@ void session_mgr_stop(session_mgr_t *m)
 static void session_free(session_t *s)
 {
     session_mgr_t *m = s->m;
+    timeq_remove(&m->sweepq, &s->sweep);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -229,6 +283,7 @@ void session_mgr_free(session_mgr_t *m)
         }
         session_free(s);
     }
+    timeq_free(&m->sweepq);
     map_free(m->by_token);
     free(m);
 }
@@ -262,9 +317,9 @@ void session_mgr_sweep(session_mgr_t *m)
     uint64_t now = util_now_ms(), keep = (uint64_t)m->cfg->session_memory_s * 1000u,
              idle = (uint64_t)m->cfg->flow_idle_s * 1000u;
     double wall = 0;
-    session_t *s = m->all;
-    while (s) {
-        session_t *next = s->next;
+    timeq_item *first;
+    while ((first = timeq_first(&m->sweepq)) && first->due <= (double)now) {
+        session_t *s = TIMEQ_OWNER(first, session_t, sweep);
         if ((s->run || s->run_parked) && s->run_due > 0 && !s->handoff && !m->stopping) {
             /* (with the agents the flow's timers wait; they fire after the hand back) */
             if (wall == 0)
@@ -281,9 +336,13 @@ void session_mgr_sweep(session_mgr_t *m)
             (!s->conn || s->handoff || now - s->active_ms >= idle))
             park(s);
         if (s->refs == 0 && !s->conn && !s->handoff &&
-            (s->state == S_DEAD || (s->state == S_LIVE && now - s->detached_ms >= keep)))
+            (s->state == S_DEAD || (s->state == S_LIVE && now - s->detached_ms >= keep))) {
             session_free(s);
-        s = next;
+            continue;
+        }
+        requeue(s);
+        if (s->sweep.idx >= 0 && s->sweep.due <= (double)now) /* waits for the store */
+            timeq_set(&m->sweepq, &s->sweep, (double)(now + SWEEP_MS));
     }
 }
 
@@ -294,6 +353,7 @@ static session_t *session_new(session_mgr_t *m)
         return NULL;
     s->m = m;
     s->pending_tail = &s->pending;
+    timeq_item_init(&s->sweep);
     s->next = m->all;
     if (m->all)
         m->all->prev = s;
@@ -318,6 +378,7 @@ void session_detach(session_t *s, ws_conn_t *c)
         return;
     s->conn = NULL;
     s->detached_ms = util_now_ms();
+    requeue(s);
 }
 
 static void send_frame(session_t *s, char *json)
@@ -490,6 +551,7 @@ static void after_run_call(session_t *s, int rc, const char *what)
         log_error("session", "%s: flow %s error %d", s->name, what, rc);
     s->run_due = s->run ? flow_run_next_due(s->run) : 0;
     sync_due(s);
+    requeue(s);
 }
 
 /* Host callbacks for the dialogue flow (flow.h): all run inside flow_run_* calls. */
@@ -645,9 +707,11 @@ static void on_created(void *arg, int rc)
             ws_conn_bind(c, NULL);
             session_detach(s, c);
         }
+        requeue(s);
         return;
     }
     s->state = S_LIVE;
+    requeue(s);
     if (s->conn)
         send_frame(s, proto_welcome(s->name, s->token, 0, 0));
 }
@@ -695,6 +759,7 @@ static void new_conversation(session_mgr_t *m, ws_conn_t *c, const proto_in_t *i
 fail_free:
     s->state = S_DEAD; /* swept once its refs are gone */
     map_del(m->by_token, s->token);
+    requeue(s);
 fail:
     ws_conn_error(c, PROTO_E_INTERNAL, "could not start the conversation; try again", NULL);
 }
@@ -724,6 +789,7 @@ static session_t *load_conversation(session_mgr_t *m, const char *token, int *er
     if (map_put(m->by_token, s->token, s) != 0) {
         free(row.flow_state);
         s->state = S_DEAD;
+        requeue(s);
         *err = 1;
         return NULL;
     }
@@ -732,6 +798,7 @@ static session_t *load_conversation(session_mgr_t *m, const char *token, int *er
         start_run(s, row.flow_state, 0, -1);
     free(row.flow_state);
     agent_session_loaded(m->agent, s);
+    requeue(s);
     return s;
 }
 
@@ -957,6 +1024,7 @@ void session_set_handoff(session_t *s, int open)
     } else {
         sync_due(s);
     }
+    requeue(s);
 }
 
 int session_agent_say(session_t *s, const char *text, long long *seq)

@@ -1,6 +1,7 @@
 """A flow timer fires even when its conversation is no longer in memory: the next due time is
 stored with the conversation (conversations.flow_due), and the server loads a conversation
-whose timer is due, runs the timer, and the customer finds its message on resume."""
+whose timer is due, runs the timer, and the customer finds its message on resume.  A connected
+customer gets the timer's message from the conversation in memory."""
 
 import asyncio
 import os
@@ -49,4 +50,22 @@ def test_timer_of_an_evicted_conversation_fires(server_factory):
         _, replay = await r.resume(token, 0)
         assert any(f.get("text") == "提醒：提醒我交话费" for f in replay), replay
         await r.close()
+    run(go())
+
+
+def test_timer_of_a_connected_conversation_fires(server_factory):
+    """The customer stays: the sweep fires the timer of the conversation in memory, and a second
+    timer set later fires too (each run call queues the conversation for the sweep again)."""
+    srv = server_factory("--rules.dir", RULES)
+
+    async def go():
+        c = await connect(srv)
+        await c.hello(customer_id="u-timer-live")
+        await c.say("m-1", "提醒我交话费")
+        got = await c.recv_until(lambda f: f.get("text") == "提醒：提醒我交话费", timeout=15)
+        assert got[-1]["from"] == "bot", got
+        await c.say("m-2", "提醒我还信用卡")
+        await c.recv_until(lambda f: f.get("text") == "提醒：提醒我还信用卡", timeout=15)
+        assert metric_total(fetch_metrics(srv.port), "redress_sessions") == 1
+        await c.close()
     run(go())
