@@ -1,7 +1,8 @@
 /*
  * timeq.h - things due at times: a binary min-heap of items embedded in their owners, with
  * removal and moves in O(log n).  For timers that would otherwise walk everything they own
- * every tick (complaint deadlines, complaint.c).  Not thread-safe; never allocates per item.
+ * every tick: complaint deadlines (complaint.c) and the session sweep (session.c).  Not
+ * thread-safe; never allocates per item.
  */
 #ifndef REDRESS_TIMEQ_H
 #define REDRESS_TIMEQ_H
