@@ -19,7 +19,11 @@
  *
  * Bounds.  DOC_CACHE_BYTES of entries (tokens and their text) in all; an entry that does not
  * fit empties the cache first (as the df cache does), so memory never grows past the bound and
- * the documents searched since refill it.  Every column of the 1,000 templates of the bench
+ * the documents searched since refill it.  Keeping the tokens costs a miss about 40 % more
+ * than the analysis alone (9 us a template), a loss where candidates seldom come back (a
+ * million past cases), so the first analysis of a column only notes that it was seen (an
+ * entry without tokens) and the second keeps them: a document that is a candidate once costs
+ * a few dozen bytes and nothing more.  Every column of the 1,000 templates of the bench
  * knowledge base takes 10.3 MB (5,000 entries); a column longer than DOC_MAX_BYTES is analyzed
  * every time.
  *
@@ -47,9 +51,9 @@ typedef struct entry {
     int len;       /* of the column text */
     uint8_t cjk, query;
     char syn[17];
-    int ntok;
+    int ntok;     /* -1: seen once, tokens not kept (see "Bounds") */
     size_t bytes; /* this entry's share of DOC_CACHE_BYTES */
-    ctok *tok;    /* ntok tokens, then their text */
+    ctok *tok;    /* ntok tokens, then their text; NULL when ntok is -1 */
 } entry;
 
 static struct {
@@ -138,7 +142,7 @@ static int record(void *arg, const kb_tok_t *t)
     recorder *r = arg;
     if (!r->failed) {
         if (r->ntok == r->captok) {
-            int cap = r->captok ? r->captok * 2 : 256;
+            int cap = r->captok * 2;
             ctok *v = realloc(r->tok, (size_t)cap * sizeof(*v));
             if (v) {
                 r->tok = v;
@@ -148,7 +152,7 @@ static int record(void *arg, const kb_tok_t *t)
             }
         }
         if (r->ntext + (size_t)t->len > r->captext) {
-            size_t cap = r->captext ? r->captext * 2 : 2048;
+            size_t cap = r->captext * 2;
             while (cap < r->ntext + (size_t)t->len)
                 cap *= 2;
             char *v = realloc(r->text, cap);
@@ -200,21 +204,38 @@ int kb_doc_analyze(kb_kind_t kind, long long id, int col, const kb_analyzer_t *a
     kb_synonyms_hash(a->syn, syn);
     uint64_t key = make_key(kind, id, col), hash = text_hash(text, len);
 
+    int seen = 0;
     pthread_mutex_lock(&cache.lock);
     if (cache.cap) {
         entry *e = *find(key);
         if (e && e->hash == hash && e->len == len && e->cjk == (uint8_t)a->cjk &&
             e->query == (uint8_t)(a->query != 0) && strcmp(e->syn, syn) == 0) {
-            int rc = replay(e, fn, ctx);
-            pthread_mutex_unlock(&cache.lock);
-            return rc;
+            if (e->ntok >= 0) {
+                int rc = replay(e, fn, ctx);
+                pthread_mutex_unlock(&cache.lock);
+                return rc;
+            }
+            seen = 1;
         }
     }
     pthread_mutex_unlock(&cache.lock);
 
+    /* the first time, only that it was seen; the second, the tokens (see "Bounds") */
     recorder r = {.fn = fn, .ctx = ctx};
-    int rc = kb_analyze(a, text, len, record, &r);
-    if (rc != 0 || r.failed) { /* a stopped analysis is not the whole document */
+    int rc;
+    if (seen) {
+        /* sized for the text (a CJK character is 3 bytes and about 2.2 tokens of 2.6 bytes
+         * in all), so that the buffers seldom grow */
+        r.captok = len + 16;
+        r.captext = (size_t)len * 2 + 64;
+        r.tok = malloc((size_t)r.captok * sizeof(ctok));
+        r.text = malloc(r.captext);
+        r.failed = !r.tok || !r.text;
+        rc = kb_analyze(a, text, len, record, &r);
+    } else {
+        rc = kb_analyze(a, text, len, fn, ctx);
+    }
+    if (rc != 0 || (seen && r.failed)) { /* a stopped analysis is not the whole document */
         free(r.tok);
         free(r.text);
         return rc;
@@ -222,19 +243,20 @@ int kb_doc_analyze(kb_kind_t kind, long long id, int col, const kb_analyzer_t *a
     /* one block: the tokens, then their text */
     size_t tokbytes = (size_t)r.ntok * sizeof(ctok), bytes = sizeof(entry) + tokbytes + r.ntext;
     entry *e = malloc(sizeof(*e));
-    ctok *blk = malloc(tokbytes + r.ntext + 1);
-    if (e && blk) {
+    ctok *blk = seen ? malloc(tokbytes + r.ntext + 1) : NULL;
+    if (e && (blk || !seen)) {
         if (r.ntok > 0) { /* an empty column has no tokens and no buffers */
             memcpy(blk, r.tok, tokbytes);
             memcpy((char *)blk + tokbytes, r.text, r.ntext);
         }
-        *e = (entry){key,    hash,  len, (uint8_t)a->cjk, (uint8_t)(a->query != 0), "",
-                     r.ntok, bytes, blk};
+        *e = (entry){
+            key,   hash, len, (uint8_t)a->cjk, (uint8_t)(a->query != 0), "", seen ? r.ntok : -1,
+            bytes, blk};
         memcpy(e->syn, syn, sizeof(syn));
         pthread_mutex_lock(&cache.lock);
         if (bytes <= DOC_CACHE_BYTES && make_room(bytes) == 0) {
             entry **slot = find(key);
-            if (*slot) { /* an older version of this column */
+            if (*slot) { /* what was seen of this column before */
                 cache.bytes -= (*slot)->bytes;
                 free((*slot)->tok);
                 free(*slot);
