@@ -41,7 +41,8 @@
 
 typedef struct ctok {
     uint32_t start, end, cstart, cend;
-    uint32_t off; /* into the entry's text */
+    uint32_t off;  /* into the entry's text */
+    uint32_t hash; /* kb_text_hash of the text, handed to the callback */
     uint8_t len, colocated, kind, unused;
 } ctok;
 
@@ -164,15 +165,15 @@ static int record(void *arg, const kb_tok_t *t)
             }
         }
         if (!r->failed) {
-            r->tok[r->ntok++] = (ctok){(uint32_t)t->start,
-                                       (uint32_t)t->end,
-                                       (uint32_t)t->cstart,
-                                       (uint32_t)t->cend,
-                                       (uint32_t)r->ntext,
-                                       (uint8_t)t->len,
-                                       (uint8_t)(t->colocated != 0),
-                                       (uint8_t)t->kind,
-                                       0};
+            r->tok[r->ntok++] = (ctok){.start = (uint32_t)t->start,
+                                       .end = (uint32_t)t->end,
+                                       .cstart = (uint32_t)t->cstart,
+                                       .cend = (uint32_t)t->cend,
+                                       .off = (uint32_t)r->ntext,
+                                       .hash = kb_text_hash(t->text, t->len),
+                                       .len = (uint8_t)t->len,
+                                       .colocated = (uint8_t)(t->colocated != 0),
+                                       .kind = (uint8_t)t->kind};
             memcpy(r->text + r->ntext, t->text, (size_t)t->len);
             r->ntext += (size_t)t->len;
         }
@@ -187,7 +188,8 @@ static int replay(const entry *e, kb_tok_fn fn, void *ctx)
     for (int i = 0; i < e->ntok; i++) {
         const ctok *c = &e->tok[i];
         kb_tok_t t = {text + c->off,  c->len,       (int)c->start, (int)c->end,
-                      (int)c->cstart, (int)c->cend, c->colocated,  (kb_tok_kind_t)c->kind};
+                      (int)c->cstart, (int)c->cend, c->colocated,  (kb_tok_kind_t)c->kind,
+                      c->hash};
         int rc = fn(ctx, &t);
         if (rc)
             return rc;

@@ -51,7 +51,19 @@ typedef struct kb_tok {
     int cstart, cend; /* character indexes covered, [cstart, cend) */
     int colocated;    /* same position as the previous token */
     kb_tok_kind_t kind;
+    unsigned hash; /* kb_text_hash(text, len) when the producer has it (a replay), else 0 */
 } kb_tok_t;
+
+/* FNV-1a of a token's text: the search's term table and the replayed tokens use it. */
+static inline unsigned kb_text_hash(const char *s, int n)
+{
+    unsigned h = 2166136261u;
+    for (int i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
 
 typedef struct kb_synonyms kb_synonyms_t;
 

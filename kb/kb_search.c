@@ -152,20 +152,10 @@ static const table_def tables[] = {
 
 /* ---- step 1: query terms ---- */
 
-static unsigned hash_text(const char *s, int n)
+/* Index of the term with this text, or -1.  hash: kb_text_hash(s, n). */
+static int term_find(const query *q, const char *s, int n, unsigned hash)
 {
-    unsigned h = 2166136261u;
-    for (int i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
-/* Index of the term with this text, or -1. */
-static int term_find(const query *q, const char *s, int n)
-{
-    unsigned h = hash_text(s, n) & 255;
+    unsigned h = hash & 255;
     while (q->slot[h]) {
         const qterm *t = &q->t[q->slot[h] - 1];
         if (t->len == n && memcmp(t->text, s, (size_t)n) == 0)
@@ -192,7 +182,8 @@ static int is_function_char(const char *s, int len)
 
 static int term_add(query *q, const kb_tok_t *tok)
 {
-    int i = term_find(q, tok->text, tok->len);
+    unsigned hash = kb_text_hash(tok->text, tok->len);
+    int i = term_find(q, tok->text, tok->len, hash);
     if (i >= 0)
         return i;
     if (q->nt == Q_MAX_TERMS || tok->len >= (int)sizeof(q->t[0].text))
@@ -203,7 +194,7 @@ static int term_add(query *q, const kb_tok_t *tok)
     q->t[i].len = tok->len;
     q->t[i].kind = tok->kind;
     q->t[i].func = tok->kind == KB_TOK_UNI && is_function_char(tok->text, tok->len);
-    unsigned h = hash_text(tok->text, tok->len) & 255;
+    unsigned h = hash & 255;
     while (q->slot[h])
         h = (h + 1) & 255;
     q->slot[h] = (short)(i + 1);
@@ -676,7 +667,10 @@ static int doc_tok(void *ctx, const kb_tok_t *tok)
     doc *d = ctx;
     if (!tok->colocated)
         d->positions[d->col]++;
-    int i = term_find(d->q, tok->text, tok->len);
+    /* a replayed token comes with its hash (kb_doccache.c): most tokens are no query term,
+     * and for those the lookup is then one slot read */
+    int i = term_find(d->q, tok->text, tok->len,
+                      tok->hash ? tok->hash : kb_text_hash(tok->text, tok->len));
     if (i < 0)
         return 0;
     if (d->tf[i][d->col] < 65535)
