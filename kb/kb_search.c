@@ -70,6 +70,7 @@
 typedef struct qterm {
     char text[1 + 4 * KB_TOKEN_MAX + 1];
     int len;
+    unsigned hash; /* kb_text_hash(text, len) */
     kb_tok_kind_t kind;
     double df, idf;
     int selected;
@@ -158,7 +159,7 @@ static int term_find(const query *q, const char *s, int n, unsigned hash)
     unsigned h = hash & 255;
     while (q->slot[h]) {
         const qterm *t = &q->t[q->slot[h] - 1];
-        if (t->len == n && memcmp(t->text, s, (size_t)n) == 0)
+        if (t->hash == hash && t->len == n && memcmp(t->text, s, (size_t)n) == 0)
             return q->slot[h] - 1;
         h = (h + 1) & 255;
     }
@@ -192,6 +193,7 @@ static int term_add(query *q, const kb_tok_t *tok)
     memcpy(q->t[i].text, tok->text, (size_t)tok->len);
     q->t[i].text[tok->len] = 0;
     q->t[i].len = tok->len;
+    q->t[i].hash = hash;
     q->t[i].kind = tok->kind;
     q->t[i].func = tok->kind == KB_TOK_UNI && is_function_char(tok->text, tok->len);
     unsigned h = hash & 255;
