@@ -72,14 +72,6 @@ static uint64_t make_key(kb_kind_t kind, long long id, int col)
     return k;
 }
 
-static uint64_t text_hash(const char *s, int len)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-
 /* Locked, cap > 0.  The slot for key: its entry, or the empty slot where it would go.  Keys
  * are unique per (kind, id, column): make_key is a bijection for ids below 2^56. */
 static entry **find(uint64_t key)
@@ -204,7 +196,7 @@ int kb_doc_analyze(kb_kind_t kind, long long id, int col, const kb_analyzer_t *a
     if (len < 0 || (unsigned)len > DOC_MAX_BYTES)
         return kb_analyze(a, text, len, fn, ctx);
     kb_synonyms_hash(a->syn, syn);
-    uint64_t key = make_key(kind, id, col), hash = text_hash(text, len);
+    uint64_t key = make_key(kind, id, col), hash = kb_fnv64(KB_FNV64_START, text, (size_t)len);
 
     int seen = 0;
     pthread_mutex_lock(&cache.lock);

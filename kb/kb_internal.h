@@ -54,6 +54,19 @@ typedef struct kb_tok {
     unsigned hash; /* kb_text_hash(text, len) when the producer has it (a replay), else 0 */
 } kb_tok_t;
 
+/* FNV-1a, 64 bits, continuing from h (KB_FNV64_START to begin): the synonym list's fingerprint,
+ * the df cache's term keys, the analyzed documents' text check. */
+#define KB_FNV64_START 1469598103934665603ull
+static inline uint64_t kb_fnv64(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
 /* FNV-1a of a token's text: the search's term table and the replayed tokens use it. */
 static inline unsigned kb_text_hash(const char *s, int n)
 {

@@ -367,9 +367,7 @@ static struct df_cache {
 
 static uint64_t term_hash(const char *s, int len)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (int i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    uint64_t h = kb_fnv64(KB_FNV64_START, s, (size_t)len);
     return h ? h : 1;
 }
 

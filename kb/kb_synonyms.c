@@ -236,17 +236,6 @@ static int add_word(kb_synonyms_t *s, const uint32_t *w, int n, int g, int line,
     return 0;
 }
 
-/* FNV-1a, 64 bits. */
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 /* Parses one line [p, end): words into the trie as group s->ngroups.  Returns 0 (also for an
  * empty line) or -1 with a message. */
 static int parse_line(kb_synonyms_t *s, const char *p, const char *end, int line, const char *name,
@@ -332,10 +321,10 @@ static int parse_line(kb_synonyms_t *s, const char *p, const char *end, int line
     for (int i = 0; i < nw; i++) {
         if (add_word(s, words[i], wlen[i], g, line, name, err, errlen) != 0)
             return -1;
-        *h = fnv(*h, words[i], (size_t)wlen[i] * 4);
-        *h = fnv(*h, " ", 1);
+        *h = kb_fnv64(*h, words[i], (size_t)wlen[i] * 4);
+        *h = kb_fnv64(*h, " ", 1);
     }
-    *h = fnv(*h, "\n", 1);
+    *h = kb_fnv64(*h, "\n", 1);
     return 0;
 nomem:
     kb_err(err, errlen, "%s:%d: out of memory", name, line);
@@ -346,7 +335,7 @@ kb_synonyms_t *kb_synonyms_parse(const char *text, size_t len, const char *name,
                                  size_t errlen)
 {
     kb_synonyms_t *s = calloc(1, sizeof(*s));
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = KB_FNV64_START;
     const char *p = text, *end = text + len;
     int line = 1;
 
