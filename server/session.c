@@ -895,14 +895,6 @@ void session_hello(session_mgr_t *m, ws_conn_t *c, const proto_in_t *in)
 
 /* ---- customer messages ---- */
 
-static uint64_t id_hash(const char *id)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *id; id++)
-        h = (h ^ (unsigned char)*id) * 1099511628211ull;
-    return h;
-}
-
 /* 1 when id is certainly not a message of this conversation yet: every id the conversation
  * has is in s->ids (it started in this process and has had at most RECENT_IDS messages) and
  * this one's hash is not among them.  Otherwise the database decides (a resend is rare). */
@@ -928,7 +920,7 @@ void session_message(session_t *s, ws_conn_t *c, const proto_in_t *in)
 {
     long long seq;
     int rc;
-    uint64_t h = id_hash(in->id);
+    uint64_t h = util_hash_str(in->id);
 
     for (sevent *e = s->pending; e; e = e->next)
         if (e->client_id && strcmp(e->client_id, in->id) == 0) {

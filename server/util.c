@@ -176,7 +176,7 @@ struct map {
     size_t count;
 };
 
-static uint64_t hash_str(const char *s)
+uint64_t util_hash_str(const char *s)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (; *s; s++) {
@@ -226,7 +226,7 @@ static entry **slot(const map_t *m, const char *key, uint64_t h)
 
 void *map_get(const map_t *m, const char *key)
 {
-    entry *e = *slot(m, key, hash_str(key));
+    entry *e = *slot(m, key, util_hash_str(key));
     return e ? e->value : NULL;
 }
 
@@ -253,7 +253,7 @@ static int grow(map_t *m)
 
 int map_put(map_t *m, const char *key, void *value)
 {
-    uint64_t h = hash_str(key);
+    uint64_t h = util_hash_str(key);
     entry **pp = slot(m, key, h);
     if (*pp) {
         (*pp)->value = value;
@@ -276,7 +276,7 @@ int map_put(map_t *m, const char *key, void *value)
 
 void *map_del(map_t *m, const char *key)
 {
-    entry **pp = slot(m, key, hash_str(key));
+    entry **pp = slot(m, key, util_hash_str(key));
     entry *e = *pp;
     if (!e)
         return NULL;

@@ -48,6 +48,9 @@ typedef struct util_buf {
 int util_buf_reserve(util_buf *b, size_t n);
 void util_buf_add(util_buf *b, const char *s, size_t n);
 
+/* FNV-1a, 64 bits, of a NUL-terminated string (the map's hash; session.c's message ids). */
+uint64_t util_hash_str(const char *s);
+
 /*
  * map_t: string -> pointer hash map (chained, power-of-two buckets).  Keys are copied and
  * owned by the map; values are borrowed.  Not thread-safe.
