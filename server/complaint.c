@@ -118,10 +118,7 @@ static double wake_time(const complaint_mgr_t *cm, const record *r)
  * memory, a record not yet queued waits for its next change (logged). */
 static void sched(complaint_mgr_t *cm, record *r)
 {
-    double t = wake_time(cm, r);
-    if (t == 0)
-        timeq_remove(&cm->timers, &r->tq);
-    else if (timeq_set(&cm->timers, &r->tq, t) != 0)
+    if (timeq_set(&cm->timers, &r->tq, wake_time(cm, r)) != 0)
         log_error("complaint", "%s: no memory for its deadlines", r->number);
 }
 

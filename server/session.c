@@ -183,10 +183,7 @@ static double sweep_at(const session_mgr_t *m, const session_t *s, uint64_t now)
 static void requeue(session_t *s)
 {
     session_mgr_t *m = s->m;
-    double t = sweep_at(m, s, util_now_ms());
-    if (t == 0)
-        timeq_remove(&m->sweepq, &s->sweep);
-    else if (timeq_set(&m->sweepq, &s->sweep, t) != 0)
+    if (timeq_set(&m->sweepq, &s->sweep, sweep_at(m, s, util_now_ms())) != 0)
         log_error("session", "%s: no memory to queue it for the sweep", s->name);
 }
 

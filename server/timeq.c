@@ -43,6 +43,10 @@ static void sift_down(timeq *q, int i)
 
 int timeq_set(timeq *q, timeq_item *it, double due)
 {
+    if (due <= 0) {
+        timeq_remove(q, it);
+        return 0;
+    }
     if (it->idx < 0) {
         if (q->n == q->cap) {
             int cap = q->cap ? q->cap * 2 : 64;

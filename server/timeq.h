@@ -28,8 +28,9 @@ static inline void timeq_item_init(timeq_item *it)
     it->idx = -1;
 }
 
-/* Queues it at due, or moves it there if queued.  0, or -1 when out of memory (it is then
- * left as it was: not queued, or queued at its old time). */
+/* Queues it at due, or moves it there if queued; due <= 0 (nothing ahead) takes it out.  0,
+ * or -1 when out of memory (it is then left as it was: not queued, or queued at its old
+ * time). */
 int timeq_set(timeq *q, timeq_item *it, double due);
 /* Takes it out (nothing if not queued). */
 void timeq_remove(timeq *q, timeq_item *it);

@@ -1,7 +1,7 @@
 /*
  * test_timeq.c - the timer queue (server/timeq.c) against a plain array: random queues,
- * moves and removals, and after every step the front is the earliest queued item and every
- * index is right.
+ * moves and removals (by timeq_remove or a time of 0), and after every step the front is the
+ * earliest queued item and every index is right.
  */
 #include "check.h"
 #include "timeq.h"
@@ -55,9 +55,11 @@ static void random_operations_keep_the_order(void)
         owner *o = &items[rand() % N];
         int op = rand() % 4;
         if (op < 2)
-            ok = timeq_set(&q, &o->tq, (double)(rand() % 1000)) == 0; /* queue or move */
-        else if (op == 2)
+            ok = timeq_set(&q, &o->tq, (double)(1 + rand() % 1000)) == 0; /* queue or move */
+        else if (op == 2 && rand() % 2)
             timeq_remove(&q, &o->tq);
+        else if (op == 2) /* nothing ahead: out of the queue as well */
+            ok = timeq_set(&q, &o->tq, 0) == 0 && o->tq.idx == -1;
         else if (timeq_first(&q)) /* take the front, as a timer tick does */
             timeq_remove(&q, timeq_first(&q));
         double want = earliest();
