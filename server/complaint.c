@@ -90,26 +90,38 @@ struct complaint_mgr {
 
 /* ---- timers' order (see "Timers") ---- */
 
+/* Deadline d is still ahead: set, not met, not yet missed. */
+static int pending(const record *r, int d)
+{
+    return r->due[d] > 0 && !r->met[d] && !(r->breached & (1u << d));
+}
+
+/* When deadline d counts as near (near_breach of its span). */
+static double warn_at(const complaint_mgr_t *cm, const record *r, int d)
+{
+    return r->from[d] + (r->due[d] - r->from[d]) * cm->sla.near_breach;
+}
+
+/* When a resolved record closes by itself (0: not resolved). */
+static double close_at(const complaint_mgr_t *cm, const record *r)
+{
+    if (strcmp(r->status, "resolved") != 0 || r->resolved_at <= 0)
+        return 0;
+    return r->resolved_at + cm->sla.close_after_h * 3600.0;
+}
+
 /* The first time tick() has something to do for r (0: nothing ahead). */
 static double wake_time(const complaint_mgr_t *cm, const record *r)
 {
-    double t = 0;
+    double t = close_at(cm, r);
     for (int d = 0; d < D_N; d++) {
-        if (r->due[d] <= 0 || r->met[d] || (r->breached & (1u << d)))
+        if (!pending(r, d))
             continue;
         double w = r->due[d];
-        if (!(r->warned & (1u << d))) {
-            double warn = r->from[d] + (r->due[d] - r->from[d]) * cm->sla.near_breach;
-            if (warn < w)
-                w = warn;
-        }
+        if (!(r->warned & (1u << d)) && warn_at(cm, r, d) < w)
+            w = warn_at(cm, r, d);
         if (t == 0 || w < t)
             t = w;
-    }
-    if (strcmp(r->status, "resolved") == 0 && r->resolved_at > 0) {
-        double close = r->resolved_at + cm->sla.close_after_h * 3600.0;
-        if (t == 0 || close < t)
-            t = close;
     }
     return t;
 }
@@ -724,12 +736,11 @@ void complaint_mgr_tick(complaint_mgr_t *cm)
     while ((first = timeq_first(&cm->timers)) && first->due <= now) {
         record *r = TIMEQ_OWNER(first, record, tq);
         for (int d = 0; d < D_N; d++) {
-            if (r->due[d] <= 0 || r->met[d] || (r->breached & (1u << d)))
+            if (!pending(r, d))
                 continue;
             if (now >= r->due[d]) {
                 breach(cm, r, d);
-            } else if (!(r->warned & (1u << d)) &&
-                       now >= r->from[d] + (r->due[d] - r->from[d]) * cm->sla.near_breach) {
+            } else if (!(r->warned & (1u << d)) && now >= warn_at(cm, r, d)) {
                 char note[64];
                 r->warned |= 1u << d;
                 r->updated_at = now;
@@ -738,8 +749,7 @@ void complaint_mgr_tick(complaint_mgr_t *cm)
                 save_event(cm, r, r->status, r->status, "system", note);
             }
         }
-        if (strcmp(r->status, "resolved") == 0 && r->resolved_at > 0 &&
-            now >= r->resolved_at + cm->sla.close_after_h * 3600.0 &&
+        if (close_at(cm, r) > 0 && now >= close_at(cm, r) &&
             transition(cm, r, NULL, "closed", "system", "closed after resolution") == 0)
             continue; /* closed: r is freed */
         sched(cm, r);
