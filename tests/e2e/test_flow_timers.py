@@ -8,7 +8,7 @@ import os
 import sqlite3
 
 from conftest import source_root
-from redress_client import connect, fetch_metrics, metric_total, run
+from redress_client import connect, fetch_metrics, metric_total, run, wait_metric
 
 RULES = os.path.join(source_root(), "tests", "data", "rules", "timer")
 
@@ -38,8 +38,7 @@ def test_timer_of_an_evicted_conversation_fires(server_factory):
         token = c.token
         await c.close()
         # the conversation leaves memory (limits.session_memory_s = 1) before the timer is due
-        await wait_for(lambda: metric_total(fetch_metrics(srv.port), "redress_sessions") == 0,
-                       "the conversation to leave memory")
+        await wait_metric(srv, "redress_sessions", 0, timeout=30.0)
         assert not any(t.startswith("提醒：") for t in bot_texts(conv_id))
         await wait_for(lambda: "提醒：提醒我交话费" in bot_texts(conv_id), "the reminder")
         with sqlite3.connect(srv.db_path, timeout=10) as db:
