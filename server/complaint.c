@@ -120,8 +120,7 @@ static double wake_time(const complaint_mgr_t *cm, const record *r)
         double w = r->due[d];
         if (!(r->warned & (1u << d)) && warn_at(cm, r, d) < w)
             w = warn_at(cm, r, d);
-        if (t == 0 || w < t)
-            t = w;
+        t = timeq_earliest(t, w);
     }
     return t;
 }

@@ -154,29 +154,41 @@ static void park(session_t *s)
 
 #define SWEEP_MS 250 /* the tick's period (net.c): a session that must wait comes back then */
 
+/* s has a flow timer for the sweep to fire (with the agents, timers wait for the hand back). */
+static int has_timer(const session_t *s)
+{
+    return (s->run || s->run_parked) && s->run_due > 0 && !s->handoff;
+}
+
+/* When (util_now_ms) s's run is to be parked: at once without a customer or with the agents,
+ * else limits.flow_idle_s after its last call; 0: no run in memory, or parking is off. */
+static double park_at(const session_mgr_t *m, const session_t *s, uint64_t now)
+{
+    if (!s->run || m->cfg->flow_idle_s <= 0)
+        return 0;
+    return !s->conn || s->handoff ? (double)now
+                                  : (double)s->active_ms + m->cfg->flow_idle_s * 1000.0;
+}
+
+/* When s may leave memory: at once if dead, else limits.session_memory_s after its customer
+ * left; 0 while the customer is connected or the agents have the chat. */
+static double free_at(const session_mgr_t *m, const session_t *s, uint64_t now)
+{
+    if (s->conn || s->handoff)
+        return 0;
+    return s->state == S_DEAD ? (double)now
+                              : (double)s->detached_ms + m->cfg->session_memory_s * 1000.0;
+}
+
 /* The first time (util_now_ms) the sweep has something to do for s; 0: nothing ahead. */
 static double sweep_at(const session_mgr_t *m, const session_t *s, uint64_t now)
 {
     double t = 0;
-    if ((s->run || s->run_parked) && s->run_due > 0 && !s->handoff) {
+    if (has_timer(s)) {
         double in = (s->run_due - session_mgr_now(m)) * 1000.0;
         t = (double)now + (in < 0 ? 0 : in > 60000 ? 60000 : in);
     }
-    if (s->run && m->cfg->flow_idle_s > 0) {
-        double park_at = !s->conn || s->handoff
-                             ? (double)now
-                             : (double)s->active_ms + m->cfg->flow_idle_s * 1000.0;
-        if (t == 0 || park_at < t)
-            t = park_at;
-    }
-    if (!s->conn && !s->handoff) {
-        double free_at = s->state == S_DEAD
-                             ? (double)now
-                             : (double)s->detached_ms + m->cfg->session_memory_s * 1000.0;
-        if (t == 0 || free_at < t)
-            t = free_at;
-    }
-    return t;
+    return timeq_earliest(timeq_earliest(t, park_at(m, s, now)), free_at(m, s, now));
 }
 
 /* Queues s for the sweep at sweep_at() (see "The sweep"). */
@@ -311,14 +323,12 @@ void session_mgr_sweep(session_mgr_t *m)
         m->due_scan_ms = util_now_ms();
         store_due_conversations(m->store, session_mgr_now(m), DUE_SCAN_MAX, wake, m);
     }
-    uint64_t now = util_now_ms(), keep = (uint64_t)m->cfg->session_memory_s * 1000u,
-             idle = (uint64_t)m->cfg->flow_idle_s * 1000u;
+    uint64_t now = util_now_ms();
     double wall = 0;
     timeq_item *first;
     while ((first = timeq_first(&m->sweepq)) && first->due <= (double)now) {
         session_t *s = TIMEQ_OWNER(first, session_t, sweep);
-        if ((s->run || s->run_parked) && s->run_due > 0 && !s->handoff && !m->stopping) {
-            /* (with the agents the flow's timers wait; they fire after the hand back) */
+        if (has_timer(s) && !m->stopping) {
             if (wall == 0)
                 wall = session_mgr_now(m);
             if (s->run_due <= wall && unpark(s) == 0) {
@@ -329,11 +339,10 @@ void session_mgr_sweep(session_mgr_t *m)
         /* A run stays in memory only while the bot may be called on at once: the customer is
          * connected and the chat is not with the agents.  Otherwise, or after flow_idle_s
          * without a turn, only the saved state is kept (the store has it; unpark). */
-        if (s->run && idle > 0 && !s->saving && !s->pending && !m->stopping &&
-            (!s->conn || s->handoff || now - s->active_ms >= idle))
+        double park_t = park_at(m, s, now), free_t = free_at(m, s, now);
+        if (park_t > 0 && park_t <= (double)now && !s->saving && !s->pending && !m->stopping)
             park(s);
-        if (s->refs == 0 && !s->conn && !s->handoff &&
-            (s->state == S_DEAD || (s->state == S_LIVE && now - s->detached_ms >= keep))) {
+        if (s->refs == 0 && s->state != S_CREATING && free_t > 0 && free_t <= (double)now) {
             session_free(s);
             continue;
         }

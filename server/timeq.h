@@ -34,6 +34,12 @@ static inline void timeq_item_init(timeq_item *it)
 int timeq_set(timeq *q, timeq_item *it, double due);
 /* Takes it out (nothing if not queued). */
 void timeq_remove(timeq *q, timeq_item *it);
+/* The earlier of two times, 0 standing for none (as for timeq_set). */
+static inline double timeq_earliest(double a, double b)
+{
+    return a <= 0 ? b : b <= 0 || a <= b ? a : b;
+}
+
 /* The item due first, NULL when empty. */
 static inline timeq_item *timeq_first(const timeq *q)
 {
