@@ -117,6 +117,18 @@ typedef struct kb_result {
 int kb_search(sqlite3 *db, const char *text, const char *category, int limit, kb_result_t **out);
 void kb_result_free(kb_result_t *r);
 
+/*
+ * A searcher: kb_search on one connection with its statements kept prepared between calls (a
+ * search prepares five or six, about a tenth of its time).  Open it on a connection that has
+ * kb_register'ed, use it from one thread at a time, and close it before the connection.  It
+ * holds no transaction between searches.  kb_searcher_open returns NULL when out of memory.
+ */
+typedef struct kb_searcher kb_searcher_t;
+kb_searcher_t *kb_searcher_open(sqlite3 *db);
+void kb_searcher_close(kb_searcher_t *s);
+int kb_searcher_search(kb_searcher_t *s, const char *text, const char *category, int limit,
+                       kb_result_t **out);
+
 /* ---- templates and cases ---- */
 
 typedef struct kb_template {

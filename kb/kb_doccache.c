@@ -1,34 +1,36 @@
 /*
- * kb_doccache.c - the tokens of documents the re-ranker has analyzed, kept for the next search.
+ * kb_doccache.c - the documents the re-ranker has analyzed, kept as term indexes for the next
+ * search.
  *
- * Why.  A search re-ranks each of its candidates (kb_search.c, step 5) by analyzing the
- * document's columns again: UTF-8 decoding, folding, characters, bigrams, synonym groups.  A
- * bench template (235 characters) is 368 tokens and 14 us; forty candidates a search made the
- * analysis half of a search's time, and the same templates come back search after search.
- * kb_doc_analyze() gives the same token stream as kb_analyze() and remembers it (25 us the
- * first time, for the copy); the next call for that column of that document replays it
- * (2.8 us a template).
+ * Why.  A search re-ranks each of its candidates (kb_search.c, step 5): it needs, per column,
+ * the column's length in positions and, for every query term, how often and where the term
+ * occurs.  Analyzing a bench template (235 characters: UTF-8 decoding, folding, characters,
+ * bigrams, synonym groups) gives 368 tokens and takes 14 us, and forty candidates a search,
+ * coming back search after search, made that half of a search.  Replaying the kept token
+ * stream (the first version of this file) still cost a callback and a term lookup per token:
+ * 40 candidates x ~700 tokens.  So a kept column is a term index instead: each distinct token
+ * once, with its occurrences (byte range and ordinal in the stream), in an open-addressed table
+ * keyed by the token's hash.  The re-ranker then looks up each query term (a few dozen) instead
+ * of walking every token of the document.
  *
  * Validity.  An entry is keyed by (table kind, document id, column) and checked against what
- * determines the tokens: the text itself (its length and a 64-bit FNV-1a hash), the CJK mode,
- * the query flag and the synonym list's fingerprint (kb_synonyms_hash).  So an edited
- * document, a reloaded synonym list or another database file with other text under the same
- * id simply misses, and nothing has to tell the cache about changes.  A stale hit needs two
- * different texts of one length with one 64-bit hash under the same id: ignored, as the df
- * cache ignores term-hash collisions.
+ * determines the tokens: the text itself, the CJK mode, the query flag and the synonym list's
+ * fingerprint (kb_synonyms_hash).  An index keeps a copy of its text and compares it whole; a
+ * column seen once keeps the text's length and 64-bit FNV-1a hash (a collision would only
+ * build an index one sighting early).  So an edited document, a reloaded synonym list or
+ * another database file with other text under the same id simply misses, and nothing has to
+ * tell the cache about changes.
  *
- * Bounds.  DOC_CACHE_BYTES of entries (tokens and their text) in all; an entry that does not
- * fit empties the cache first (as the df cache does), so memory never grows past the bound and
- * the documents searched since refill it.  Keeping the tokens costs a miss about 40 % more
- * than the analysis alone (9 us a template), a loss where candidates seldom come back (a
- * million past cases), so the first analysis of a column only notes that it was seen (an
- * entry without tokens) and the second keeps them: a document that is a candidate once costs
- * a few dozen bytes and nothing more.  Every column of the 1,000 templates of the bench
- * knowledge base takes 10.3 MB (5,000 entries); a column longer than DOC_MAX_BYTES is analyzed
- * every time.
+ * Bounds.  DOC_CACHE_BYTES of entries in all; an entry that does not fit empties the cache
+ * first (as the df cache does), so memory never grows past the bound and the documents searched
+ * since refill it.  Building an index costs a miss more than the analysis alone, a loss where
+ * candidates seldom come back (a million past cases), so the first analysis of a column only
+ * notes that it was seen (an entry without an index) and the second builds it: a document that
+ * is a candidate once costs a few dozen bytes and nothing more.  A column longer than
+ * DOC_MAX_BYTES is analyzed every time.
  *
- * Threads: one mutex, held while an entry is looked up and replayed and while one is added;
- * the analysis itself runs unlocked.  The callback runs under the mutex and must not search.
+ * Threads: one mutex, held while an entry is looked up and its index read by the callback, and
+ * while one is added; the analysis itself runs unlocked.  The callback must not search.
  */
 #include "kb_internal.h"
 
@@ -39,22 +41,33 @@
 #define DOC_CACHE_BYTES (32u << 20)
 #define DOC_MAX_BYTES (64u << 10) /* longest column text cached */
 
-typedef struct ctok {
-    uint32_t start, end, cstart, cend;
-    uint32_t off;  /* into the entry's text */
-    uint32_t hash; /* kb_text_hash of the text, handed to the callback */
-    uint8_t len, colocated, kind, unused;
-} ctok;
+typedef struct iterm {
+    uint32_t hash; /* kb_text_hash of the text */
+    uint32_t off;  /* text, into the index's text */
+    uint32_t occ;  /* first occurrence, into the index's occurrences */
+    uint32_t nocc;
+    uint32_t len;
+} iterm;
+
+/* The index of one column: every part in one block after this header. */
+struct kb_doc_index {
+    int positions;   /* tokens that are not colocated */
+    uint32_t mask;   /* slots - 1 */
+    uint32_t *slot;  /* term index + 1, 0 = empty */
+    iterm *term;     /* distinct tokens */
+    kb_doc_occ_t *o; /* occurrences, grouped by term, each group in stream order */
+    char *text;      /* the terms' texts */
+    char *src;       /* the column text it was built from (the entry's len bytes) */
+};
 
 typedef struct entry {
     uint64_t key;  /* kind, id, column (make_key) */
-    uint64_t hash; /* of the column text */
+    uint64_t hash; /* of the column text, when it has no index */
     int len;       /* of the column text */
     uint8_t cjk, query;
     char syn[17];
-    int ntok;     /* -1: seen once, tokens not kept (see "Bounds") */
-    size_t bytes; /* this entry's share of DOC_CACHE_BYTES */
-    ctok *tok;    /* ntok tokens, then their text; NULL when ntok is -1 */
+    size_t bytes;       /* this entry's share of DOC_CACHE_BYTES */
+    kb_doc_index_t *ix; /* NULL: seen once, no index yet (see "Bounds") */
 } entry;
 
 static struct {
@@ -87,7 +100,7 @@ static void clear(void)
 {
     for (size_t i = 0; i < cache.cap; i++) {
         if (cache.slot[i]) {
-            free(cache.slot[i]->tok);
+            free(cache.slot[i]->ix);
             free(cache.slot[i]);
         }
     }
@@ -119,53 +132,74 @@ static int make_room(size_t bytes)
     return 0;
 }
 
-/* Collects the tokens of a miss while passing them on. */
+/* ---- the index of one column ---- */
+
+int kb_doc_index_positions(const kb_doc_index_t *ix)
+{
+    return ix->positions;
+}
+
+int kb_doc_index_find(const kb_doc_index_t *ix, const char *s, int n, unsigned hash,
+                      const kb_doc_occ_t **occ)
+{
+    for (uint32_t i = hash & ix->mask; ix->slot[i]; i = (i + 1) & ix->mask) {
+        const iterm *t = &ix->term[ix->slot[i] - 1];
+        if (t->hash == hash && t->len == (uint32_t)n &&
+            memcmp(ix->text + t->off, s, (size_t)n) == 0) {
+            *occ = ix->o + t->occ;
+            return (int)t->nocc;
+        }
+    }
+    *occ = NULL;
+    return 0;
+}
+
+/* The tokens of a miss, collected while they are passed on. */
+typedef struct rtok {
+    uint32_t start, end, off, hash, len, colocated;
+    uint32_t term; /* distinct token index (index_build) */
+} rtok;
+
 typedef struct recorder {
     kb_tok_fn fn;
     void *ctx;
-    ctok *tok;
+    rtok *tok;
     char *text;
-    int ntok, captok;
-    size_t ntext, captext;
+    size_t ntok, captok, ntext, captext;
     int failed; /* out of memory: stop recording, keep passing on */
 } recorder;
+
+/* Makes room for need items of size bytes in *p (capacity *cap).  Returns 0 or -1. */
+static int grow(void **p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 64;
+    while (c < need)
+        c *= 2;
+    void *v = realloc(*p, c * size);
+    if (!v)
+        return -1;
+    *p = v;
+    *cap = c;
+    return 0;
+}
 
 static int record(void *arg, const kb_tok_t *t)
 {
     recorder *r = arg;
     if (!r->failed) {
-        if (r->ntok == r->captok) {
-            int cap = r->captok * 2;
-            ctok *v = realloc(r->tok, (size_t)cap * sizeof(*v));
-            if (v) {
-                r->tok = v;
-                r->captok = cap;
-            } else {
-                r->failed = 1;
-            }
-        }
-        if (r->ntext + (size_t)t->len > r->captext) {
-            size_t cap = r->captext * 2;
-            while (cap < r->ntext + (size_t)t->len)
-                cap *= 2;
-            char *v = realloc(r->text, cap);
-            if (v) {
-                r->text = v;
-                r->captext = cap;
-            } else {
-                r->failed = 1;
-            }
-        }
-        if (!r->failed) {
-            r->tok[r->ntok++] = (ctok){.start = (uint32_t)t->start,
-                                       .end = (uint32_t)t->end,
-                                       .cstart = (uint32_t)t->cstart,
-                                       .cend = (uint32_t)t->cend,
-                                       .off = (uint32_t)r->ntext,
-                                       .hash = kb_text_hash(t->text, t->len),
-                                       .len = (uint8_t)t->len,
-                                       .colocated = (uint8_t)(t->colocated != 0),
-                                       .kind = (uint8_t)t->kind};
+        if (grow((void **)&r->tok, &r->captok, r->ntok + 1, sizeof(rtok)) != 0 ||
+            grow((void **)&r->text, &r->captext, r->ntext + (size_t)t->len, 1) != 0) {
+            r->failed = 1;
+        } else {
+            r->tok[r->ntok++] = (rtok){(uint32_t)t->start,
+                                       (uint32_t)t->end,
+                                       (uint32_t)r->ntext,
+                                       kb_text_hash(t->text, t->len),
+                                       (uint32_t)t->len,
+                                       t->colocated != 0,
+                                       0};
             memcpy(r->text + r->ntext, t->text, (size_t)t->len);
             r->ntext += (size_t)t->len;
         }
@@ -173,86 +207,152 @@ static int record(void *arg, const kb_tok_t *t)
     return r->fn(r->ctx, t);
 }
 
-/* Locked: replays e; returns what the callback returned last (0 when it never stopped). */
-static int replay(const entry *e, kb_tok_fn fn, void *ctx)
+/* A power of two of at least 8 and twice n. */
+static uint32_t slots_for(size_t n)
 {
-    const char *text = (const char *)(e->tok + e->ntok);
-    for (int i = 0; i < e->ntok; i++) {
-        const ctok *c = &e->tok[i];
-        kb_tok_t t = {text + c->off,  c->len,       (int)c->start, (int)c->end,
-                      (int)c->cstart, (int)c->cend, c->colocated,  (kb_tok_kind_t)c->kind,
-                      c->hash};
-        int rc = fn(ctx, &t);
-        if (rc)
-            return rc;
+    uint32_t s = 8;
+    while (s < 2 * n)
+        s *= 2;
+    return s;
+}
+
+/* Builds the index of a recorded stream of the text src[0..len) in one block; NULL when out of
+ * memory.  *bytes gets its size. */
+static kb_doc_index_t *index_build(recorder *r, const char *src, int len, size_t *bytes)
+{
+    /* distinct tokens: a scratch table over every token, then the final one over the terms */
+    uint32_t ns = slots_for(r->ntok), nterm = 0, ntext = 0;
+    uint32_t *scratch = calloc(ns, sizeof(uint32_t)),
+             *first = malloc(sizeof(uint32_t) * (r->ntok + 1));
+    kb_doc_index_t *ix = NULL;
+    if (!scratch || !first)
+        goto out;
+    for (size_t i = 0; i < r->ntok; i++) {
+        rtok *k = &r->tok[i];
+        uint32_t s = k->hash & (ns - 1);
+        for (; scratch[s]; s = (s + 1) & (ns - 1)) {
+            const rtok *f = &r->tok[first[scratch[s] - 1]];
+            if (f->hash == k->hash && f->len == k->len &&
+                memcmp(r->text + f->off, r->text + k->off, k->len) == 0)
+                break;
+        }
+        if (!scratch[s]) {
+            first[nterm] = (uint32_t)i;
+            scratch[s] = ++nterm;
+            ntext += k->len;
+        }
+        k->term = scratch[s] - 1;
     }
-    return 0;
+    uint32_t nslot = slots_for(nterm);
+    *bytes = sizeof(*ix) + nslot * sizeof(uint32_t) + nterm * sizeof(iterm) +
+             r->ntok * sizeof(kb_doc_occ_t) + ntext + (size_t)len;
+    ix = malloc(*bytes);
+    if (!ix)
+        goto out;
+    ix->slot = (uint32_t *)(ix + 1);
+    ix->term = (iterm *)(ix->slot + nslot);
+    ix->o = (kb_doc_occ_t *)(ix->term + nterm);
+    ix->text = (char *)(ix->o + r->ntok);
+    ix->src = ix->text + ntext;
+    memcpy(ix->src, src, (size_t)len);
+    ix->mask = nslot - 1;
+    ix->positions = 0;
+    memset(ix->slot, 0, nslot * sizeof(uint32_t));
+    uint32_t off = 0;
+    for (uint32_t t = 0; t < nterm; t++) {
+        const rtok *f = &r->tok[first[t]];
+        ix->term[t] = (iterm){f->hash, off, 0, 0, f->len};
+        memcpy(ix->text + off, r->text + f->off, f->len);
+        off += f->len;
+        uint32_t s = f->hash & ix->mask;
+        while (ix->slot[s])
+            s = (s + 1) & ix->mask;
+        ix->slot[s] = t + 1;
+    }
+    /* occurrences grouped by term: count, offsets, then fill in stream order */
+    for (size_t i = 0; i < r->ntok; i++) {
+        ix->term[r->tok[i].term].nocc++;
+        ix->positions += !r->tok[i].colocated;
+    }
+    for (uint32_t t = 0, at = 0; t < nterm; t++) {
+        ix->term[t].occ = at;
+        at += ix->term[t].nocc;
+        ix->term[t].nocc = 0;
+    }
+    for (size_t i = 0; i < r->ntok; i++) {
+        iterm *t = &ix->term[r->tok[i].term];
+        ix->o[t->occ + t->nocc++] = (kb_doc_occ_t){r->tok[i].start, r->tok[i].end, (uint32_t)i};
+    }
+out:
+    free(scratch);
+    free(first);
+    return ix;
 }
 
 int kb_doc_analyze(kb_kind_t kind, long long id, int col, const kb_analyzer_t *a, const char *text,
-                   int len, kb_tok_fn fn, void *ctx)
+                   int len, kb_tok_fn fn, kb_doc_index_fn ix_fn, void *ctx)
 {
     char syn[17];
     if (len < 0 || (unsigned)len > DOC_MAX_BYTES)
         return kb_analyze(a, text, len, fn, ctx);
     kb_synonyms_hash(a->syn, syn);
-    uint64_t key = make_key(kind, id, col), hash = kb_fnv64(KB_FNV64_START, text, (size_t)len);
+    uint64_t key = make_key(kind, id, col), hash = 0;
 
     int seen = 0;
     pthread_mutex_lock(&cache.lock);
-    if (cache.cap) {
-        entry *e = *find(key);
-        if (e && e->hash == hash && e->len == len && e->cjk == (uint8_t)a->cjk &&
-            e->query == (uint8_t)(a->query != 0) && strcmp(e->syn, syn) == 0) {
-            if (e->ntok >= 0) {
-                int rc = replay(e, fn, ctx);
-                pthread_mutex_unlock(&cache.lock);
-                return rc;
-            }
-            seen = 1;
+    entry *e = cache.cap ? *find(key) : NULL;
+    if (e && e->len == len && e->cjk == (uint8_t)a->cjk && e->query == (uint8_t)(a->query != 0) &&
+        strcmp(e->syn, syn) == 0) {
+        /* an index keeps its text (a memcmp is a few times cheaper than hashing the text); a
+         * column seen once, only the hash of it */
+        if (e->ix && memcmp(e->ix->src, text, (size_t)len) == 0) {
+            int rc = ix_fn(ctx, e->ix);
+            pthread_mutex_unlock(&cache.lock);
+            return rc;
+        }
+        if (!e->ix) {
+            hash = kb_fnv64(KB_FNV64_START, text, (size_t)len);
+            seen = e->hash == hash;
         }
     }
     pthread_mutex_unlock(&cache.lock);
 
-    /* the first time, only that it was seen; the second, the tokens (see "Bounds") */
+    /* the first time, only that it was seen; the second, the index (see "Bounds") */
     recorder r = {.fn = fn, .ctx = ctx};
     int rc;
     if (seen) {
         /* sized for the text (a CJK character is 3 bytes and about 2.2 tokens of 2.6 bytes
          * in all), so that the buffers seldom grow */
-        r.captok = len + 16;
+        r.captok = (size_t)len + 16;
         r.captext = (size_t)len * 2 + 64;
-        r.tok = malloc((size_t)r.captok * sizeof(ctok));
+        r.tok = malloc(r.captok * sizeof(rtok));
         r.text = malloc(r.captext);
         r.failed = !r.tok || !r.text;
         rc = kb_analyze(a, text, len, record, &r);
     } else {
         rc = kb_analyze(a, text, len, fn, ctx);
     }
-    if (rc != 0 || (seen && r.failed)) { /* a stopped analysis is not the whole document */
-        free(r.tok);
-        free(r.text);
+    kb_doc_index_t *ix = NULL;
+    size_t ixbytes = 0;
+    if (rc == 0 && seen && !r.failed) /* a stopped analysis is not the whole document */
+        ix = index_build(&r, text, len, &ixbytes);
+    free(r.tok);
+    free(r.text);
+    if (rc != 0 || (seen && !ix))
         return rc;
-    }
-    /* one block: the tokens, then their text */
-    size_t tokbytes = (size_t)r.ntok * sizeof(ctok), bytes = sizeof(entry) + tokbytes + r.ntext;
-    entry *e = malloc(sizeof(*e));
-    ctok *blk = seen ? malloc(tokbytes + r.ntext + 1) : NULL;
-    if (e && (blk || !seen)) {
-        if (r.ntok > 0) { /* an empty column has no tokens and no buffers */
-            memcpy(blk, r.tok, tokbytes);
-            memcpy((char *)blk + tokbytes, r.text, r.ntext);
-        }
-        *e = (entry){
-            key,   hash, len, (uint8_t)a->cjk, (uint8_t)(a->query != 0), "", seen ? r.ntok : -1,
-            bytes, blk};
+    size_t bytes = sizeof(entry) + ixbytes;
+    if (!ix && !hash)
+        hash = kb_fnv64(KB_FNV64_START, text, (size_t)len);
+    e = malloc(sizeof(*e));
+    if (e) {
+        *e = (entry){key, hash, len, (uint8_t)a->cjk, (uint8_t)(a->query != 0), "", bytes, ix};
         memcpy(e->syn, syn, sizeof(syn));
         pthread_mutex_lock(&cache.lock);
         if (bytes <= DOC_CACHE_BYTES && make_room(bytes) == 0) {
             entry **slot = find(key);
             if (*slot) { /* what was seen of this column before */
                 cache.bytes -= (*slot)->bytes;
-                free((*slot)->tok);
+                free((*slot)->ix);
                 free(*slot);
             } else {
                 cache.used++;
@@ -260,14 +360,12 @@ int kb_doc_analyze(kb_kind_t kind, long long id, int col, const kb_analyzer_t *a
             *slot = e;
             cache.bytes += bytes;
             e = NULL;
-            blk = NULL;
+            ix = NULL;
         }
         pthread_mutex_unlock(&cache.lock);
     }
-    free(blk);
+    free(ix);
     free(e);
-    free(r.tok);
-    free(r.text);
     return 0;
 }
 

@@ -51,7 +51,6 @@ typedef struct kb_tok {
     int cstart, cend; /* character indexes covered, [cstart, cend) */
     int colocated;    /* same position as the previous token */
     kb_tok_kind_t kind;
-    unsigned hash; /* kb_text_hash(text, len) when the producer has it (a replay), else 0 */
 } kb_tok_t;
 
 /* FNV-1a, 64 bits, continuing from h (KB_FNV64_START to begin): the synonym list's fingerprint,
@@ -67,7 +66,7 @@ static inline uint64_t kb_fnv64(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-/* FNV-1a of a token's text: the search's term table and the replayed tokens use it. */
+/* FNV-1a of a token's text: the search's term table and the documents' term indexes use it. */
 static inline unsigned kb_text_hash(const char *s, int n)
 {
     unsigned h = 2166136261u;
@@ -135,12 +134,30 @@ void kb_synonyms_match(const kb_synonyms_t *s, const uint32_t *cps, int n, kb_sy
 
 /* ---- analyzed documents (kb_doccache.c) ---- */
 
-/* kb_analyze() of column col of document id of the table of that kind, replayed from the
- * cache when the text, the analyzer and the synonym list are the same as last time (see
- * kb_doccache.c); fn runs with the cache's mutex held and must not search. */
+/* One occurrence of a token in a column: the source bytes it covers and its ordinal in the
+ * column's token stream. */
+typedef struct kb_doc_occ {
+    uint32_t start, end, ord;
+} kb_doc_occ_t;
+
+/* A column's term index: its distinct tokens and their occurrences (kb_doccache.c). */
+typedef struct kb_doc_index kb_doc_index_t;
+typedef int (*kb_doc_index_fn)(void *ctx, const kb_doc_index_t *ix);
+
+/* Column col of document id of the table of that kind, as the re-ranker reads it: when its
+ * term index is kept and the text, the analyzer and the synonym list are the same as when it
+ * was built, ix_fn(ctx, index) runs with the cache's mutex held (it must not search);
+ * otherwise the text is analyzed with fn(ctx, token) for every token (and the index is built
+ * for next time, see kb_doccache.c).  Returns what the callback returned. */
 int kb_doc_analyze(kb_kind_t kind, long long id, int col, const kb_analyzer_t *a, const char *text,
-                   int len, kb_tok_fn fn, void *ctx);
-/* Entries held and the bytes they take (tokens and their text). */
+                   int len, kb_tok_fn fn, kb_doc_index_fn ix_fn, void *ctx);
+/* The column's length in positions: its tokens that are not colocated. */
+int kb_doc_index_positions(const kb_doc_index_t *ix);
+/* The occurrences of token text s[0..n) (hash = kb_text_hash(s, n)), in stream order: their
+ * count, and *occ pointing at them (NULL for none).  Valid while the callback runs. */
+int kb_doc_index_find(const kb_doc_index_t *ix, const char *s, int n, unsigned hash,
+                      const kb_doc_occ_t **occ);
+/* Entries held and the bytes they take (term indexes). */
 void kb_doc_cache_stats(size_t *entries, size_t *bytes);
 /* Empties the cache (tests and benchmarks). */
 void kb_doc_cache_clear(void);

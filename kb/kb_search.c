@@ -2,7 +2,10 @@
  * kb_search.c - from free customer text to ranked, highlighted hits with a confidence level.
  *
  * Design.  A search runs these steps for each table (templates, cases), all on the caller's
- * connection with freshly prepared statements (no state survives a call):
+ * connection and inside one read transaction (one snapshot for both tables; unless the caller
+ * has a transaction open).  kb_search prepares its statements on each call; a kb_searcher keeps
+ * them prepared between calls (a tenth of a search), always reset after use so that none holds
+ * a snapshot between searches:
  *
  *   1. terms      analyze the first Q_MAX_CHARS characters with the document analyzer
  *                 (kb_token.c): CJK characters, bigrams, words, synonym-group tokens.  At most
@@ -21,23 +24,23 @@
  *   4. candidates FTS5 MATCH '{columns} : ("t1" OR "t2" ...)' [AND '{category} : ...'],
  *                 ordered by kb_rank() (a bm25 without length normalization, see there) with
  *                 column weights, CANDIDATES rows.
- *   5. re-rank    each candidate is analyzed again (or its tokens replayed from the last
- *                 time, kb_doccache.c) and scored with BM25F over *all* query terms (column
- *                 weights, per-column length normalization from kb_fts_stats); coverage
- *                 (below) and the snippet come from the same pass.
+ *   5. re-rank    each candidate is analyzed again (or, from its second time on, read
+ *                 from its kept term index, kb_doccache.c) and scored with BM25F over *all*
+ *                 query terms (column weights, per-column length normalization from
+ *                 kb_fts_stats); coverage (below) and the snippet come from the same pass.
  *
  * Work is bounded by the constants: at most Q_MAX_TERMS samples of <= DF_SAMPLE rows,
  * POSTING_BUDGET postings for the MATCH, CANDIDATES re-ranked.
  *
- * The df cache is one of two pieces of state that outlive a call (the other: kb_doccache.c): per
- * table kind, term hash -> estimate, valid for one database file and one snapshot of the table's
- * statistics (row count, highest id, column length totals).  Any insert, delete or change of a
- * document's length changes the snapshot and empties the cache, so a cached estimate equals what
- * sampling would give again.  It is shared by every connection and thread (one mutex, held only to
- * copy values in or out), bounded (DF_CACHE slots, emptied when 3/4 full), and keyed by a 64-bit
- * hash of the term (a collision would only change one term's weight).  Long customer
- * messages have up to Q_MAX_TERMS terms, each an FTS5 query to sample: that was most of a
- * long search.
+ * The df cache is one of two pieces of shared state that outlive a call (the other:
+ * kb_doccache.c): per table kind, term hash -> estimate, valid for one database file and one
+ * snapshot of the table's statistics (row count, highest id, column length totals).  Any
+ * insert, delete or change of a document's length changes the snapshot and empties the cache,
+ * so a cached estimate equals what sampling would give again.  It is shared by every
+ * connection and thread (one mutex, held only to copy values in or out), bounded (DF_CACHE
+ * slots, emptied when 3/4 full), and keyed by a 64-bit hash of the term (a collision would
+ * only change one term's weight).  Long customer messages have up to Q_MAX_TERMS terms, each
+ * an FTS5 query to sample: that was most of a long search.
  *
  * Coverage (0..1) says how much of the query a hit explains: each query character (or word)
  * weighs its idf; it counts fully when a matched bigram, word or synonym group covers it,
@@ -190,6 +193,7 @@ static int term_add(query *q, const kb_tok_t *tok)
     if (q->nt == Q_MAX_TERMS || tok->len >= (int)sizeof(q->t[0].text))
         return -1;
     i = q->nt++;
+    memset(&q->t[i], 0, sizeof(q->t[i])); /* df, selected, mark, ...: set later */
     memcpy(q->t[i].text, tok->text, (size_t)tok->len);
     q->t[i].text[tok->len] = 0;
     q->t[i].len = tok->len;
@@ -267,16 +271,62 @@ typedef struct tstats {
     double avglen[8];
 } tstats;
 
+/* ---- statements ---- */
+
+enum { ST_STATS, ST_DF, ST_RANKED, ST_BM25, ST_RECENT, ST_PER_TABLE };
+
+/* A connection's statements, prepared on first use.  A searcher (kb_searcher_open) keeps them
+ * between searches; kb_search_ex finalizes them when it returns.  Every statement is reset as
+ * soon as its rows are read, so none holds a read transaction between searches. */
+struct kb_searcher {
+    sqlite3 *db;
+    int keep;
+    sqlite3_stmt *st[2][ST_PER_TABLE];
+    sqlite3_stmt *begin, *commit;
+};
+
+static sqlite3_stmt *stmt(kb_searcher_t *s, sqlite3_stmt **slot, const char *sql)
+{
+    if (*slot == NULL && sqlite3_prepare_v3(s->db, sql, -1, s->keep ? SQLITE_PREPARE_PERSISTENT : 0,
+                                            slot, NULL) != SQLITE_OK) {
+        sqlite3_finalize(*slot); /* NULL, or a partial statement */
+        *slot = NULL;
+    }
+    return *slot;
+}
+
+static void finalize_all(kb_searcher_t *s)
+{
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < ST_PER_TABLE; i++) {
+            sqlite3_finalize(s->st[t][i]);
+            s->st[t][i] = NULL;
+        }
+    sqlite3_finalize(s->begin);
+    sqlite3_finalize(s->commit);
+    s->begin = s->commit = NULL;
+}
+
+/* Runs a statement without rows (BEGIN, COMMIT).  Returns 0 or KB_ERR_DB. */
+static int exec_kept(kb_searcher_t *s, sqlite3_stmt **slot, const char *sql)
+{
+    sqlite3_stmt *st = stmt(s, slot, sql);
+    int rc = st && sqlite3_step(st) == SQLITE_DONE ? 0 : KB_ERR_DB;
+    if (st)
+        sqlite3_reset(st);
+    return rc;
+}
+
 /* Reads row count and per-column average lengths.  Returns 1 (non-empty), 0 (empty) or
  * KB_ERR_DB. */
-static int table_stats(sqlite3 *db, const table_def *td, tstats *ts)
+static int table_stats(kb_searcher_t *sr, const table_def *td, tstats *ts)
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st = stmt(sr, &sr->st[td->kind == KB_TEMPLATE ? 0 : 1][ST_STATS], td->sql_stats);
     int rc = KB_ERR_DB, s;
 
     memset(ts, 0, sizeof(*ts));
-    if (sqlite3_prepare_v2(db, td->sql_stats, -1, &st, NULL) != SQLITE_OK)
-        goto out;
+    if (st == NULL)
+        return KB_ERR_DB;
     s = sqlite3_step(st);
     if (s == SQLITE_DONE) {
         rc = 0;
@@ -303,7 +353,7 @@ static int table_stats(sqlite3 *db, const table_def *td, tstats *ts)
     }
     rc = 1;
 out:
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return rc;
 }
 
@@ -440,8 +490,9 @@ static void df_cache_put(sqlite3 *db, const table_def *td, const tstats *ts, con
  * stays in the query.  Ids are assumed evenly spread; deletions thin every span alike.
  * Returns 0 or KB_ERR_DB.
  */
-static int est_df(sqlite3 *db, const table_def *td, const tstats *ts, query *q)
+static int est_df(kb_searcher_t *sr, const table_def *td, const tstats *ts, query *q)
 {
+    sqlite3 *db = sr->db;
     sqlite3_stmt *st = NULL;
     char match[512];
     int rc = KB_ERR_DB;
@@ -461,7 +512,7 @@ static int est_df(sqlite3 *db, const table_def *td, const tstats *ts, query *q)
             t->df = cached[i];
             goto idf;
         }
-        if (!st && sqlite3_prepare_v2(db, td->sql_df, -1, &st, NULL) != SQLITE_OK)
+        if (!st && !(st = stmt(sr, &sr->st[td->kind == KB_TEMPLATE ? 0 : 1][ST_DF], td->sql_df)))
             goto out;
         if (quote_term(match, sizeof(match), td->colfilter, t->text, t->len) < 0) {
             cached[i] = -2; /* not searchable: no df, no idf, nothing to remember */
@@ -485,7 +536,8 @@ static int est_df(sqlite3 *db, const table_def *td, const tstats *ts, query *q)
     df_cache_put(db, td, ts, q, cached);
     rc = 0;
 out:
-    sqlite3_finalize(st);
+    if (st)
+        sqlite3_clear_bindings(st); /* sample() has reset it */
     return rc;
 }
 
@@ -667,16 +719,50 @@ static int doc_tok(void *ctx, const kb_tok_t *tok)
     doc *d = ctx;
     if (!tok->colocated)
         d->positions[d->col]++;
-    /* a replayed token comes with its hash (kb_doccache.c): most tokens are no query term,
-     * and for those the lookup is then one slot read */
-    int i = term_find(d->q, tok->text, tok->len,
-                      tok->hash ? tok->hash : kb_text_hash(tok->text, tok->len));
+    int i = term_find(d->q, tok->text, tok->len, kb_text_hash(tok->text, tok->len));
     if (i < 0)
         return 0;
     if (d->tf[i][d->col] < 65535)
         d->tf[i][d->col]++;
     if (d->q->t[i].selected && d->q->t[i].mark && d->nr < MAX_RANGES)
         d->r[d->nr++] = (range){d->col, tok->start, tok->end, d->q->t[i].idf};
+    return 0;
+}
+
+/* The same as doc_tok over every token of the column, from its kept term index: each query
+ * term is looked up once, and the ranges of the highlighted ones are taken in stream order
+ * (merged by ordinal), so that the MAX_RANGES cap keeps the same ones. */
+static int doc_index(void *ctx, const kb_doc_index_t *ix)
+{
+    doc *d = ctx;
+    const query *q = d->q;
+    struct {
+        const kb_doc_occ_t *o;
+        int n, at;
+        double idf;
+    } m[Q_MAX_TERMS];
+    int nm = 0;
+
+    d->positions[d->col] += kb_doc_index_positions(ix);
+    for (int i = 0; i < q->nt; i++) {
+        const kb_doc_occ_t *o;
+        int n = kb_doc_index_find(ix, q->t[i].text, q->t[i].len, q->t[i].hash, &o);
+        if (n == 0)
+            continue;
+        d->tf[i][d->col] = (unsigned short)(n < 65535 ? n : 65535);
+        if (q->t[i].selected && q->t[i].mark)
+            m[nm++] = (typeof(m[0])){o, n, 0, q->t[i].idf};
+    }
+    while (d->nr < MAX_RANGES) {
+        int best = -1;
+        for (int j = 0; j < nm; j++)
+            if (m[j].at < m[j].n && (best < 0 || m[j].o[m[j].at].ord < m[best].o[m[best].at].ord))
+                best = j;
+        if (best < 0)
+            break;
+        const kb_doc_occ_t *o = &m[best].o[m[best].at++];
+        d->r[d->nr++] = (range){d->col, (int)o->start, (int)o->end, m[best].idf};
+    }
     return 0;
 }
 
@@ -877,7 +963,7 @@ static int add_hit(hitvec *hv, sqlite3_stmt *st, const table_def *td, const tsta
         if (c == td->category_col || cols[c] == NULL)
             continue;
         d->col = c;
-        kb_doc_analyze(td->kind, id, c, &a, cols[c], (int)strlen(cols[c]), doc_tok, d);
+        kb_doc_analyze(td->kind, id, c, &a, cols[c], (int)strlen(cols[c]), doc_tok, doc_index, d);
     }
     kb_synonyms_unref(syn);
 
@@ -933,20 +1019,20 @@ static int add_hit(hitvec *hv, sqlite3_stmt *st, const table_def *td, const tsta
 }
 
 /* Searches one table and appends its hits.  Returns 0 or a negative code. */
-static int search_table(sqlite3 *db, const table_def *td, const char *text, const char *category,
-                        const kb_search_opts_t *o, hitvec *hv)
+static int search_table(kb_searcher_t *sr, const table_def *td, const char *text,
+                        const char *category, const kb_search_opts_t *o, hitvec *hv)
 {
     query *qp = NULL; /* large: on the heap */
     tstats ts;
     sqlite3_stmt *st = NULL;
     char match[8192], args[2048], sql[1024];
     doc *d = NULL;
-    int rc, fallback, s;
+    int rc, fallback, s, t = td->kind == KB_TEMPLATE ? 0 : 1;
 
-    rc = table_stats(db, td, &ts);
+    rc = table_stats(sr, td, &ts);
     if (rc <= 0)
         return rc;
-    qp = calloc(1, sizeof(*qp));
+    qp = malloc(sizeof(*qp));
     d = malloc(sizeof(*d));
     if (qp == NULL || d == NULL) {
         rc = KB_ERR_NOMEM;
@@ -960,7 +1046,7 @@ static int search_table(sqlite3 *db, const table_def *td, const char *text, cons
         rc = 0;
         goto out;
     }
-    if ((rc = est_df(db, td, &ts, qp)) != 0)
+    if ((rc = est_df(sr, td, &ts, qp)) != 0)
         goto out;
     if (build_match(qp, td, category, o, match, sizeof(match), args, sizeof(args), &fallback) ==
         0) {
@@ -968,11 +1054,16 @@ static int search_table(sqlite3 *db, const table_def *td, const char *text, cons
         goto out;
     }
     rc = KB_ERR_DB;
-    snprintf(sql, sizeof(sql), td->sql_ranked,
-             o->fts_bm25 ? td->bm25
-                         : (td->kind == KB_TEMPLATE ? "kb_rank(kb_templates_fts, ?4)"
-                                                    : "kb_rank(kb_cases_fts, ?4)"));
-    if (sqlite3_prepare_v2(db, fallback ? td->sql_recent : sql, -1, &st, NULL) != SQLITE_OK)
+    if (fallback) {
+        st = stmt(sr, &sr->st[t][ST_RECENT], td->sql_recent);
+    } else {
+        snprintf(sql, sizeof(sql), td->sql_ranked,
+                 o->fts_bm25 ? td->bm25
+                             : (td->kind == KB_TEMPLATE ? "kb_rank(kb_templates_fts, ?4)"
+                                                        : "kb_rank(kb_cases_fts, ?4)"));
+        st = stmt(sr, &sr->st[t][o->fts_bm25 ? ST_BM25 : ST_RANKED], sql);
+    }
+    if (st == NULL)
         goto out;
     sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, o->candidates);
@@ -993,7 +1084,10 @@ static int search_table(sqlite3 *db, const table_def *td, const char *text, cons
     }
     rc = (s == SQLITE_DONE || s == SQLITE_ROW) ? 0 : KB_ERR_DB;
 out:
-    sqlite3_finalize(st);
+    if (st) { /* the bindings point into this frame */
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
     free(qp);
     free(d);
     return rc;
@@ -1045,12 +1139,14 @@ void kb_search_defaults(kb_search_opts_t *o)
     o->cov_weight = 0;
 }
 
-int kb_search_ex(sqlite3 *db, const char *text, const char *category, int limit,
-                 const kb_search_opts_t *o, kb_result_t **out)
+/* Both tables in one read transaction (unless the caller has one open): one snapshot for the
+ * statistics, the df cache's check and the candidates, and one look at the write-ahead log. */
+static int search(kb_searcher_t *sr, const char *text, const char *category, int limit,
+                  const kb_search_opts_t *o, kb_result_t **out)
 {
     kb_result_t *r = calloc(1, sizeof(*r));
     hitvec hv = {NULL, 0, 0};
-    int rc = 0;
+    int rc = 0, tx = 0;
 
     *out = NULL;
     if (r == NULL)
@@ -1066,16 +1162,22 @@ int kb_search_ex(sqlite3 *db, const char *text, const char *category, int limit,
     kb_search_opts_t opts = *o;
     if (opts.candidates < limit)
         opts.candidates = limit;
+    if (sqlite3_get_autocommit(sr->db)) {
+        if ((rc = exec_kept(sr, &sr->begin, "BEGIN")) != 0)
+            goto fail;
+        tx = 1;
+    }
     for (int i = 0; i < 2; i++) {
         if (!(opts.tables & (1 << i)))
             continue;
-        rc = search_table(db, &tables[i], text, category, &opts, &hv);
+        rc = search_table(sr, &tables[i], text, category, &opts, &hv);
         if (rc != 0)
             goto fail;
     }
+    if (tx && (rc = exec_kept(sr, &sr->commit, "COMMIT")) != 0)
+        goto fail;
     if (hv.n > 1) /* qsort must not see the NULL of an empty vector */
-        if (hv.n > 1)
-            qsort(hv.v, (size_t)hv.n, sizeof(*hv.v), by_score);
+        qsort(hv.v, (size_t)hv.n, sizeof(*hv.v), by_score);
     for (int i = limit; i < hv.n; i++)
         hit_clear(&hv.v[i]);
     r->hits = hv.v;
@@ -1086,10 +1188,21 @@ done:
     *out = r;
     return 0;
 fail:
+    if (tx && !sqlite3_get_autocommit(sr->db))
+        sqlite3_exec(sr->db, "ROLLBACK", NULL, NULL, NULL); /* a read transaction: nothing lost */
     for (int i = 0; i < hv.n; i++)
         hit_clear(&hv.v[i]);
     free(hv.v);
     free(r);
+    return rc;
+}
+
+int kb_search_ex(sqlite3 *db, const char *text, const char *category, int limit,
+                 const kb_search_opts_t *o, kb_result_t **out)
+{
+    kb_searcher_t sr = {.db = db, .keep = 0};
+    int rc = search(&sr, text, category, limit, o, out);
+    finalize_all(&sr);
     return rc;
 }
 
@@ -1098,4 +1211,30 @@ int kb_search(sqlite3 *db, const char *text, const char *category, int limit, kb
     kb_search_opts_t o;
     kb_search_defaults(&o);
     return kb_search_ex(db, text, category, limit, &o, out);
+}
+
+kb_searcher_t *kb_searcher_open(sqlite3 *db)
+{
+    kb_searcher_t *s = calloc(1, sizeof(*s));
+    if (s) {
+        s->db = db;
+        s->keep = 1;
+    }
+    return s;
+}
+
+void kb_searcher_close(kb_searcher_t *s)
+{
+    if (s) {
+        finalize_all(s);
+        free(s);
+    }
+}
+
+int kb_searcher_search(kb_searcher_t *s, const char *text, const char *category, int limit,
+                       kb_result_t **out)
+{
+    kb_search_opts_t o;
+    kb_search_defaults(&o);
+    return search(s, text, category, limit, &o, out);
 }

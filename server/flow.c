@@ -330,6 +330,8 @@ int flow_engine_create(flow_engine_t **out, const config_t *cfg, sqlite3 *kb_db,
         goto out;
     e->gen_ref = LUA_NOREF;
     e->kb = kb_db;
+    if (kb_db && !(e->searcher = kb_searcher_open(kb_db)))
+        goto out;
     e->mem_cap = (size_t)(cfg->lua_max_memory_mb > 0 ? cfg->lua_max_memory_mb : 1024) << 20;
     e->turn_cap = e->mem_cap / 4 < TURN_CAP_MAX ? e->mem_cap / 4 : TURN_CAP_MAX;
     e->max_instr = cfg->lua_max_instructions > 0 ? cfg->lua_max_instructions : 1000000;
@@ -393,6 +395,7 @@ void flow_engine_destroy(flow_engine_t *e)
     if (e->L)
         lua_close(e->L);
     heap_destroy(&e->heap); /* after lua_close: every block of the VM is freed */
+    kb_searcher_close(e->searcher);
     free(e->rules_dir);
     free(e);
 }

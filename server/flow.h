@@ -99,9 +99,10 @@ typedef struct flow_run flow_run_t;
 
 /*
  * Creates an engine and loads the rules in cfg->rules_dir.  kb_db is the knowledge-base
- * connection used by kb.search (borrowed; must outlive the engine; may be NULL, then every
- * search finds nothing).  cfg is read during the call only.  Returns 0 and *out (free with
- * flow_engine_destroy), or FLOW_ERULES with "file:line: message" in err, or FLOW_ENOMEM.
+ * connection used by kb.search (borrowed; may be NULL, then every search finds nothing).  It
+ * must outlive the engine, which keeps prepared statements on it until flow_engine_destroy.
+ * cfg is read during the call only.  Returns 0 and *out (free with flow_engine_destroy), or
+ * FLOW_ERULES with "file:line: message" in err, or FLOW_ENOMEM.
  */
 int flow_engine_create(flow_engine_t **out, const config_t *cfg, sqlite3 *kb_db, char *err,
                        size_t errlen);

@@ -468,7 +468,7 @@ static int api_kb_search(lua_State *L)
     kb_result_t empty = {KB_NO_MATCH, 0, NULL};
     kb_result_t *res = NULL;
     if (e->kb && qlen > 0) {
-        int rc = kb_search(e->kb, q, category, (int)limit, &res);
+        int rc = kb_searcher_search(e->searcher, q, category, (int)limit, &res);
         if (rc < 0) {
             log_warn("flow", "kb.search failed (%d): %s", rc, sqlite3_errmsg(e->kb));
             lua_pushnil(L);

@@ -17,6 +17,7 @@
 
 #include "flow.h"
 #include "heap.h"
+#include "kb.h"
 
 #include <cjson/cJSON.h>
 #include <lauxlib.h>
@@ -67,8 +68,9 @@ struct flow_engine {
     /* rules */
     char *rules_dir;
     sqlite3 *kb;
-    int gen_ref;  /* registry ref of the current generation table */
-    unsigned gen; /* its number */
+    kb_searcher_t *searcher; /* kb.search on kb, statements kept (NULL without kb) */
+    int gen_ref;             /* registry ref of the current generation table */
+    unsigned gen;            /* its number */
     /* runs */
     flow_run_t *current; /* the run whose Lua code executes now, or NULL */
     flow_run_t *runs;    /* every live run, doubly linked */

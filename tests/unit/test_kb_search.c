@@ -1,6 +1,7 @@
 /*
  * test_kb_search.c - ranking, snippets, category filter and the confidence levels that flows
- * act on; the df cache and the analyzed-document cache give what an uncached search gives.
+ * act on; the df cache and the analyzed-document cache give what an uncached search gives, and
+ * a searcher (kept statements) what kb_search gives.
  */
 #include "test_kb.h"
 
@@ -176,65 +177,126 @@ static void df_cache_follows_the_data(void)
     CHECK_MSG(after, "after an import the cached search differs from an uncached one");
 }
 
-/* Every field of every token, one line each, for comparing token streams. */
-typedef struct tok_dump {
+/* What the re-ranker reads of a column, one line per token (text, byte range, ordinal) and
+ * the column's length in positions: from the token stream, or from the kept term index. */
+typedef struct col_view {
     char s[16384];
     size_t n;
-} tok_dump;
+    int ntok, positions, via_index;
+    struct {
+        char text[64];
+        int len;
+    } fresh[512]; /* the stream of kb_analyze, for looking each token up in an index */
+    int nfresh;
+} col_view;
 
-static int dump_tok(void *ctx, const kb_tok_t *t)
+static void view_line(col_view *v, const char *text, int len, int start, int end, int ord)
 {
-    tok_dump *d = ctx;
-    int w = snprintf(d->s + d->n, sizeof(d->s) - d->n, "%.*s %d %d %d %d %d %d\n", t->len, t->text,
-                     t->start, t->end, t->cstart, t->cend, t->colocated, (int)t->kind);
-    if (w > 0 && (size_t)w < sizeof(d->s) - d->n)
-        d->n += (size_t)w;
+    int w =
+        snprintf(v->s + v->n, sizeof(v->s) - v->n, "%.*s %d %d %d\n", len, text, start, end, ord);
+    if (w > 0 && (size_t)w < sizeof(v->s) - v->n)
+        v->n += (size_t)w;
+}
+
+static int view_tok(void *ctx, const kb_tok_t *t)
+{
+    col_view *v = ctx;
+    view_line(v, t->text, t->len, t->start, t->end, v->ntok++);
+    v->positions += !t->colocated;
     return 0;
 }
 
-/* kb_doc_analyze of (template, id, col 3) next to kb_analyze of the same text: 1 when the two
- * streams are the same. */
-static int doc_tokens_match(long long id, const char *text)
+static int fresh_tok(void *ctx, const kb_tok_t *t)
 {
-    static tok_dump cached, fresh;
-    kb_synonyms_t *syn = kb_synonyms_current();
-    kb_analyzer_t a = {.cjk = KB_CJK_UNIBI, .query = 0, .syn = syn};
-    cached.n = fresh.n = 0;
-    cached.s[0] = fresh.s[0] = 0;
-    kb_doc_analyze(KB_TEMPLATE, id, 3, &a, text, (int)strlen(text), dump_tok, &cached);
-    kb_analyze(&a, text, (int)strlen(text), dump_tok, &fresh);
-    kb_synonyms_unref(syn);
-    return fresh.n > 0 && strcmp(cached.s, fresh.s) == 0;
+    col_view *v = ctx;
+    if (v->nfresh < 512 && t->len < 64) {
+        memcpy(v->fresh[v->nfresh].text, t->text, (size_t)t->len);
+        v->fresh[v->nfresh++].len = t->len;
+    }
+    return 0;
 }
 
-/* The re-ranker's analyzed documents (kb_doccache.c): a replay is the analysis it stands for,
- * a changed text or synonym list is analyzed again, and searches give the same hits and
+/* Each token of the stream, in order, found in the index with the same ordinal. */
+static int view_index(void *ctx, const kb_doc_index_t *ix)
+{
+    col_view *v = ctx;
+    v->via_index = 1;
+    v->positions = kb_doc_index_positions(ix);
+    for (int i = 0; i < v->nfresh; i++) {
+        const kb_doc_occ_t *o;
+        const char *s = v->fresh[i].text;
+        int len = v->fresh[i].len, n = kb_doc_index_find(ix, s, len, kb_text_hash(s, len), &o);
+        int j = 0;
+        while (j < n && o[j].ord != (uint32_t)i)
+            j++;
+        if (j == n)
+            view_line(v, "(missing)", 9, 0, 0, i);
+        else
+            view_line(v, s, len, (int)o[j].start, (int)o[j].end, (int)o[j].ord);
+        for (int k = 1; k < n; k++) /* stream order within a token */
+            if (o[k].ord <= o[k - 1].ord)
+                view_line(v, "(order)", 7, 0, 0, i);
+    }
+    return 0;
+}
+
+/* kb_doc_analyze of (template, id, col 3) next to kb_analyze of the same text: 1 when the
+ * re-ranker sees the same; *via_index says whether it came from a kept index. */
+static int doc_view_matches(long long id, const char *text, int *via_index)
+{
+    static col_view cached, fresh;
+    kb_synonyms_t *syn = kb_synonyms_current();
+    kb_analyzer_t a = {.cjk = KB_CJK_UNIBI, .query = 0, .syn = syn};
+    memset(&cached, 0, sizeof(cached));
+    memset(&fresh, 0, sizeof(fresh));
+    kb_analyze(&a, text, (int)strlen(text), fresh_tok, &cached);
+    kb_doc_analyze(KB_TEMPLATE, id, 3, &a, text, (int)strlen(text), view_tok, view_index, &cached);
+    kb_analyze(&a, text, (int)strlen(text), view_tok, &fresh);
+    kb_synonyms_unref(syn);
+    *via_index = cached.via_index;
+    return fresh.n > 0 && cached.positions == fresh.positions && strcmp(cached.s, fresh.s) == 0;
+}
+
+/* The re-ranker's analyzed documents (kb_doccache.c): a kept index says what the analysis
+ * says, a changed text or synonym list is analyzed again, and searches give the same hits and
  * scores from a full cache as from an empty one. */
 static void doc_cache_follows_the_documents(void)
 {
     const char *a = "航班延误4小时，要求赔偿并退款，订单号DD2026 iPhone13",
                *b = "酒店房间有异味，要求换房或者退钱";
     size_t n0, n1, n2, b1, b2, b3;
+    int ix;
     kb_doc_cache_clear();
     kb_doc_cache_stats(&n0, &b1);
     CHECK(n0 == 0 && b1 == 0);
-    CHECK_MSG(doc_tokens_match(77, a), "first analysis differs");
-    kb_doc_cache_stats(&n1, &b1); /* seen once: an entry without tokens */
-    CHECK_MSG(doc_tokens_match(77, a), "second analysis differs");
-    kb_doc_cache_stats(&n2, &b2); /* seen twice: the tokens are kept */
+    CHECK_MSG(doc_view_matches(77, a, &ix) && !ix, "first analysis differs");
+    kb_doc_cache_stats(&n1, &b1); /* seen once: an entry without an index */
+    CHECK_MSG(doc_view_matches(77, a, &ix) && !ix, "second analysis differs");
+    kb_doc_cache_stats(&n2, &b2); /* seen twice: the index is kept */
     CHECK(n1 == 1 && n2 == 1 && b1 < 256 && b2 > b1 + strlen(a));
-    CHECK_MSG(doc_tokens_match(77, a), "replay differs");
+    CHECK_MSG(doc_view_matches(77, a, &ix) && ix, "the kept index differs");
     kb_doc_cache_stats(&n2, &b3);
     CHECK(n2 == 1 && b3 == b2); /* a hit adds nothing */
     /* the document was edited: same id and column, other text */
-    CHECK_MSG(doc_tokens_match(77, b), "an edited document replayed its old tokens");
+    CHECK_MSG(doc_view_matches(77, b, &ix) && !ix, "an edited document used its old index");
     /* the synonym list changed: 退钱 no longer meets ~退款 */
     char err[256];
     CHECK(kb_set_synonyms_file(NULL, err, sizeof(err)) == 0);
-    int nosyn = doc_tokens_match(77, b);
+    int nosyn = doc_view_matches(77, b, &ix) && !ix;
     CHECK(kb_set_synonyms_file(kb_fixture("synonyms.txt"), err, sizeof(err)) == 0);
-    CHECK_MSG(nosyn, "tokens of the old synonym list replayed");
-    CHECK_MSG(doc_tokens_match(77, b), "tokens of no synonym list replayed");
+    CHECK_MSG(nosyn, "the index of the old synonym list used");
+    CHECK_MSG(doc_view_matches(77, b, &ix) && !ix, "the index of no synonym list used");
+    /* an edit that keeps the length: the kept index is of the old text */
+    const char *edit = "酒店房间有异味，要求换房或者退款";
+    CHECK(strlen(edit) == strlen(b));
+    for (int i = 0; i < 3; i++)
+        CHECK(doc_view_matches(79, b, &ix) && ix == (i == 2));
+    CHECK_MSG(doc_view_matches(79, edit, &ix) && !ix,
+              "an edit of the same length used the old index");
+    /* a repeated token: every occurrence, in order (退 three times, 款 twice) */
+    const char *rep = "退款退款，退货";
+    for (int i = 0; i < 3; i++)
+        CHECK_MSG(doc_view_matches(78, rep, &ix) && ix == (i == 2), "repeated tokens differ");
 
     const char *qs[] = {"航班延误了能赔偿吗", "我想退钱", "银行卡年费误扣了，要求退还",
                         "快递一直没到，手机信号也不好"};
@@ -257,6 +319,78 @@ static void doc_cache_follows_the_documents(void)
     CHECK_MSG(ok, "a search from the cache differs from one without it");
     kb_doc_cache_stats(&n1, &b1);
     CHECK(n1 > 0);
+}
+
+/* No statement of the connection is mid-step (none holds a read transaction open). */
+static int none_busy(sqlite3 *db)
+{
+    for (sqlite3_stmt *st = sqlite3_next_stmt(db, NULL); st; st = sqlite3_next_stmt(db, st))
+        if (sqlite3_stmt_busy(st))
+            return 0;
+    return 1;
+}
+
+/* Statements of the search's own (FTS5 keeps statements of its own on the connection). */
+static int searcher_statements(sqlite3 *db)
+{
+    int n = 0;
+    for (sqlite3_stmt *st = sqlite3_next_stmt(db, NULL); st; st = sqlite3_next_stmt(db, st)) {
+        const char *sql = sqlite3_sql(st);
+        n += strstr(sql, "MATCH ?1") || strstr(sql, "kb_fts_stats(") || strcmp(sql, "BEGIN") == 0 ||
+             strcmp(sql, "COMMIT") == 0;
+    }
+    return n;
+}
+
+/* A searcher (statements kept) finds what kb_search finds, leaves no transaction open, sees
+ * documents added after its statements were prepared, runs inside a caller's transaction
+ * without ending it, and leaves no statement behind when closed. */
+static void searcher_keeps_statements(void)
+{
+    char err[256];
+    sqlite3 *db = kb_test_db();
+    CHECK(kb_import_file(db, kb_fixture("templates.jsonl"), "t", err, sizeof(err)) >= 0 &&
+          kb_import_file(db, kb_fixture("cases.jsonl"), "t", err, sizeof(err)) >= 0);
+    kb_searcher_t *s = kb_searcher_open(db);
+    CHECK(s != NULL);
+    const char *qs[] = {"航班延误了能赔偿吗", "我想退钱", "银行卡年费误扣了，要求退还",
+                        "今天天气怎么样", "宠物托运受伤了"};
+    int ok = 1;
+    for (int round = 0; round < 2; round++) /* prepared, then kept */
+        for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+            kb_result_t *a = NULL, *b = NULL;
+            ok = ok && kb_searcher_search(s, qs[i], NULL, 5, &a) == 0 &&
+                 kb_search(db, qs[i], NULL, 5, &b) == 0 && same_hits(a, b) &&
+                 sqlite3_get_autocommit(db) && none_busy(db);
+            for (int h = 0; ok && h < a->count; h++)
+                ok = strcmp(a->hits[h].snippet, b->hits[h].snippet) == 0;
+            kb_result_free(a);
+            kb_result_free(b);
+        }
+    CHECK_MSG(ok, "a searcher differs from kb_search or left a statement running");
+    CHECK(searcher_statements(db) >= 4); /* kept: stats, df, candidates, BEGIN, COMMIT */
+
+    const char *add = kb_temp_file(
+        "{\"kind\":\"template\",\"key\":\"pet-001\",\"title\":\"宠物托运受伤\","
+        "\"category\":\"travel.flight\",\"severity\":2,\"conditions\":\"托运的宠物受伤\","
+        "\"text\":\"您的宠物托运问题我们会在24小时内核实。\",\"steps\":[\"核实\"]}\n");
+    CHECK(kb_import_file(db, add, "t", err, sizeof(err)) >= 0);
+    unlink(add);
+    kb_result_t *r = NULL;
+    CHECK(kb_searcher_search(s, "宠物托运受伤了", NULL, 5, &r) == 0 && r->count > 0 &&
+          strcmp(r->hits[0].key, "pet-001") == 0);
+    kb_result_free(r);
+
+    CHECK(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK);
+    r = NULL;
+    CHECK(kb_searcher_search(s, "航班延误了能赔偿吗", NULL, 5, &r) == 0 && r->count > 0);
+    kb_result_free(r);
+    CHECK_MSG(!sqlite3_get_autocommit(db), "the search ended the caller's transaction");
+    CHECK(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+
+    kb_searcher_close(s);
+    CHECK(searcher_statements(db) == 0);
+    CHECK(sqlite3_close(db) == SQLITE_OK);
 }
 
 int main(void)
@@ -282,6 +416,7 @@ int main(void)
     RUN(limit_is_respected);
     RUN(df_cache_follows_the_data);
     RUN(doc_cache_follows_the_documents);
+    RUN(searcher_keeps_statements);
     sqlite3_close(g_db);
     DONE();
 }
