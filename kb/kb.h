@@ -119,7 +119,7 @@ void kb_result_free(kb_result_t *r);
 
 /*
  * A searcher: kb_search on one connection with its statements kept prepared between calls (a
- * search prepares five or six, about a tenth of its time).  Open it on a connection that has
+ * search prepares up to ten, about a tenth of its time).  Open it on a connection that has
  * kb_register'ed, use it from one thread at a time, and close it before the connection.  It
  * holds no transaction between searches.  kb_searcher_open returns NULL when out of memory.
  */

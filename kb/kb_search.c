@@ -27,7 +27,10 @@
  *   5. re-rank    each candidate is analyzed again (or, from its second time on, read
  *                 from its kept term index, kb_doccache.c) and scored with BM25F over *all*
  *                 query terms (column weights, per-column length normalization from
- *                 kb_fts_stats); coverage (below) and the snippet come from the same pass.
+ *                 kb_fts_stats); coverage (below) and the snippet's ranges come from the same
+ *                 pass.
+ *   6. hits       the candidates of both tables are merged by score; only the best `limit`
+ *                 rows are read again by id (same snapshot) for the fields and the snippet.
  *
  * Work is bounded by the constants: at most Q_MAX_TERMS samples of <= DF_SAMPLE rows,
  * POSTING_BUDGET postings for the MATCH, CANDIDATES re-ranked.
@@ -112,7 +115,8 @@ typedef struct table_def {
     const char *sql_recent;   /* the same over the newest ?5 matches only */
     const char *bm25;         /* builtin bm25() with the column weights, negated */
     const char *sql_stats;
-    const char *sql_df; /* ?1 match, ?2 lowest rowid: matching rowids ascending */
+    const char *sql_df;  /* ?1 match, ?2 lowest rowid: matching rowids ascending */
+    const char *sql_get; /* ?1 id: the row as sql_ranked gives it (0 for the rank) */
 } table_def;
 
 static const double tpl_weights[] = {8.0, 0.0, 5.0, 2.0, 2.0, 1.0};
@@ -120,10 +124,12 @@ static const int tpl_snip[] = {4, 3, 5, 2, 0, -1};
 static const double case_weights[] = {4.0, 0.0, 1.0, 2.0};
 static const int case_snip[] = {0, 3, 2, -1};
 
-#define TPL_SELECT                                                                                 \
-    "SELECT t.id, m.s, t.title, t.category, t.tags, t.conditions, t.text, t.steps, t.key, "        \
-    "t.deadline, t.compensation, t.severity FROM "
-#define CASE_SELECT "SELECT c.id, m.s, c.summary, c.category, c.tried, c.resolution, c.key FROM "
+#define TPL_COLS                                                                                   \
+    "t.title, t.category, t.tags, t.conditions, t.text, t.steps, t.key, t.deadline, "              \
+    "t.compensation, t.severity"
+#define TPL_SELECT "SELECT t.id, m.s, " TPL_COLS " FROM "
+#define CASE_COLS "c.summary, c.category, c.tried, c.resolution, c.key"
+#define CASE_SELECT "SELECT c.id, m.s, " CASE_COLS " FROM "
 
 static const table_def tables[] = {
     {KB_TEMPLATE, "kb_templates_fts", "{title tags conditions text steps}", 6, 1, tpl_weights,
@@ -139,7 +145,8 @@ static const table_def tables[] = {
      "-bm25(kb_templates_fts, 8.0, 0.0, 5.0, 2.0, 2.0, 1.0)",
      "SELECT (SELECT max(id) FROM kb_templates), kb_fts_stats(kb_templates_fts) "
      "FROM kb_templates_fts LIMIT 1",
-     "SELECT rowid FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 AND rowid >= ?2"},
+     "SELECT rowid FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 AND rowid >= ?2",
+     "SELECT t.id, 0, " TPL_COLS " FROM kb_templates t WHERE t.id = ?1"},
     {KB_CASE, "kb_cases_fts", "{summary tried resolution}", 4, 1, case_weights, case_snip,
      CASE_SELECT "(SELECT rowid AS rid, %s AS s "
                  "FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 ORDER BY s DESC LIMIT ?2) AS m "
@@ -151,7 +158,8 @@ static const table_def tables[] = {
      "-bm25(kb_cases_fts, 4.0, 0.0, 1.0, 2.0)",
      "SELECT (SELECT max(id) FROM kb_cases), kb_fts_stats(kb_cases_fts) "
      "FROM kb_cases_fts LIMIT 1",
-     "SELECT rowid FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 AND rowid >= ?2"},
+     "SELECT rowid FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 AND rowid >= ?2",
+     "SELECT c.id, 0, " CASE_COLS " FROM kb_cases c WHERE c.id = ?1"},
 };
 
 /* ---- step 1: query terms ---- */
@@ -273,7 +281,7 @@ typedef struct tstats {
 
 /* ---- statements ---- */
 
-enum { ST_STATS, ST_DF, ST_RANKED, ST_BM25, ST_RECENT, ST_PER_TABLE };
+enum { ST_STATS, ST_DF, ST_RANKED, ST_BM25, ST_RECENT, ST_GET, ST_PER_TABLE };
 
 /* A connection's statements, prepared on first use.  A searcher (kb_searcher_open) keeps them
  * between searches; kb_search_ex finalizes them when it returns.  Every statement is reset as
@@ -911,12 +919,33 @@ static char *snippet(const char *text, range *r, int n)
     return out;
 }
 
-/* ---- hits ---- */
+/* ---- candidates and hits ---- */
 
-typedef struct hitvec {
-    kb_hit_t *v;
+/* A re-ranked candidate.  Only the `limit` best of all tables become hits (hit_fill): their
+ * rows are read again (same snapshot) for the fields and the snippet, so the other candidates
+ * cost no copies and no snippet. */
+typedef struct cand {
+    kb_kind_t kind;
+    long long id;
+    double score, coverage;
+    int col;  /* snippet column: the first in snippet_order with a highlighted match */
+    range *r; /* that column's ranges (malloc'ed, NULL for none) */
+    int nr;
+} cand;
+
+typedef struct candvec {
+    cand *v;
     int n, cap;
-} hitvec;
+} candvec;
+
+static void cands_free(candvec *cv)
+{
+    for (int i = 0; i < cv->n; i++)
+        free(cv->v[i].r);
+    free(cv->v);
+    cv->v = NULL;
+    cv->n = cv->cap = 0;
+}
 
 static char *dup_text(sqlite3_stmt *st, int i)
 {
@@ -945,12 +974,11 @@ void kb_result_free(kb_result_t *r)
     free(r);
 }
 
-/* Turns the current candidate row into a hit.  Returns 0 or KB_ERR_NOMEM. */
-static int add_hit(hitvec *hv, sqlite3_stmt *st, const table_def *td, const tstats *ts,
-                   const query *q, const kb_search_opts_t *o, doc *d)
+/* Scores the current candidate row and appends it.  Returns 0 or KB_ERR_NOMEM. */
+static int add_cand(candvec *cv, sqlite3_stmt *st, const table_def *td, const tstats *ts,
+                    const query *q, const kb_search_opts_t *o, doc *d)
 {
     unsigned char hit[Q_MAX_TERMS];
-    const char *cols[8];
 
     memset(d->positions, 0, sizeof(d->positions));
     memset(d->tf, 0, sizeof(d->tf[0]) * (size_t)(q->nt > 0 ? q->nt : 1));
@@ -959,29 +987,70 @@ static int add_hit(hitvec *hv, sqlite3_stmt *st, const table_def *td, const tsta
     kb_analyzer_t a = {.cjk = KB_CJK_UNIBI, .query = 0, .syn = syn};
     long long id = sqlite3_column_int64(st, 0);
     for (int c = 0; c < td->ncols; c++) {
-        cols[c] = (const char *)sqlite3_column_text(st, 2 + c);
-        if (c == td->category_col || cols[c] == NULL)
+        const char *col = (const char *)sqlite3_column_text(st, 2 + c);
+        if (c == td->category_col || col == NULL)
             continue;
         d->col = c;
-        kb_doc_analyze(td->kind, id, c, &a, cols[c], (int)strlen(cols[c]), doc_tok, doc_index, d);
+        kb_doc_analyze(td->kind, id, c, &a, col, (int)strlen(col), doc_tok, doc_index, d);
     }
     kb_synonyms_unref(syn);
 
-    if (hv->n == hv->cap) {
-        int cap = hv->cap ? hv->cap * 2 : 16;
-        kb_hit_t *v = realloc(hv->v, (size_t)cap * sizeof(*v));
+    if (cv->n == cv->cap) {
+        int cap = cv->cap ? cv->cap * 2 : 64;
+        cand *v = realloc(cv->v, (size_t)cap * sizeof(*v));
         if (v == NULL)
             return KB_ERR_NOMEM;
-        hv->v = v;
-        hv->cap = cap;
+        cv->v = v;
+        cv->cap = cap;
     }
-    kb_hit_t *h = &hv->v[hv->n];
+    cand *c = &cv->v[cv->n];
+    *c = (cand){td->kind, id, 0, 0, td->snippet_order[0], NULL, 0};
+    c->score = bm25f(d, td, ts, q, o->uni_weight, hit);
+    c->coverage = coverage(q, hit);
+    c->score *= 1 + o->cov_weight * c->coverage;
+    if (!o->rerank) /* keep the candidate order */
+        c->score = sqlite3_column_double(st, 1);
+    for (const int *k = td->snippet_order; *k >= 0; k++) {
+        int i = 0;
+        while (i < d->nr && d->r[i].col != *k)
+            i++;
+        if (i < d->nr) {
+            c->col = *k;
+            break;
+        }
+    }
+    for (int i = 0; i < d->nr; i++)
+        c->nr += d->r[i].col == c->col;
+    if (c->nr > 0) {
+        c->r = malloc((size_t)c->nr * sizeof(range));
+        if (c->r == NULL)
+            return KB_ERR_NOMEM;
+        for (int i = 0, n = 0; i < d->nr; i++)
+            if (d->r[i].col == c->col)
+                c->r[n++] = d->r[i];
+    }
+    cv->n++;
+    return 0;
+}
+
+/* Fills hit h from candidate c: its row read again by id.  Returns 0, KB_ERR_NOMEM or
+ * KB_ERR_DB (also when the row is gone, which one snapshot rules out). */
+static int hit_fill(kb_searcher_t *sr, const cand *c, kb_hit_t *h)
+{
+    const table_def *td = &tables[c->kind == KB_TEMPLATE ? 0 : 1];
+    sqlite3_stmt *st = stmt(sr, &sr->st[c->kind == KB_TEMPLATE ? 0 : 1][ST_GET], td->sql_get);
+    int rc = KB_ERR_DB;
+
     memset(h, 0, sizeof(*h));
-    h->kind = td->kind;
-    h->id = sqlite3_column_int64(st, 0);
-    h->score = bm25f(d, td, ts, q, o->uni_weight, hit);
-    h->coverage = coverage(q, hit);
-    h->score *= 1 + o->cov_weight * h->coverage;
+    if (st == NULL)
+        return KB_ERR_DB;
+    sqlite3_bind_int64(st, 1, c->id);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        goto out;
+    h->kind = c->kind;
+    h->id = c->id;
+    h->score = c->score;
+    h->coverage = c->coverage;
     h->title = dup_text(st, 2);
     h->category = dup_text(st, 2 + td->category_col);
     if (td->kind == KB_TEMPLATE) {
@@ -994,33 +1063,24 @@ static int add_hit(hitvec *hv, sqlite3_stmt *st, const table_def *td, const tsta
         h->text = dup_text(st, 5);
         h->key = dup_text(st, 6);
     }
-    /* snippet column: the first in snippet_order with a match */
-    int best_col = td->snippet_order[0];
-    for (const int *c = td->snippet_order; *c >= 0; c++) {
-        int i = 0;
-        while (i < d->nr && d->r[i].col != *c)
-            i++;
-        if (i < d->nr) {
-            best_col = *c;
-            break;
-        }
-    }
+    const char *col = (const char *)sqlite3_column_text(st, 2 + c->col);
     range rs[MAX_RANGES];
-    int nrs = 0;
-    for (int i = 0; i < d->nr; i++)
-        if (d->r[i].col == best_col)
-            rs[nrs++] = d->r[i];
-    h->snippet = snippet(cols[best_col] ? cols[best_col] : "", rs, nrs);
-    hv->n++;
+    memcpy(rs, c->r, (size_t)c->nr * sizeof(range)); /* snippet() sorts and merges in place */
+    h->snippet = snippet(col ? col : "", rs, c->nr);
+    rc = 0;
     if (!h->title || !h->category || !h->text || !h->key || !h->snippet ||
         (td->kind == KB_TEMPLATE && (!h->deadline || !h->compensation)))
-        return KB_ERR_NOMEM;
-    return 0;
+        rc = KB_ERR_NOMEM;
+out:
+    sqlite3_reset(st);
+    if (rc != 0)
+        hit_clear(h);
+    return rc;
 }
 
 /* Searches one table and appends its hits.  Returns 0 or a negative code. */
 static int search_table(kb_searcher_t *sr, const table_def *td, const char *text,
-                        const char *category, const kb_search_opts_t *o, hitvec *hv)
+                        const char *category, const kb_search_opts_t *o, candvec *cv)
 {
     query *qp = NULL; /* large: on the heap */
     tstats ts;
@@ -1076,12 +1136,9 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const char *text
     else
         sqlite3_bind_null(st, 3);
     d->q = qp;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = add_hit(hv, st, td, &ts, qp, o, d)) != 0)
+    while ((s = sqlite3_step(st)) == SQLITE_ROW)
+        if ((rc = add_cand(cv, st, td, &ts, qp, o, d)) != 0)
             goto out;
-        if (!o->rerank) /* keep the candidate order */
-            hv->v[hv->n - 1].score = sqlite3_column_double(st, 1);
-    }
     rc = (s == SQLITE_DONE || s == SQLITE_ROW) ? 0 : KB_ERR_DB;
 out:
     if (st) { /* the bindings point into this frame */
@@ -1095,7 +1152,7 @@ out:
 
 static int by_score(const void *a, const void *b)
 {
-    const kb_hit_t *x = a, *y = b;
+    const cand *x = a, *y = b;
     if (x->score != y->score)
         return x->score > y->score ? -1 : 1;
     if (x->kind != y->kind)
@@ -1145,7 +1202,7 @@ static int search(kb_searcher_t *sr, const char *text, const char *category, int
                   const kb_search_opts_t *o, kb_result_t **out)
 {
     kb_result_t *r = calloc(1, sizeof(*r));
-    hitvec hv = {NULL, 0, 0};
+    candvec cv = {NULL, 0, 0};
     int rc = 0, tx = 0;
 
     *out = NULL;
@@ -1170,19 +1227,23 @@ static int search(kb_searcher_t *sr, const char *text, const char *category, int
     for (int i = 0; i < 2; i++) {
         if (!(opts.tables & (1 << i)))
             continue;
-        rc = search_table(sr, &tables[i], text, category, &opts, &hv);
+        rc = search_table(sr, &tables[i], text, category, &opts, &cv);
         if (rc != 0)
             goto fail;
     }
+    if (cv.n > 1) /* qsort must not see the NULL of an empty vector */
+        qsort(cv.v, (size_t)cv.n, sizeof(*cv.v), by_score);
+    int n = cv.n < limit ? cv.n : limit;
+    if (n > 0 && !(r->hits = calloc((size_t)n, sizeof(*r->hits)))) {
+        rc = KB_ERR_NOMEM;
+        goto fail;
+    }
+    for (; r->count < n; r->count++)
+        if ((rc = hit_fill(sr, &cv.v[r->count], &r->hits[r->count])) != 0)
+            goto fail;
     if (tx && (rc = exec_kept(sr, &sr->commit, "COMMIT")) != 0)
         goto fail;
-    if (hv.n > 1) /* qsort must not see the NULL of an empty vector */
-        qsort(hv.v, (size_t)hv.n, sizeof(*hv.v), by_score);
-    for (int i = limit; i < hv.n; i++)
-        hit_clear(&hv.v[i]);
-    r->hits = hv.v;
-    r->count = hv.n < limit ? hv.n : limit;
-    hv.v = NULL;
+    cands_free(&cv);
 done:
     r->confidence = confidence(r);
     *out = r;
@@ -1190,10 +1251,8 @@ done:
 fail:
     if (tx && !sqlite3_get_autocommit(sr->db))
         sqlite3_exec(sr->db, "ROLLBACK", NULL, NULL, NULL); /* a read transaction: nothing lost */
-    for (int i = 0; i < hv.n; i++)
-        hit_clear(&hv.v[i]);
-    free(hv.v);
-    free(r);
+    cands_free(&cv);
+    kb_result_free(r);
     return rc;
 }
 
