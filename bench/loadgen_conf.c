@@ -335,8 +335,8 @@ int lg_opts_parse(lg_opts_t *o, int argc, char **argv)
             rc = parse_int("id", optarg, 0, 1000000, &o->id);
             break;
         case 'F':
-            rc = parse_double("max-frame", optarg, 1024, 1 << 30, &d);
-            o->max_frame = (size_t)d;
+            if ((rc = parse_double("max-frame", optarg, 1024, 1 << 30, &d)) == 0)
+                o->max_frame = (size_t)d;
             break;
         case 'Z':
             usage(stdout);

@@ -194,8 +194,9 @@ void agent_record_number(long long conversation, double when, char *out, size_t 
     time_t local = (time_t)floor(when) + 8 * 3600; /* the record's date is China time (UTC+8) */
     struct tm tm;
     gmtime_r(&local, &tm);
-    snprintf(out, outlen, "TS%04d%02d%02d-%06lld", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             conversation);
+    /* the fields reduced to their widths, so that the compiler sees 32 bytes always suffice */
+    snprintf(out, outlen, "TS%04u%02u%02u-%06lld", (unsigned)(tm.tm_year + 1900) % 10000u,
+             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u, conversation);
 }
 
 /* ---- reader ---- */

@@ -127,8 +127,10 @@ static void local_text(double t, char *out, size_t outlen)
     time_t s = (time_t)floor(t) + DASHBOARD_UTC_OFFSET_S;
     struct tm tm;
     gmtime_r(&s, &tm);
-    snprintf(out, outlen, "%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    /* the fields reduced to their widths, so that the compiler sees 20 bytes always suffice */
+    snprintf(out, outlen, "%04u-%02u-%02u %02u:%02u:%02u", (unsigned)(tm.tm_year + 1900) % 10000u,
+             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u,
+             (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u);
 }
 
 /* One date parameter: 1 absent or empty, 0 read into *day, -1 bad (message in err). */
