@@ -1065,7 +1065,8 @@ static int hit_fill(kb_searcher_t *sr, const cand *c, kb_hit_t *h)
     }
     const char *col = (const char *)sqlite3_column_text(st, 2 + c->col);
     range rs[MAX_RANGES];
-    memcpy(rs, c->r, (size_t)c->nr * sizeof(range)); /* snippet() sorts and merges in place */
+    if (c->nr > 0) /* snippet() sorts and merges in place; c->r is NULL without ranges */
+        memcpy(rs, c->r, (size_t)c->nr * sizeof(range));
     h->snippet = snippet(col ? col : "", rs, c->nr);
     rc = 0;
     if (!h->title || !h->category || !h->text || !h->key || !h->snippet ||
@@ -1249,8 +1250,10 @@ done:
     *out = r;
     return 0;
 fail:
-    if (tx && !sqlite3_get_autocommit(sr->db))
-        sqlite3_exec(sr->db, "ROLLBACK", NULL, NULL, NULL); /* a read transaction: nothing lost */
+    /* a read transaction, so nothing to undo: COMMIT ends it without aborting statements of
+     * others on the connection, as a ROLLBACK may */
+    if (tx && !sqlite3_get_autocommit(sr->db) && exec_kept(sr, &sr->commit, "COMMIT") != 0)
+        sqlite3_exec(sr->db, "ROLLBACK", NULL, NULL, NULL);
     cands_free(&cv);
     kb_result_free(r);
     return rc;

@@ -80,6 +80,14 @@ static void snippets_highlight_matches(void)
         found |= strstr(r->hits[i].snippet, "[签收]") != NULL;
     CHECK(found);
     kb_result_free(r);
+    /* only function characters: they match but are never highlighted, so the hits have no
+     * ranges (a NULL range list once went to memcpy: fuzz_kb found it) */
+    r = search("的 了 是 我", NULL, 5);
+    CHECK(r->count > 0);
+    for (int i = 0; i < r->count; i++)
+        CHECK_MSG(r->hits[i].snippet[0] && !strchr(r->hits[i].snippet, '['), "snippet %s",
+                  r->hits[i].snippet);
+    kb_result_free(r);
 }
 
 static void category_filter(void)
