@@ -134,27 +134,33 @@ void kb_synonyms_match(const kb_synonyms_t *s, const uint32_t *cps, int n, kb_sy
 
 /* ---- analyzed documents (kb_doccache.c) ---- */
 
-/* One occurrence of a token in a column: the source bytes it covers and its ordinal in the
- * column's token stream. */
+#define KB_DOC_COLS 8 /* most columns of a document */
+
+/* One occurrence of a token in a document: the column, the source bytes it covers there and
+ * its ordinal in the document's token stream (columns in order). */
 typedef struct kb_doc_occ {
-    uint32_t start, end, ord;
+    uint32_t start, end, ord, col;
 } kb_doc_occ_t;
 
-/* A column's term index: its distinct tokens and their occurrences (kb_doccache.c). */
+/* A document's term index: its distinct tokens and their occurrences (kb_doccache.c). */
 typedef struct kb_doc_index kb_doc_index_t;
 typedef int (*kb_doc_index_fn)(void *ctx, const kb_doc_index_t *ix);
+/* Called for each token of column col, columns in order; non-zero stops the analysis. */
+typedef int (*kb_doc_tok_fn)(void *ctx, int col, const kb_tok_t *tok);
 
-/* Column col of document id of the table of that kind, as the re-ranker reads it: when its
- * term index is kept and the text, the analyzer and the synonym list are the same as when it
- * was built, ix_fn(ctx, index) runs with the cache's mutex held (it must not search);
- * otherwise the text is analyzed with fn(ctx, token) for every token (and the index is built
- * for next time, see kb_doccache.c).  Returns what the callback returned. */
-int kb_doc_analyze(kb_kind_t kind, long long id, int col, const kb_analyzer_t *a, const char *text,
-                   int len, kb_tok_fn fn, kb_doc_index_fn ix_fn, void *ctx);
-/* The column's length in positions: its tokens that are not colocated. */
-int kb_doc_index_positions(const kb_doc_index_t *ix);
-/* The occurrences of token text s[0..n) (hash = kb_text_hash(s, n)), in stream order: their
- * count, and *occ pointing at them (NULL for none).  Valid while the callback runs. */
+/* Document id of the table of that kind, as the re-ranker reads it: its text columns
+ * cols[0..ncols) (NULL: a column left out; ncols <= KB_DOC_COLS).  When its term index is kept
+ * and the texts, the analyzer and the synonym list are the same as when it was built,
+ * ix_fn(ctx, index) runs with the cache's mutex held (it must not search); otherwise each
+ * column is analyzed with fn(ctx, col, token) for every token (and the index is built for next
+ * time, see kb_doccache.c).  Returns what the callback returned. */
+int kb_doc_analyze(kb_kind_t kind, long long id, const kb_analyzer_t *a, const char *const *cols,
+                   int ncols, kb_doc_tok_fn fn, kb_doc_index_fn ix_fn, void *ctx);
+/* Column col's length in positions: its tokens that are not colocated. */
+int kb_doc_index_positions(const kb_doc_index_t *ix, int col);
+/* The occurrences of token text s[0..n) (hash = kb_text_hash(s, n)) in all columns, in stream
+ * order: their count, and *occ pointing at them (NULL for none).  Valid while the callback
+ * runs. */
 int kb_doc_index_find(const kb_doc_index_t *ix, const char *s, int n, unsigned hash,
                       const kb_doc_occ_t **occ);
 /* Entries held and the bytes they take (term indexes). */

@@ -715,29 +715,28 @@ typedef struct range {
 
 typedef struct doc {
     const query *q;
-    int col;
-    int positions[8];
-    unsigned short tf[Q_MAX_TERMS][8];
+    int positions[KB_DOC_COLS];
+    unsigned short tf[Q_MAX_TERMS][KB_DOC_COLS];
     range r[MAX_RANGES];
     int nr;
 } doc;
 
-static int doc_tok(void *ctx, const kb_tok_t *tok)
+static int doc_tok(void *ctx, int col, const kb_tok_t *tok)
 {
     doc *d = ctx;
     if (!tok->colocated)
-        d->positions[d->col]++;
+        d->positions[col]++;
     int i = term_find(d->q, tok->text, tok->len, kb_text_hash(tok->text, tok->len));
     if (i < 0)
         return 0;
-    if (d->tf[i][d->col] < 65535)
-        d->tf[i][d->col]++;
+    if (d->tf[i][col] < 65535)
+        d->tf[i][col]++;
     if (d->q->t[i].selected && d->q->t[i].mark && d->nr < MAX_RANGES)
-        d->r[d->nr++] = (range){d->col, tok->start, tok->end, d->q->t[i].idf};
+        d->r[d->nr++] = (range){col, tok->start, tok->end, d->q->t[i].idf};
     return 0;
 }
 
-/* The same as doc_tok over every token of the column, from its kept term index: each query
+/* The same as doc_tok over every token of the document, from its kept term index: each query
  * term is looked up once, and the ranges of the highlighted ones are taken in stream order
  * (merged by ordinal), so that the MAX_RANGES cap keeps the same ones. */
 static int doc_index(void *ctx, const kb_doc_index_t *ix)
@@ -751,13 +750,16 @@ static int doc_index(void *ctx, const kb_doc_index_t *ix)
     } m[Q_MAX_TERMS];
     int nm = 0;
 
-    d->positions[d->col] += kb_doc_index_positions(ix);
+    for (int c = 0; c < KB_DOC_COLS; c++)
+        d->positions[c] = kb_doc_index_positions(ix, c);
     for (int i = 0; i < q->nt; i++) {
         const kb_doc_occ_t *o;
         int n = kb_doc_index_find(ix, q->t[i].text, q->t[i].len, q->t[i].hash, &o);
         if (n == 0)
             continue;
-        d->tf[i][d->col] = (unsigned short)(n < 65535 ? n : 65535);
+        for (int k = 0; k < n; k++)
+            if (d->tf[i][o[k].col] < 65535)
+                d->tf[i][o[k].col]++;
         if (q->t[i].selected && q->t[i].mark)
             m[nm++] = (typeof(m[0])){o, n, 0, q->t[i].idf};
     }
@@ -769,7 +771,7 @@ static int doc_index(void *ctx, const kb_doc_index_t *ix)
         if (best < 0)
             break;
         const kb_doc_occ_t *o = &m[best].o[m[best].at++];
-        d->r[d->nr++] = (range){d->col, (int)o->start, (int)o->end, m[best].idf};
+        d->r[d->nr++] = (range){(int)o->col, (int)o->start, (int)o->end, m[best].idf};
     }
     return 0;
 }
@@ -986,13 +988,10 @@ static int add_cand(candvec *cv, sqlite3_stmt *st, const table_def *td, const ts
     kb_synonyms_t *syn = kb_synonyms_current();
     kb_analyzer_t a = {.cjk = KB_CJK_UNIBI, .query = 0, .syn = syn};
     long long id = sqlite3_column_int64(st, 0);
-    for (int c = 0; c < td->ncols; c++) {
-        const char *col = (const char *)sqlite3_column_text(st, 2 + c);
-        if (c == td->category_col || col == NULL)
-            continue;
-        d->col = c;
-        kb_doc_analyze(td->kind, id, c, &a, col, (int)strlen(col), doc_tok, doc_index, d);
-    }
+    const char *cols[KB_DOC_COLS];
+    for (int c = 0; c < td->ncols; c++)
+        cols[c] = c == td->category_col ? NULL : (const char *)sqlite3_column_text(st, 2 + c);
+    kb_doc_analyze(td->kind, id, &a, cols, td->ncols, doc_tok, doc_index, d);
     kb_synonyms_unref(syn);
 
     if (cv->n == cv->cap) {

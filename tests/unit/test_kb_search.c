@@ -185,41 +185,49 @@ static void df_cache_follows_the_data(void)
     CHECK_MSG(after, "after an import the cached search differs from an uncached one");
 }
 
-/* What the re-ranker reads of a column, one line per token (text, byte range, ordinal) and
- * the column's length in positions: from the token stream, or from the kept term index. */
-typedef struct col_view {
-    char s[16384];
+/* What the re-ranker reads of a document, one line per token (column, text, byte range,
+ * ordinal) and each column's length in positions: from the token stream, or from the kept
+ * term index. */
+typedef struct doc_view {
+    char s[32768];
     size_t n;
-    int ntok, positions, via_index;
+    int ntok, positions[KB_DOC_COLS], via_index;
     struct {
         char text[64];
-        int len;
-    } fresh[512]; /* the stream of kb_analyze, for looking each token up in an index */
-    int nfresh;
-} col_view;
+        int len, col;
+    } fresh[1024]; /* the stream of kb_analyze, for looking each token up in an index */
+    int nfresh, col;
+} doc_view;
 
-static void view_line(col_view *v, const char *text, int len, int start, int end, int ord)
+static void view_line(doc_view *v, int col, const char *text, int len, int start, int end, int ord)
 {
-    int w =
-        snprintf(v->s + v->n, sizeof(v->s) - v->n, "%.*s %d %d %d\n", len, text, start, end, ord);
+    int w = snprintf(v->s + v->n, sizeof(v->s) - v->n, "%d %.*s %d %d %d\n", col, len, text, start,
+                     end, ord);
     if (w > 0 && (size_t)w < sizeof(v->s) - v->n)
         v->n += (size_t)w;
 }
 
-static int view_tok(void *ctx, const kb_tok_t *t)
+static int view_tok(void *ctx, int col, const kb_tok_t *t)
 {
-    col_view *v = ctx;
-    view_line(v, t->text, t->len, t->start, t->end, v->ntok++);
-    v->positions += !t->colocated;
+    doc_view *v = ctx;
+    view_line(v, col, t->text, t->len, t->start, t->end, v->ntok++);
+    v->positions[col] += !t->colocated;
     return 0;
+}
+
+static int plain_tok(void *ctx, const kb_tok_t *t)
+{
+    doc_view *v = ctx;
+    return view_tok(v, v->col, t);
 }
 
 static int fresh_tok(void *ctx, const kb_tok_t *t)
 {
-    col_view *v = ctx;
-    if (v->nfresh < 512 && t->len < 64) {
+    doc_view *v = ctx;
+    if (v->nfresh < 1024 && t->len < 64) {
         memcpy(v->fresh[v->nfresh].text, t->text, (size_t)t->len);
-        v->fresh[v->nfresh++].len = t->len;
+        v->fresh[v->nfresh].len = t->len;
+        v->fresh[v->nfresh++].col = v->col;
     }
     return 0;
 }
@@ -227,9 +235,10 @@ static int fresh_tok(void *ctx, const kb_tok_t *t)
 /* Each token of the stream, in order, found in the index with the same ordinal. */
 static int view_index(void *ctx, const kb_doc_index_t *ix)
 {
-    col_view *v = ctx;
+    doc_view *v = ctx;
     v->via_index = 1;
-    v->positions = kb_doc_index_positions(ix);
+    for (int c = 0; c < KB_DOC_COLS; c++)
+        v->positions[c] = kb_doc_index_positions(ix, c);
     for (int i = 0; i < v->nfresh; i++) {
         const kb_doc_occ_t *o;
         const char *s = v->fresh[i].text;
@@ -238,31 +247,44 @@ static int view_index(void *ctx, const kb_doc_index_t *ix)
         while (j < n && o[j].ord != (uint32_t)i)
             j++;
         if (j == n)
-            view_line(v, "(missing)", 9, 0, 0, i);
+            view_line(v, -1, "(missing)", 9, 0, 0, i);
         else
-            view_line(v, s, len, (int)o[j].start, (int)o[j].end, (int)o[j].ord);
+            view_line(v, (int)o[j].col, s, len, (int)o[j].start, (int)o[j].end, (int)o[j].ord);
         for (int k = 1; k < n; k++) /* stream order within a token */
             if (o[k].ord <= o[k - 1].ord)
-                view_line(v, "(order)", 7, 0, 0, i);
+                view_line(v, -1, "(order)", 7, 0, 0, i);
     }
     return 0;
 }
 
-/* kb_doc_analyze of (template, id, col 3) next to kb_analyze of the same text: 1 when the
- * re-ranker sees the same; *via_index says whether it came from a kept index. */
-static int doc_view_matches(long long id, const char *text, int *via_index)
+/* kb_doc_analyze of template id with these columns (NULL: left out) next to kb_analyze of
+ * each column: 1 when the re-ranker sees the same; *via_index says whether it came from a kept
+ * index. */
+static int doc_view_matches(long long id, const char *const *cols, int ncols, int *via_index)
 {
-    static col_view cached, fresh;
+    static doc_view cached, fresh;
     kb_synonyms_t *syn = kb_synonyms_current();
     kb_analyzer_t a = {.cjk = KB_CJK_UNIBI, .query = 0, .syn = syn};
     memset(&cached, 0, sizeof(cached));
     memset(&fresh, 0, sizeof(fresh));
-    kb_analyze(&a, text, (int)strlen(text), fresh_tok, &cached);
-    kb_doc_analyze(KB_TEMPLATE, id, 3, &a, text, (int)strlen(text), view_tok, view_index, &cached);
-    kb_analyze(&a, text, (int)strlen(text), view_tok, &fresh);
+    for (int c = 0; c < ncols; c++)
+        if (cols[c]) {
+            cached.col = fresh.col = c;
+            kb_analyze(&a, cols[c], (int)strlen(cols[c]), fresh_tok, &cached);
+            kb_analyze(&a, cols[c], (int)strlen(cols[c]), plain_tok, &fresh);
+        }
+    kb_doc_analyze(KB_TEMPLATE, id, &a, cols, ncols, view_tok, view_index, &cached);
     kb_synonyms_unref(syn);
     *via_index = cached.via_index;
-    return fresh.n > 0 && cached.positions == fresh.positions && strcmp(cached.s, fresh.s) == 0;
+    return fresh.n > 0 && memcmp(cached.positions, fresh.positions, sizeof(fresh.positions)) == 0 &&
+           strcmp(cached.s, fresh.s) == 0;
+}
+
+/* The same with one text in column 3. */
+static int col_view_matches(long long id, const char *text, int *via_index)
+{
+    const char *cols[6] = {NULL, NULL, NULL, text, NULL, NULL};
+    return doc_view_matches(id, cols, 6, via_index);
 }
 
 /* The re-ranker's analyzed documents (kb_doccache.c): a kept index says what the analysis
@@ -277,34 +299,41 @@ static void doc_cache_follows_the_documents(void)
     kb_doc_cache_clear();
     kb_doc_cache_stats(&n0, &b1);
     CHECK(n0 == 0 && b1 == 0);
-    CHECK_MSG(doc_view_matches(77, a, &ix) && !ix, "first analysis differs");
+    CHECK_MSG(col_view_matches(77, a, &ix) && !ix, "first analysis differs");
     kb_doc_cache_stats(&n1, &b1); /* seen once: an entry without an index */
-    CHECK_MSG(doc_view_matches(77, a, &ix) && !ix, "second analysis differs");
+    CHECK_MSG(col_view_matches(77, a, &ix) && !ix, "second analysis differs");
     kb_doc_cache_stats(&n2, &b2); /* seen twice: the index is kept */
     CHECK(n1 == 1 && n2 == 1 && b1 < 256 && b2 > b1 + strlen(a));
-    CHECK_MSG(doc_view_matches(77, a, &ix) && ix, "the kept index differs");
+    CHECK_MSG(col_view_matches(77, a, &ix) && ix, "the kept index differs");
     kb_doc_cache_stats(&n2, &b3);
     CHECK(n2 == 1 && b3 == b2); /* a hit adds nothing */
     /* the document was edited: same id and column, other text */
-    CHECK_MSG(doc_view_matches(77, b, &ix) && !ix, "an edited document used its old index");
+    CHECK_MSG(col_view_matches(77, b, &ix) && !ix, "an edited document used its old index");
     /* the synonym list changed: 退钱 no longer meets ~退款 */
     char err[256];
     CHECK(kb_set_synonyms_file(NULL, err, sizeof(err)) == 0);
-    int nosyn = doc_view_matches(77, b, &ix) && !ix;
+    int nosyn = col_view_matches(77, b, &ix) && !ix;
     CHECK(kb_set_synonyms_file(kb_fixture("synonyms.txt"), err, sizeof(err)) == 0);
     CHECK_MSG(nosyn, "the index of the old synonym list used");
-    CHECK_MSG(doc_view_matches(77, b, &ix) && !ix, "the index of no synonym list used");
+    CHECK_MSG(col_view_matches(77, b, &ix) && !ix, "the index of no synonym list used");
     /* an edit that keeps the length: the kept index is of the old text */
     const char *edit = "酒店房间有异味，要求换房或者退款";
     CHECK(strlen(edit) == strlen(b));
     for (int i = 0; i < 3; i++)
-        CHECK(doc_view_matches(79, b, &ix) && ix == (i == 2));
-    CHECK_MSG(doc_view_matches(79, edit, &ix) && !ix,
+        CHECK(col_view_matches(79, b, &ix) && ix == (i == 2));
+    CHECK_MSG(col_view_matches(79, edit, &ix) && !ix,
               "an edit of the same length used the old index");
     /* a repeated token: every occurrence, in order (退 three times, 款 twice) */
     const char *rep = "退款退款，退货";
     for (int i = 0; i < 3; i++)
-        CHECK_MSG(doc_view_matches(78, rep, &ix) && ix == (i == 2), "repeated tokens differ");
+        CHECK_MSG(col_view_matches(78, rep, &ix) && ix == (i == 2), "repeated tokens differ");
+    /* several columns (one left out): each token's column, range and ordinal across them, and
+     * each column's length; an edit of one column is a new document */
+    const char *cols[6] = {"退款到账慢", NULL, "退款 refund", "退款退款", NULL, "联系客服退款"};
+    for (int i = 0; i < 3; i++)
+        CHECK_MSG(doc_view_matches(80, cols, 6, &ix) && ix == (i == 2), "columns differ");
+    cols[5] = "联系客服退货";
+    CHECK_MSG(doc_view_matches(80, cols, 6, &ix) && !ix, "an edited column used the old index");
 
     const char *qs[] = {"航班延误了能赔偿吗", "我想退钱", "银行卡年费误扣了，要求退还",
                         "快递一直没到，手机信号也不好"};
