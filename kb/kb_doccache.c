@@ -191,14 +191,21 @@ static int record(void *arg, const kb_tok_t *t)
 {
     recorder *r = arg;
     if (!r->failed) {
-        if (grow((void **)&r->tok, &r->captok, r->ntok + 1, sizeof(rtok)) != 0 ||
-            grow((void **)&r->text, &r->captext, r->ntext + (size_t)t->len, 1) != 0) {
+        void *tok = r->tok, *text = r->text;
+        int failed = grow(&tok, &r->captok, r->ntok + 1, sizeof(rtok)) != 0;
+        r->tok = tok;
+        failed = failed || grow(&text, &r->captext, r->ntext + (size_t)t->len, 1) != 0;
+        r->text = text;
+        if (failed) {
             r->failed = 1;
         } else {
-            r->tok[r->ntok++] = (rtok){(uint32_t)t->start, (uint32_t)t->end,
-                                       (uint32_t)r->ntext, kb_text_hash(t->text, t->len),
-                                       (uint32_t)t->len,   t->colocated != 0,
-                                       (uint32_t)r->col,   0};
+            r->tok[r->ntok++] = (rtok){.start = (uint32_t)t->start,
+                                       .end = (uint32_t)t->end,
+                                       .off = (uint32_t)r->ntext,
+                                       .hash = kb_text_hash(t->text, t->len),
+                                       .len = (uint32_t)t->len,
+                                       .colocated = t->colocated != 0,
+                                       .col = (uint32_t)r->col};
             memcpy(r->text + r->ntext, t->text, (size_t)t->len);
             r->ntext += (size_t)t->len;
         }
