@@ -7,12 +7,15 @@
 # OUT/summary.json and OUT/summary.txt.  Every process it starts is stopped by PID on exit;
 # every wait has a deadline.
 #
-# Phases (default: all = idle idle-echo saturate open echo mixed perf):
+# Phases (default: all = idle idle-echo saturate search open echo mixed perf):
 #   idle       open --idle-conns conversations (hello, welcome, greeting), hold them, and read
 #              the server's VmRSS before and after: bytes per conversation
 #   idle-echo  the same against echo_server: what libwebsockets alone costs per socket
 #   saturate   closed loop (one turn in flight per conversation) at each of --conns: turns/s;
 #              the best becomes the saturation rate
+#   search     the same at each of --search-conns with bench/rules-search-every-turn as the
+#              rules: a knowledge-base search on every customer message (the shipped flow
+#              searches once per complaint); its own best rate, used by no other phase
 #   open       open loop at --open-fraction of that rate: p50 / p99 turn latency; meanwhile
 #              POST /api/flows/reload --reloads times (reported "not available" on a 404; on a
 #              server with accounts, as a bench-reload editor created in the run's database)
@@ -52,6 +55,7 @@ RUN_PROCS=1
 IDLE_CONNS=15000
 IDLE_HOLD=3
 CONNS_LIST="50 200 1000"
+SEARCH_CONNS_LIST="50 200"
 WARMUP=5
 DURATION=20
 OPEN_FRACTION=0.7
@@ -78,6 +82,7 @@ usage: $0 [options] [PHASE...]
   --idle-conns N       conversations held in the idle phase ($IDLE_CONNS)
   --idle-hold S        seconds the idle phase holds them before reading the RSS ($IDLE_HOLD)
   --conns "N ..."      closed-loop concurrencies tried by saturate ("$CONNS_LIST")
+  --search-conns "N ..." closed-loop concurrencies tried by search ("$SEARCH_CONNS_LIST")
   --warmup S           seconds before each measurement window ($WARMUP)
   --duration S         measurement window ($DURATION)
   --open-fraction F    open-loop rate as a fraction of the saturation rate ($OPEN_FRACTION)
@@ -102,6 +107,7 @@ while [ $# -gt 0 ]; do
     --idle-conns) IDLE_CONNS=$2; shift 2 ;;
     --idle-hold) IDLE_HOLD=$2; shift 2 ;;
     --conns) CONNS_LIST=$2; shift 2 ;;
+    --search-conns) SEARCH_CONNS_LIST=$2; shift 2 ;;
     --warmup) WARMUP=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --open-fraction) OPEN_FRACTION=$2; shift 2 ;;
@@ -113,20 +119,23 @@ while [ $# -gt 0 ]; do
     --server-flag) SERVER_FLAGS+=("$2"); shift 2 ;;
     --echo-flag) ECHO_FLAGS+=("$2"); shift 2 ;;
     -h | --help) usage; exit 0 ;;
-    idle | idle-echo | saturate | open | echo | mixed | mixed-echo | perf | smoke)
+    idle | idle-echo | saturate | search | open | echo | mixed | mixed-echo | perf | smoke)
         PHASES+=("$1")
         shift
         ;;
-    all) PHASES+=(idle idle-echo saturate open echo mixed perf); shift ;;
+    all) PHASES+=(idle idle-echo saturate search open echo mixed perf); shift ;;
     *) echo "run_server_bench: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
     esac
 done
-[ ${#PHASES[@]} -gt 0 ] || PHASES=(idle idle-echo saturate open echo mixed perf)
+[ ${#PHASES[@]} -gt 0 ] || PHASES=(idle idle-echo saturate search open echo mixed perf)
 for n in "$PROCS" "$RUN_PROCS" "$IDLE_CONNS" "$MIXED_IDLE" "$RELOADS" "$PERF_SECONDS" "$WARMUP" "$DURATION" "$KB_TEMPLATES"; do
     [[ "$n" =~ ^[0-9]+$ ]] || { echo "run_server_bench: \"$n\" is not a count" >&2; exit 2; }
 done
 for c in $CONNS_LIST; do
     [[ "$c" =~ ^[1-9][0-9]*$ ]] || { echo "run_server_bench: --conns: \"$c\"" >&2; exit 2; }
+done
+for c in $SEARCH_CONNS_LIST; do
+    [[ "$c" =~ ^[1-9][0-9]*$ ]] || { echo "run_server_bench: --search-conns: \"$c\"" >&2; exit 2; }
 done
 
 LOADGEN=$BUILD/bench/loadgen
@@ -443,6 +452,25 @@ phase_saturate() {
     log "saturation: $best turns/s at $best_c conversations"
 }
 
+# A search on every customer message: the same closed loop with the bench-only rules of
+# bench/rules-search-every-turn (added to --server-flag; a later --rules.dir would win).
+phase_search() {
+    local best=0 best_c=0 c saved=("${SERVER_FLAGS[@]}")
+    SERVER_FLAGS+=("--rules.dir=$SRC/bench/rules-search-every-turn")
+    for c in $SEARCH_CONNS_LIST; do
+        closed_run redress "$OUT/search/c$c" "$c"
+        if awk "BEGIN { exit !($RUN_TPS > $best) }"; then
+            best=$RUN_TPS
+            best_c=$c
+        fi
+    done
+    SERVER_FLAGS=("${saved[@]}")
+    jq --argjson rate "$best" --argjson conns "$best_c" \
+        '{turns_per_s: $rate, conns: $conns, server_cpu_us_per_turn}' \
+        "$OUT/search/c$best_c/result.json" >"$OUT/search/best.json"
+    log "a search on every message: $best turns/s at $best_c conversations"
+}
+
 best() { # FIELD
     [ -f "$OUT/saturate/best.json" ] || die "run the saturate phase first (or give --open-rate)"
     jq ".$1" "$OUT/saturate/best.json"
@@ -734,6 +762,7 @@ for phase in "${PHASES[@]}"; do
     idle) phase_idle redress idle ;;
     idle-echo) phase_idle echo idle-echo ;;
     saturate) phase_saturate ;;
+    search) phase_search ;;
     open) phase_open ;;
     echo) phase_echo ;;
     mixed) phase_mixed redress mixed ;;
