@@ -437,38 +437,38 @@ closed_run() { # KIND DIR CONNS [IDLE_BACKGROUND]
     log "closed $kind C=$conns idle=$idle: $(jq -c '{turns_per_s, p50_us, p99_us, lost, server_cpu_percent}' "$dir/result.json")"
 }
 
-phase_saturate() {
-    local best=0 best_c=0 c
-    for c in $CONNS_LIST; do
-        closed_run redress "$OUT/saturate/c$c" "$c"
-        if awk "BEGIN { exit !($RUN_TPS > $best) }"; then
-            best=$RUN_TPS
-            best_c=$c
+# Closed runs at each concurrency of LIST into OUT/NAME/cN; the best goes to OUT/NAME/best.json
+# and into SWEEP_BEST (turns/s) and SWEEP_BEST_C (conversations).
+closed_sweep() { # NAME LIST
+    local c
+    SWEEP_BEST=0
+    SWEEP_BEST_C=0
+    for c in $2; do
+        closed_run redress "$OUT/$1/c$c" "$c"
+        if awk "BEGIN { exit !($RUN_TPS > $SWEEP_BEST) }"; then
+            SWEEP_BEST=$RUN_TPS
+            SWEEP_BEST_C=$c
         fi
     done
-    jq --argjson rate "$best" --argjson conns "$best_c" \
+    jq --argjson rate "$SWEEP_BEST" --argjson conns "$SWEEP_BEST_C" \
         '{turns_per_s: $rate, conns: $conns, server_cpu_us_per_turn}' \
-        "$OUT/saturate/c$best_c/result.json" >"$OUT/saturate/best.json"
-    log "saturation: $best turns/s at $best_c conversations"
+        "$OUT/$1/c$SWEEP_BEST_C/result.json" >"$OUT/$1/best.json"
+}
+
+phase_saturate() {
+    closed_sweep saturate "$CONNS_LIST"
+    log "saturation: $SWEEP_BEST turns/s at $SWEEP_BEST_C conversations"
 }
 
 # A search on every customer message: the same closed loop with the bench-only rules of
-# bench/rules-search-every-turn (added to --server-flag; a later --rules.dir would win).
+# bench/rules-search-every-turn (appended to the --server-flag arguments, so it overrides a
+# --rules.dir given there).
 phase_search() {
-    local best=0 best_c=0 c saved=("${SERVER_FLAGS[@]}")
+    local saved=("${SERVER_FLAGS[@]}")
     SERVER_FLAGS+=("--rules.dir=$SRC/bench/rules-search-every-turn")
-    for c in $SEARCH_CONNS_LIST; do
-        closed_run redress "$OUT/search/c$c" "$c"
-        if awk "BEGIN { exit !($RUN_TPS > $best) }"; then
-            best=$RUN_TPS
-            best_c=$c
-        fi
-    done
+    closed_sweep search "$SEARCH_CONNS_LIST"
     SERVER_FLAGS=("${saved[@]}")
-    jq --argjson rate "$best" --argjson conns "$best_c" \
-        '{turns_per_s: $rate, conns: $conns, server_cpu_us_per_turn}' \
-        "$OUT/search/c$best_c/result.json" >"$OUT/search/best.json"
-    log "a search on every message: $best turns/s at $best_c conversations"
+    log "a search on every message: $SWEEP_BEST turns/s at $SWEEP_BEST_C conversations"
 }
 
 best() { # FIELD
