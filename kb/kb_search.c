@@ -162,6 +162,12 @@ static const table_def tables[] = {
      "SELECT c.id, 0, " CASE_COLS " FROM kb_cases c WHERE c.id = ?1"},
 };
 
+/* Index of a table kind in tables[], in the df cache and in a searcher's statements. */
+static int table_index(kb_kind_t kind)
+{
+    return kind == KB_TEMPLATE ? 0 : 1;
+}
+
 /* ---- step 1: query terms ---- */
 
 /* Index of the term with this text, or -1.  hash: kb_text_hash(s, n). */
@@ -303,6 +309,12 @@ static sqlite3_stmt *stmt(kb_searcher_t *s, sqlite3_stmt **slot, const char *sql
     return *slot;
 }
 
+/* Statement `which` of table td, prepared from sql on first use. */
+static sqlite3_stmt *table_stmt(kb_searcher_t *s, const table_def *td, int which, const char *sql)
+{
+    return stmt(s, &s->st[table_index(td->kind)][which], sql);
+}
+
 static void finalize_all(kb_searcher_t *s)
 {
     for (int t = 0; t < 2; t++)
@@ -329,7 +341,7 @@ static int exec_kept(kb_searcher_t *s, sqlite3_stmt **slot, const char *sql)
  * KB_ERR_DB. */
 static int table_stats(kb_searcher_t *sr, const table_def *td, tstats *ts)
 {
-    sqlite3_stmt *st = stmt(sr, &sr->st[td->kind == KB_TEMPLATE ? 0 : 1][ST_STATS], td->sql_stats);
+    sqlite3_stmt *st = table_stmt(sr, td, ST_STATS, td->sql_stats);
     int rc = KB_ERR_DB, s;
 
     memset(ts, 0, sizeof(*ts));
@@ -432,7 +444,7 @@ static uint64_t term_hash(const char *s, int len)
 /* Locked: the cache of this table kind for this file and snapshot, emptied if either changed. */
 static typeof(df_cache.kind[0]) *df_cache_for(sqlite3 *db, const table_def *td, const tstats *ts)
 {
-    typeof(df_cache.kind[0]) *c = &df_cache.kind[td->kind == KB_TEMPLATE ? 0 : 1];
+    typeof(df_cache.kind[0]) *c = &df_cache.kind[table_index(td->kind)];
     const char *file = sqlite3_db_filename(db, "main");
     if (!file || !*file || strlen(file) >= sizeof(c->file))
         return NULL; /* in-memory or unnamed databases are not cached */
@@ -520,7 +532,7 @@ static int est_df(kb_searcher_t *sr, const table_def *td, const tstats *ts, quer
             t->df = cached[i];
             goto idf;
         }
-        if (!st && !(st = stmt(sr, &sr->st[td->kind == KB_TEMPLATE ? 0 : 1][ST_DF], td->sql_df)))
+        if (!st && !(st = table_stmt(sr, td, ST_DF, td->sql_df)))
             goto out;
         if (quote_term(match, sizeof(match), td->colfilter, t->text, t->len) < 0) {
             cached[i] = -2; /* not searchable: no df, no idf, nothing to remember */
@@ -1036,8 +1048,8 @@ static int add_cand(candvec *cv, sqlite3_stmt *st, const table_def *td, const ts
  * KB_ERR_DB (also when the row is gone, which one snapshot rules out). */
 static int hit_fill(kb_searcher_t *sr, const cand *c, kb_hit_t *h)
 {
-    const table_def *td = &tables[c->kind == KB_TEMPLATE ? 0 : 1];
-    sqlite3_stmt *st = stmt(sr, &sr->st[c->kind == KB_TEMPLATE ? 0 : 1][ST_GET], td->sql_get);
+    const table_def *td = &tables[table_index(c->kind)];
+    sqlite3_stmt *st = table_stmt(sr, td, ST_GET, td->sql_get);
     int rc = KB_ERR_DB;
 
     memset(h, 0, sizeof(*h));
@@ -1087,7 +1099,7 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const char *text
     sqlite3_stmt *st = NULL;
     char match[8192], args[2048], sql[1024];
     doc *d = NULL;
-    int rc, fallback, s, t = td->kind == KB_TEMPLATE ? 0 : 1;
+    int rc, fallback, s;
 
     rc = table_stats(sr, td, &ts);
     if (rc <= 0)
@@ -1115,13 +1127,13 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const char *text
     }
     rc = KB_ERR_DB;
     if (fallback) {
-        st = stmt(sr, &sr->st[t][ST_RECENT], td->sql_recent);
+        st = table_stmt(sr, td, ST_RECENT, td->sql_recent);
     } else {
         snprintf(sql, sizeof(sql), td->sql_ranked,
                  o->fts_bm25 ? td->bm25
                              : (td->kind == KB_TEMPLATE ? "kb_rank(kb_templates_fts, ?4)"
                                                         : "kb_rank(kb_cases_fts, ?4)"));
-        st = stmt(sr, &sr->st[t][o->fts_bm25 ? ST_BM25 : ST_RANKED], sql);
+        st = table_stmt(sr, td, o->fts_bm25 ? ST_BM25 : ST_RANKED, sql);
     }
     if (st == NULL)
         goto out;
