@@ -334,6 +334,20 @@ static int same_doc(const entry *e, const char *const *cols, const int *lens, in
     return 1;
 }
 
+/* Analyzes each present column in order through the recorder's callback tok (record or
+ * pass).  Returns 0 or the first non-zero result. */
+static int analyze_cols(recorder *r, const kb_analyzer_t *a, const char *const *cols,
+                        const int *lens, int ncols, kb_tok_fn tok)
+{
+    int rc = 0;
+    for (int c = 0; c < ncols && rc == 0; c++)
+        if (cols[c]) {
+            r->col = c;
+            rc = kb_analyze(a, cols[c], lens[c], tok, r);
+        }
+    return rc;
+}
+
 static uint64_t hash_doc(const char *const *cols, const int *lens, int ncols)
 {
     uint64_t h = KB_FNV64_START;
@@ -358,14 +372,8 @@ int kb_doc_analyze(kb_kind_t kind, long long id, const kb_analyzer_t *a, const c
         lens[c] = cols[c] ? (int)strlen(cols[c]) : -1;
         total += lens[c] > 0 ? (size_t)lens[c] : 0;
     }
-    if (total > DOC_MAX_BYTES) {
-        for (int c = 0; c < ncols && rc == 0; c++)
-            if (cols[c]) {
-                r.col = c;
-                rc = kb_analyze(a, cols[c], lens[c], pass, &r);
-            }
-        return rc;
-    }
+    if (total > DOC_MAX_BYTES)
+        return analyze_cols(&r, a, cols, lens, ncols, pass);
     kb_synonyms_hash(a->syn, syn);
     uint64_t key = make_key(kind, id), hash = 0;
 
@@ -394,11 +402,7 @@ int kb_doc_analyze(kb_kind_t kind, long long id, const kb_analyzer_t *a, const c
         r.text = malloc(r.captext);
         r.failed = !r.tok || !r.text;
     }
-    for (int c = 0; c < ncols && rc == 0; c++)
-        if (cols[c]) {
-            r.col = c;
-            rc = kb_analyze(a, cols[c], lens[c], seen ? record : pass, &r);
-        }
+    rc = analyze_cols(&r, a, cols, lens, ncols, seen ? record : pass);
     kb_doc_index_t *ix = NULL;
     size_t ixbytes = 0;
     if (rc == 0 && seen && !r.failed) /* a stopped analysis is not the whole document */
