@@ -727,6 +727,7 @@ typedef struct range {
 
 typedef struct doc {
     const query *q;
+    kb_analyzer_t a; /* documents' analyzer: the table search's snapshot of the synonym list */
     int positions[KB_DOC_COLS];
     unsigned short tf[Q_MAX_TERMS][KB_DOC_COLS];
     range r[MAX_RANGES];
@@ -997,14 +998,11 @@ static int add_cand(candvec *cv, sqlite3_stmt *st, const table_def *td, const ts
     memset(d->positions, 0, sizeof(d->positions));
     memset(d->tf, 0, sizeof(d->tf[0]) * (size_t)(q->nt > 0 ? q->nt : 1));
     d->nr = 0;
-    kb_synonyms_t *syn = kb_synonyms_current();
-    kb_analyzer_t a = {.cjk = KB_CJK_UNIBI, .query = 0, .syn = syn};
     long long id = sqlite3_column_int64(st, 0);
     const char *cols[KB_DOC_COLS];
     for (int c = 0; c < td->ncols; c++)
         cols[c] = c == td->category_col ? NULL : (const char *)sqlite3_column_text(st, 2 + c);
-    kb_doc_analyze(td->kind, id, &a, cols, td->ncols, doc_tok, doc_index, d);
-    kb_synonyms_unref(syn);
+    kb_doc_analyze(td->kind, id, &d->a, cols, td->ncols, doc_tok, doc_index, d);
 
     if (cv->n == cv->cap) {
         int cap = cv->cap ? cv->cap * 2 : 64;
@@ -1100,6 +1098,7 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const char *text
     char match[8192], args[2048], sql[1024];
     doc *d = NULL;
     int rc, fallback, s;
+    kb_synonyms_t *syn = NULL; /* one list for the query and the candidates */
 
     rc = table_stats(sr, td, &ts);
     if (rc <= 0)
@@ -1110,10 +1109,10 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const char *text
         rc = KB_ERR_NOMEM;
         goto out;
     }
-    kb_synonyms_t *syn = kb_synonyms_current();
+    syn = kb_synonyms_current();
     kb_analyzer_t a = {.cjk = o->cjk, .query = 0, .syn = syn};
     query_build(qp, text, &a);
-    kb_synonyms_unref(syn);
+    d->a = (kb_analyzer_t){.cjk = KB_CJK_UNIBI, .query = 0, .syn = syn};
     if (qp->nt == 0) {
         rc = 0;
         goto out;
@@ -1157,6 +1156,7 @@ out:
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
     }
+    kb_synonyms_unref(syn);
     free(qp);
     free(d);
     return rc;
