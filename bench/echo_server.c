@@ -6,8 +6,9 @@
  * against redress, on the same transport setup as server/net.c and server/ws.c: one libuv loop,
  * libwebsockets 4.1 on it as a foreign loop with the same context options, retry/idle policy
  * and per-connection rx buffer; subprotocol redress.chat.v1 at /chat; frames reassembled in the
- * RECEIVE callback and written up to 8 per SERVER_WRITEABLE in one send (server/ws_burst.c,
- * linked in from the server) with LWS_PRE headroom.  What it leaves
+ * RECEIVE callback and written up to 8 in one send (server/ws_burst.c, linked in from the
+ * server) with LWS_PRE headroom, at the end of the loop pass that queued them (server/ws_flush.c,
+ * also linked in) or on SERVER_WRITEABLE while lws holds part of an earlier send.  What it leaves
  * out is the application: no cJSON, no store, no session, no flow.  So
  *     redress turns/s  /  echo turns/s
  * says how much of the server's ceiling the application work costs.
@@ -31,7 +32,9 @@
  *                     lookup when that is below the open-file limit)]
  *                    [--send-per-frame (one lws_write a frame, as the server did before
  *                     ws_burst.c, up to 8 per WRITEABLE while lws buffered nothing)]
- * The last four are not what server/net.c does; they exist to measure what its choices cost.
+ *                    [--write-on-writeable (every write after a POLLOUT round on WRITEABLE, as
+ *                     the server did before ws_flush.c)]
+ * The last five are not what server/net.c does; they exist to measure what its choices cost.
  * prints "listening on http://HOST:PORT" on stdout once it accepts connections.
  */
 #include "loadgen.h"
@@ -40,12 +43,14 @@
 #include <libwebsockets.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <uv.h>
 
 #include "ws_burst.h"
+#include "ws_flush.h"
 
 #define QUEUE_MAX_FRAMES 512
 #define MAX_MESSAGE (16 * 1024)
@@ -62,6 +67,7 @@ typedef struct echo_conn {
     long long seq;
     int started;
     int closing;
+    ws_flush_item flush;
 } echo_conn;
 
 typedef struct echo_server {
@@ -71,7 +77,9 @@ typedef struct echo_server {
     unsigned long conversations;
     uint64_t rng;
     int stopping;
-    int send_per_frame; /* --send-per-frame */
+    int send_per_frame;     /* --send-per-frame */
+    int write_on_writeable; /* --write-on-writeable */
+    ws_flush flush;
 } echo_server;
 
 static echo_server *server_of(struct lws *wsi)
@@ -115,11 +123,12 @@ static int queue_frame(echo_conn *c, const char *fmt, ...)
     va_end(ap);
     f->next = NULL;
     f->len = (size_t)n;
-    int idle = c->out == NULL; /* otherwise a write is already requested */
+    int idle = c->out == NULL; /* otherwise a write is listed or requested */
     *c->out_tail = f;
     c->out_tail = &f->next;
     c->out_frames++;
-    if (idle)
+    echo_server *srv = server_of(c->wsi);
+    if (idle && (srv->write_on_writeable || ws_flush_add(&srv->flush, &c->flush) != 0))
         lws_callback_on_writable(c->wsi);
     return 0;
 }
@@ -264,6 +273,24 @@ static int on_writeable(echo_conn *c)
     return 0;
 }
 
+/* As server/ws.c: at the end of the loop pass, the first queued frames in one send. */
+static void flush_conn(ws_flush_item *it)
+{
+    echo_conn *c = (echo_conn *)((char *)it - offsetof(echo_conn, flush));
+    if (!c->out)
+        return;
+    if (c->closing || lws_partial_buffered(c->wsi)) {
+        lws_callback_on_writable(c->wsi);
+        return;
+    }
+    if (write_frames(c) != 0) {
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (c->out)
+        lws_callback_on_writable(c->wsi);
+}
+
 static int path_is(struct lws *wsi, const char *want)
 {
     char uri[256];
@@ -288,6 +315,7 @@ static int callback_chat(struct lws *wsi, enum lws_callback_reasons reason, void
         return c->wsi ? on_writeable(c) : -1;
     case LWS_CALLBACK_CLOSED:
         if (c->wsi) {
+            ws_flush_remove(&c->flush);
             while (c->out) {
                 ws_frame *f = c->out;
                 c->out = f->next;
@@ -323,6 +351,7 @@ static void on_signal(uv_signal_t *h, int signum)
     if (srv->stopping)
         return;
     srv->stopping = 1;
+    ws_flush_stop(&srv->flush);
     lws_context_destroy(srv->lws); /* first phase: sockets and lws's uv handles close */
     uv_signal_stop(&srv->sigint);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
@@ -370,6 +399,8 @@ int main(int argc, char **argv)
             fd_limit = 1;
         } else if (strcmp(argv[i], "--send-per-frame") == 0) {
             srv.send_per_frame = 1;
+        } else if (strcmp(argv[i], "--write-on-writeable") == 0) {
+            srv.write_on_writeable = 1;
         } else if (strcmp(argv[i], "--rx-buffer") == 0) {
             if (parse_int("--rx-buffer", v, 128, 1 << 20, &rx_buffer) != 0)
                 return 2;
@@ -377,7 +408,7 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr, "usage: echo_server [--host ADDR] [--port N] [--max-connections N]"
                             " [--rx-buffer BYTES] [--lws-validity] [--fd-limit]"
-                            " [--send-per-frame]\n");
+                            " [--send-per-frame] [--write-on-writeable]\n");
             return 2;
         }
     }
@@ -410,6 +441,7 @@ int main(int argc, char **argv)
     srv.sigint.data = srv.sigterm.data = &srv;
     uv_signal_start(&srv.sigint, on_signal, SIGINT);
     uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
+    ws_flush_start(&srv.flush, &srv.loop, flush_conn);
     {
         struct lws_vhost *vh = lws_get_vhost_by_name(srv.lws, "default");
         printf("listening on http://%s:%d\n", host, vh ? lws_get_vhost_listen_port(vh) : port);

@@ -81,6 +81,14 @@ char *metrics_render(struct store *store, uint64_t uptime_s, size_t *len)
            metrics.messages_out);
     metric(&b, "redress_turns_total", "counter", "Customer messages processed by the bot.",
            metrics.turns);
+    put(&b,
+        "# HELP redress_ws_writes_total WebSocket sends of queued frames (several frames a "
+        "send), by when: at the end of the loop pass that queued them, or on a WRITEABLE "
+        "callback (lws still held part of an earlier send, or more was queued than one send "
+        "takes).\n# TYPE redress_ws_writes_total counter\n"
+        "redress_ws_writes_total{when=\"pass_end\"} %llu\n"
+        "redress_ws_writes_total{when=\"writeable\"} %llu\n",
+        (unsigned long long)metrics.ws_writes[1], (unsigned long long)metrics.ws_writes[0]);
     metric(&b, "redress_http_requests_total", "counter", "HTTP requests answered.",
            metrics.http_requests);
     metric(&b, "redress_store_batches_total", "counter", "Write transactions committed.",

@@ -26,6 +26,7 @@ typedef struct metrics {
     uint64_t turns;        /* customer messages processed by the bot */
     uint64_t errors[PROTO_E_COUNT];
     uint64_t http_requests;
+    uint64_t ws_writes[2]; /* WebSocket sends: [0] on WRITEABLE, [1] at a loop pass's end (ws.c) */
 } metrics_t;
 
 extern metrics_t metrics;

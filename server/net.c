@@ -68,6 +68,7 @@ static void finish_shutdown(server_t *srv)
     srv->flow = NULL;
     /* before lws: deliveries in flight are abandoned (their rows stay pending) */
     webhook_close_store(srv->webhooks);
+    ws_flush_stop(&srv->flush);    /* what is listed goes out; later frames wait for WRITEABLE */
     lws_context_destroy(srv->lws); /* first phase: sockets close, uv handles start closing */
     auth_set_logout_hook(srv->auth, NULL, NULL);
     auth_close(srv->auth); /* before the store: it holds statements on the reader */
@@ -313,6 +314,7 @@ int server_run(const config_t *cfg)
     uv_prepare_start(&srv->gc_prepare, on_gc_prepare);
     uv_unref((uv_handle_t *)&srv->gc_prepare);
     uv_unref((uv_handle_t *)&srv->gc_idle);
+    ws_flush_begin(srv);
 
     printf("listening on http://%s:%d\n", cfg->listen_host, listen_port(srv));
     fflush(stdout);

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "session.h"
 #include "store.h"
+#include "ws_flush.h"
 
 typedef struct server {
     const config_t *cfg;
@@ -20,9 +21,9 @@ typedef struct server {
     struct lws_context *lws;
     store_t *store;
     session_mgr_t *sessions;
-    struct flow_engine *flow; /* the Lua dialogue engine (flow.h) */
-    struct auth *auth;        /* staff accounts and logins (auth.h) */
-    struct agent_mgr *agents; /* escalation queue and hand-offs (agent.h) */
+    struct flow_engine *flow;         /* the Lua dialogue engine (flow.h) */
+    struct auth *auth;                /* staff accounts and logins (auth.h) */
+    struct agent_mgr *agents;         /* escalation queue and hand-offs (agent.h) */
     struct complaint_mgr *complaints; /* complaint records and deadlines (complaint.h) */
     struct webhook *webhooks;         /* outgoing webhooks (webhook.h) */
     uv_signal_t sigint, sigterm;
@@ -33,6 +34,7 @@ typedef struct server {
     int stopping;
     uint64_t stop_deadline_ms; /* shutdown: give clients until then to close */
     struct ws_conn *conns;     /* every open chat connection (ws.c) */
+    ws_flush flush;            /* connections to write at the end of the loop pass (ws.c) */
     int nconns;
 } server_t;
 

@@ -12,6 +12,7 @@ set(REDRESS_SERVER_SOURCES
   server/net.c
   server/ws.c
   server/ws_burst.c
+  server/ws_flush.c
   server/http.c
   server/api.c
   server/proto.c

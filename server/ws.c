@@ -17,11 +17,15 @@
  *                               WRITEABLE sends the close frame and returns -1
  *   CLOSED                      session_detach(); queue freed; unlinked
  *
- * Writes happen only in SERVER_WRITEABLE, each buffer allocated with LWS_PRE bytes of headroom.
- * One callback writes up to WS_BURST_MAX queued frames (a turn is an ack, a bot message and
- * often a status: one POLLOUT round each would cost two epoll_ctl calls and a loop pass per
- * frame) in one send (ws_burst.c); what the kernel does not take, lws keeps and sends before
- * the next WRITEABLE, so frames are never split between writes.
+ * Writes.  Each buffer is allocated with LWS_PRE bytes of headroom.  A write sends up to
+ * WS_BURST_MAX queued frames (a turn is an ack, a bot message and often a status) in one send
+ * (ws_burst.c); what the kernel does not take, lws keeps and sends before the next WRITEABLE,
+ * so frames are never split between writes.  When a connection's queue goes from empty to not
+ * empty it is listed for the end of the loop pass (ws_flush.c) and written there, never inside
+ * an lws callback: a POLLOUT round would cost two epoll_ctl calls and one more loop pass before
+ * the reply leaves.  It waits for SERVER_WRITEABLE instead while lws still holds part of an
+ * earlier send, while a ping or the close frame is due, and for what one burst left queued.
+ * Counted in redress_ws_writes_total{when="pass_end"|"writeable"}.
  */
 #include "ws.h"
 
@@ -35,7 +39,9 @@
 #include "session.h"
 #include "util.h"
 #include "ws_burst.h"
+#include "ws_flush.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +69,7 @@ struct ws_conn {
     int ping_due;
     int close_code;
     char close_reason[64];
+    ws_flush_item flush; /* listed in srv->flush: frames to write at the end of this pass */
 };
 
 void ws_conn_bind(ws_conn_t *c, struct session *s)
@@ -97,12 +104,12 @@ int ws_conn_send(ws_conn_t *c, char *json)
     f->len = len;
     memcpy(f->buf + LWS_PRE, json, len);
     free(json);
-    int idle = c->out == NULL; /* otherwise a write is already requested */
+    int idle = c->out == NULL; /* otherwise a write is listed or requested */
     *c->out_tail = f;
     c->out_tail = &f->next;
     c->out_frames++;
     c->out_bytes += len;
-    if (idle)
+    if (idle && ws_flush_add(&c->srv->flush, &c->flush) != 0)
         request_write(c);
     return 0;
 }
@@ -267,10 +274,11 @@ static int on_receive(ws_conn_t *c, const void *data, size_t len)
 
 /* Writes the first queued frames in one send (ws_burst.c).  0, or -1 when the connection
  * failed. */
-static int write_frames(ws_conn_t *c)
+static int write_frames(ws_conn_t *c, int pass_end)
 {
     size_t frames, bytes;
     int rc = ws_burst_send(c->wsi, &c->out, &frames, &bytes);
+    metrics.ws_writes[pass_end ? 1 : 0]++;
     if (!c->out)
         c->out_tail = &c->out;
     c->out_frames -= frames;
@@ -293,7 +301,7 @@ static int on_writeable(ws_conn_t *c)
         return 0;
     }
     if (f) {
-        if (write_frames(c) != 0)
+        if (write_frames(c, 0) != 0)
             return -1;
         if (c->out || c->close_code)
             request_write(c);
@@ -313,9 +321,36 @@ static int on_writeable(ws_conn_t *c)
     return 0;
 }
 
+/* The end of a loop pass (ws_flush.c): writes a listed connection's first frames now. */
+static void flush_conn(ws_flush_item *it)
+{
+    ws_conn_t *c = (ws_conn_t *)((char *)it - offsetof(ws_conn_t, flush));
+    if (!c->out)
+        return;
+    if (c->close_code || c->ping_due || lws_partial_buffered(c->wsi)) {
+        request_write(c);
+        return;
+    }
+    if (write_frames(c, 1) != 0) {
+        /* what returning -1 from WRITEABLE would do, outside a callback */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (c->out)
+        request_write(c);
+    else if (c->session)
+        session_drained(c->session, c);
+}
+
+void ws_flush_begin(server_t *srv)
+{
+    ws_flush_start(&srv->flush, &srv->loop, flush_conn);
+}
+
 static void on_closed(ws_conn_t *c)
 {
     server_t *srv = c->srv;
+    ws_flush_remove(&c->flush);
     if (c->session)
         session_detach(c->session, c);
     if (c->agent)

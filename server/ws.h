@@ -3,7 +3,8 @@
  *
  * A ws_conn_t is created when a chat socket is established and freed when it closes
  * (LWS_CALLBACK_CLOSED); before it is freed its session is told (session_detach).  Frames are
- * queued and written on LWS_CALLBACK_SERVER_WRITEABLE, never inside RECEIVE.
+ * queued and written at the end of the loop pass (ws_flush.h) or on SERVER_WRITEABLE, never
+ * inside an lws callback such as RECEIVE.
  */
 #ifndef REDRESS_WS_H
 #define REDRESS_WS_H
@@ -37,6 +38,10 @@ void ws_sweep(struct server *srv);
 /* 1 when a WebSocket upgrade from origin (Host header host) is allowed by the comma-separated
  * list `allowed` (see web.allowed_origins); no Origin at all is allowed. */
 int ws_origin_allowed(const char *allowed, const char *origin, const char *host);
+
+/* Starts writing queued frames at the end of each loop pass (srv->flush; ws_flush_stop(&
+ * srv->flush) before lws_context_destroy).  Before this, frames wait for WRITEABLE. */
+void ws_flush_begin(struct server *srv);
 
 /* Closes every chat connection with code (shutdown). */
 void ws_close_all(struct server *srv, int code, const char *reason);

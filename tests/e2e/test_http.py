@@ -62,7 +62,7 @@ def test_metrics_format_and_names(server):
                  "redress_flow_vm_bytes", "redress_flow_gc_idle_slices_total",
                  "redress_flow_gc_idle_cycles_total", "redress_flow_gc_quiet_cycles_total",
                  "redress_store_checkpoints_total",
-                 "redress_store_writer_checkpoints_total"):
+                 "redress_store_writer_checkpoints_total", "redress_ws_writes_total"):
         assert name in names, f"{name} missing from /metrics:\n{body.decode()}"
     for name, kind in types.items():
         if name.endswith("_total"):
@@ -96,6 +96,30 @@ def test_metrics_move_after_a_chat(server):
     assert delta("redress_errors_total", code="bad_json") == 1
     assert delta("redress_store_ops_total") >= 4
     assert delta("redress_store_batches_total") >= 1
+
+
+def test_replies_are_written_at_the_end_of_their_loop_pass(server):
+    """A turn's frames (ack, bot message, status) go out in one send at the end of the loop pass
+    that queued them (ws_flush.c), not after a POLLOUT round on WRITEABLE."""
+    before = fetch_metrics(server.port)
+
+    async def go():
+        c = await connect(server)
+        await c.hello()
+        for i in range(4):
+            await c.say(f"w-{i}", "我的快递三天了还没到")
+        await c.drain(0.3)
+        await c.close()
+
+    run(go())
+    after = fetch_metrics(server.port)
+
+    def delta(when):
+        return (metric_total(after, "redress_ws_writes_total", when=when)
+                - metric_total(before, "redress_ws_writes_total", when=when))
+
+    assert delta("pass_end") >= 5, (delta("pass_end"), delta("writeable"))  # hello + 4 turns
+    assert delta("writeable") == 0, (delta("pass_end"), delta("writeable"))
 
 
 # long messages (about 1,900 characters): each turn leaves a few hundred KB of garbage
