@@ -141,6 +141,11 @@ int flow_sandbox_open(lua_State *L);
 void flow_push_safe_globals(lua_State *L);
 /* Pushes a read-only view of the table at idx (deep: tables read through it are views too). */
 void flow_push_readonly(lua_State *L, int idx);
+/* Pushes a frozen view of the table at idx (flow_sandbox.c): read-only with no call per read.
+ * Only for a table that holds no table other than a view, and is never written afterwards. */
+void flow_push_frozen(lua_State *L, int idx);
+/* 1 when the table at idx holds no table other than a view; else 0 and bad gets the key. */
+int flow_frozen_check(lua_State *L, int idx, char *bad, size_t badlen);
 /* flow_gc.c: after each call (flow_end), the share of collection the call owes when idle
  * slices fall behind; and a full collection, counted as the end of a cycle. */
 void flow_gc_after_call(flow_engine_t *e);

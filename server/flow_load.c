@@ -704,11 +704,13 @@ int flow_load_generation(lua_State *L)
     lua_pushinteger(L, ctx->gen);
     lua_setfield(L, gen, "number");
 
-    /* The shared globals, frozen; lib and lexicon fill in as modules load. */
+    /* The shared globals, frozen: read without a call per global (flow_sandbox.c), so they hold
+     * only functions, plain values and views, and are not written once lexicon and lib are
+     * set below (their modules fill in behind those views as they load). */
     flow_push_safe_globals(L);
     int shared = lua_gettop(L);
     flow_api_globals(L, shared);
-    flow_push_readonly(L, shared);
+    flow_push_frozen(L, shared);
     int env = lua_gettop(L);
     lua_pushvalue(L, env);
     lua_setfield(L, gen, "env");
@@ -723,6 +725,9 @@ int flow_load_generation(lua_State *L)
     lua_setfield(L, shared, "lexicon");
     flow_push_readonly(L, lib);
     lua_setfield(L, shared, "lib");
+    char bad[64];
+    if (!flow_frozen_check(L, shared, bad, sizeof(bad)))
+        luaL_error(L, "internal: the shared globals hold a writable table (%s)", bad);
 
     mkpath(L, sub, sizeof(sub), "%s/lexicon", dir);
     load_modules(L, lex, sub);

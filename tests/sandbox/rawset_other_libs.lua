@@ -10,6 +10,8 @@ end
 assert(not pcall(table.insert, utf8, "x"), "inserting into utf8 worked")
 assert(not pcall(table.remove, math), "table.remove on math worked")
 assert(next(string) == nil, "library views expose their contents to next")
+assert(rawget(string, "find") == nil and rawget(math, "pi") == nil and rawget(kb, "search") == nil,
+  "rawget on a library view reaches its target")
 local n = 0
 for k, v in pairs(math) do n = n + 1 end
 assert(n > 10, "pairs on a view shows nothing")
