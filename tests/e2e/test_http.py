@@ -70,15 +70,21 @@ def test_metrics_format_and_names(server):
     assert types.get("redress_connections") == "gauge"
 
 
+async def chat_lines(server, prefix, text, n):
+    """Opens a conversation and sends text n times, each answered; returns the client."""
+    c = await connect(server)
+    await c.hello()
+    for i in range(n):
+        await c.say(f"{prefix}-{i}", text)
+    await c.drain(0.3)
+    return c
+
+
 def test_metrics_move_after_a_chat(server):
     before = fetch_metrics(server.port)
 
     async def go():
-        c = await connect(server)
-        await c.hello()
-        for i in range(3):
-            await c.say(f"m-{i}", "物流太慢了")
-        await c.drain(0.3)
+        c = await chat_lines(server, "m", "物流太慢了", 3)
         await c.send_text("{oops")
         await c.expect_error("bad_json")
         assert fetch_metrics(server.port)[("redress_connections", ())] == 1
@@ -104,11 +110,7 @@ def test_replies_are_written_at_the_end_of_their_loop_pass(server):
     before = fetch_metrics(server.port)
 
     async def go():
-        c = await connect(server)
-        await c.hello()
-        for i in range(4):
-            await c.say(f"w-{i}", "我的快递三天了还没到")
-        await c.drain(0.3)
+        c = await chat_lines(server, "w", "我的快递三天了还没到", 4)
         await c.close()
 
     run(go())
