@@ -4,8 +4,9 @@
  * A plain Lua state with the standard libraries gets keywords.set as global KS (with a fake
  * engine whose budget never runs out).  A Lua script compares every method with a reference
  * written with string.find, on fixed cases (Chinese, nested and overlapping words, duplicates,
- * table entries) and on deterministic random word lists and texts over small alphabets, where
- * overlaps are common:
+ * table entries), on deterministic random word lists and texts over small alphabets, where
+ * overlaps are common, and over wide ones (26 letters, 30 Chinese characters), where trie nodes
+ * have more edges than a bisection serves and get a dense row:
  *   find(s, init)      leftmost occurrence, ties to the earlier entry
  *   counts(s)          per entry, occurrences as repeated string.find counts them
  *   counts(s, true)    entries in list order using up the text they cover (the classifier's
@@ -154,6 +155,25 @@ static const char *COMPARE =
     "  end\n"
     "  local s = {}\n"
     "  for _ = 1, rnd(30) - 1 do s[#s + 1] = abc[rnd(#abc)] end\n"
+    "  all(list, table.concat(s))\n"
+    "end\n"
+    "-- wide alphabets: words from few first symbols but many next ones, so that nodes have more\n"
+    "-- than 8 edges (a dense row of moves); Chinese characters share a few UTF-8 lead bytes\n"
+    "local wide = {}\n"
+    "for c = 97, 122 do wide[#wide + 1] = string.char(c) end\n"
+    "local cjk = { '的', '一', '是', '不', '了', '人', '我', '在', '有', '他', '这', '中', '大', "
+    "'来', '上', '国', '个', '到', '说', '们', '为', '子', '和', '你', '地', '出', '道', '也', "
+    "'时', '年' }\n"
+    "for round = 1, 1500 do\n"
+    "  local abc = rnd(2) == 1 and wide or cjk\n"
+    "  local list = {}\n"
+    "  for k = 1, rnd(60) do\n"
+    "    local w = { abc[rnd(3)] }\n"
+    "    for _ = 1, rnd(3) - 1 do w[#w + 1] = abc[rnd(#abc)] end\n"
+    "    list[k] = table.concat(w)\n"
+    "  end\n"
+    "  local s = {}\n"
+    "  for _ = 1, rnd(60) - 1 do s[#s + 1] = abc[rnd(rnd(2) == 1 and 3 or #abc)] end\n"
     "  all(list, table.concat(s))\n"
     "end\n"
     "return checked, bad\n";
