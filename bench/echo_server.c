@@ -244,7 +244,8 @@ static int write_each(echo_conn *c)
     return 0;
 }
 
-/* As server/ws.c: the first queued frames in one send (ws_burst.c); or one a send. */
+/* As server/ws.c: the first queued frames in one send (ws_burst.c), or one a send; then
+ * WRITEABLE again when more frames or the close wait. */
 static int write_frames(echo_conn *c)
 {
     size_t frames = 0, bytes;
@@ -253,18 +254,15 @@ static int write_frames(echo_conn *c)
     c->out_frames -= frames;
     if (!c->out)
         c->out_tail = &c->out;
+    if (rc == 0 && (c->out || c->closing))
+        lws_callback_on_writable(c->wsi);
     return rc;
 }
 
 static int on_writeable(echo_conn *c)
 {
-    if (c->out) {
-        if (write_frames(c) != 0)
-            return -1;
-        if (c->out || c->closing)
-            lws_callback_on_writable(c->wsi);
-        return 0;
-    }
+    if (c->out)
+        return write_frames(c);
     if (c->closing) {
         lws_close_reason(c->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)"not reading",
                          11);
@@ -283,12 +281,8 @@ static void flush_conn(ws_flush_item *it)
         lws_callback_on_writable(c->wsi);
         return;
     }
-    if (write_frames(c) != 0) {
+    if (write_frames(c) != 0)
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        return;
-    }
-    if (c->out)
-        lws_callback_on_writable(c->wsi);
 }
 
 static int path_is(struct lws *wsi, const char *want)

@@ -272,8 +272,9 @@ static int on_receive(ws_conn_t *c, const void *data, size_t len)
     return 0;
 }
 
-/* Writes the first queued frames in one send (ws_burst.c).  0, or -1 when the connection
- * failed. */
+/* Writes the first queued frames in one send (ws_burst.c), then asks for WRITEABLE when more
+ * frames or the close frame wait, or tells the session the queue drained.  0, or -1 when the
+ * connection failed. */
 static int write_frames(ws_conn_t *c, int pass_end)
 {
     size_t frames, bytes;
@@ -283,7 +284,13 @@ static int write_frames(ws_conn_t *c, int pass_end)
         c->out_tail = &c->out;
     c->out_frames -= frames;
     c->out_bytes -= bytes;
-    return rc;
+    if (rc != 0)
+        return rc;
+    if (c->out || c->close_code)
+        request_write(c);
+    else if (c->session)
+        session_drained(c->session, c);
+    return 0;
 }
 
 static int on_writeable(ws_conn_t *c)
@@ -300,15 +307,8 @@ static int on_writeable(ws_conn_t *c)
             request_write(c);
         return 0;
     }
-    if (f) {
-        if (write_frames(c, 0) != 0)
-            return -1;
-        if (c->out || c->close_code)
-            request_write(c);
-        else if (c->session)
-            session_drained(c->session, c);
-        return 0;
-    }
+    if (f)
+        return write_frames(c, 0);
     if (c->close_code) {
         /* Returning -1 from WRITEABLE would drop the close frame: set the reason and let the
          * connection's timer (LWS_CALLBACK_TIMER) end it shortly.  The 20 ms let a client that
@@ -331,15 +331,8 @@ static void flush_conn(ws_flush_item *it)
         request_write(c);
         return;
     }
-    if (write_frames(c, 1) != 0) {
-        /* what returning -1 from WRITEABLE would do, outside a callback */
+    if (write_frames(c, 1) != 0) /* what returning -1 from WRITEABLE does, outside a callback */
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        return;
-    }
-    if (c->out)
-        request_write(c);
-    else if (c->session)
-        session_drained(c->session, c);
 }
 
 void ws_flush_begin(server_t *srv)
