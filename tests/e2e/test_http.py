@@ -70,6 +70,11 @@ def test_metrics_format_and_names(server):
     assert types.get("redress_connections") == "gauge"
 
 
+def metric_delta(before, after, name, **labels):
+    """How much the samples of name with these labels grew from before to after."""
+    return metric_total(after, name, **labels) - metric_total(before, name, **labels)
+
+
 async def chat_lines(server, prefix, text, n):
     """Opens a conversation and sends text n times, each answered; returns the client."""
     c = await connect(server)
@@ -94,7 +99,7 @@ def test_metrics_move_after_a_chat(server):
     after = fetch_metrics(server.port)
 
     def delta(name, **labels):
-        return metric_total(after, name, **labels) - metric_total(before, name, **labels)
+        return metric_delta(before, after, name, **labels)
 
     assert delta("redress_messages_in_total") >= 3
     assert delta("redress_messages_out_total") >= 5  # open, greeting, 3 replies
@@ -117,8 +122,7 @@ def test_replies_are_written_at_the_end_of_their_loop_pass(server):
     after = fetch_metrics(server.port)
 
     def delta(when):
-        return (metric_total(after, "redress_ws_writes_total", when=when)
-                - metric_total(before, "redress_ws_writes_total", when=when))
+        return metric_delta(before, after, "redress_ws_writes_total", when=when)
 
     assert delta("pass_end") >= 5, (delta("pass_end"), delta("writeable"))  # hello + 4 turns
     assert delta("writeable") == 0, (delta("pass_end"), delta("writeable"))
