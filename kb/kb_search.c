@@ -113,6 +113,7 @@ typedef struct table_def {
     const char *sql_ranked;   /* ?1 match, ?2 candidates, ?3 category or NULL, ?4 kb_rank
                                  arguments; %s the rank expression */
     const char *sql_recent;   /* the same over the newest ?5 matches only */
+    const char *rank;         /* kb_rank() over this table, ?4 its arguments */
     const char *bm25;         /* builtin bm25() with the column weights, negated */
     const char *sql_stats;
     const char *sql_df;  /* ?1 match, ?2 lowest rowid: matching rowids ascending */
@@ -142,7 +143,7 @@ static const table_def tables[] = {
                 "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY rowid DESC "
                 "LIMIT ?5) ORDER BY s DESC LIMIT ?2) AS m "
                 "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
-     "-bm25(kb_templates_fts, 8.0, 0.0, 5.0, 2.0, 2.0, 1.0)",
+     "kb_rank(kb_templates_fts, ?4)", "-bm25(kb_templates_fts, 8.0, 0.0, 5.0, 2.0, 2.0, 1.0)",
      "SELECT (SELECT max(id) FROM kb_templates), kb_fts_stats(kb_templates_fts) "
      "FROM kb_templates_fts LIMIT 1",
      "SELECT rowid FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 AND rowid >= ?2",
@@ -155,7 +156,7 @@ static const table_def tables[] = {
                  "FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 ORDER BY rowid DESC "
                  "LIMIT ?5) ORDER BY s DESC LIMIT ?2) AS m "
                  "JOIN kb_cases c ON c.id = m.rid WHERE ?3 IS NULL OR c.category = ?3",
-     "-bm25(kb_cases_fts, 4.0, 0.0, 1.0, 2.0)",
+     "kb_rank(kb_cases_fts, ?4)", "-bm25(kb_cases_fts, 4.0, 0.0, 1.0, 2.0)",
      "SELECT (SELECT max(id) FROM kb_cases), kb_fts_stats(kb_cases_fts) "
      "FROM kb_cases_fts LIMIT 1",
      "SELECT rowid FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 AND rowid >= ?2",
@@ -1128,10 +1129,7 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const char *text
     if (fallback) {
         st = table_stmt(sr, td, ST_RECENT, td->sql_recent);
     } else {
-        snprintf(sql, sizeof(sql), td->sql_ranked,
-                 o->fts_bm25 ? td->bm25
-                             : (td->kind == KB_TEMPLATE ? "kb_rank(kb_templates_fts, ?4)"
-                                                        : "kb_rank(kb_cases_fts, ?4)"));
+        snprintf(sql, sizeof(sql), td->sql_ranked, o->fts_bm25 ? td->bm25 : td->rank);
         st = table_stmt(sr, td, o->fts_bm25 ? ST_BM25 : ST_RANKED, sql);
     }
     if (st == NULL)
