@@ -33,7 +33,10 @@
 #              timing is checked
 #
 # Closed and open runs also report server_threads: each server thread's CPU per turn and its
-# time per turn runnable but waiting for a core (/proc/PID/task/TID/schedstat).
+# time per turn runnable but waiting for a core (/proc/PID/task/TID/schedstat).  The open loop
+# also reports server_latency: the server's own turn latency histograms over the window (GET
+# /metrics before and after, bench/server_metrics.py), so that the time a turn spends inside the
+# server (its run, then the wait for its commit) shows apart from what the load generator sees.
 #
 # The server's per-connection rate limit (limits.rate_per_sec, 10/s) would cap a closed loop at
 # 10 turns/s per conversation, so the server is started with --limits.rate_per_sec 100000
@@ -218,6 +221,14 @@ sched_snap() { # PID FILE
         printf '%s %s %s\n' "${t##*/}" "$(tr ' ' '_' <"$t/comm")" \
             "$(cut -d' ' -f1,2 "$t/schedstat")" >>"$2" 2>/dev/null || true
     done
+}
+# GET /metrics of the running server into FILE (empty when it does not answer)
+metrics_snap() { # FILE
+    curl -s --max-time 10 "http://127.0.0.1:$SERVER_PORT/metrics" >"$1" || : >"$1"
+}
+# the server's latency histograms between two snapshots (bench/server_metrics.py), or null
+server_latency() { # BEFORE AFTER
+    "$PY" "$SRC/bench/server_metrics.py" window "$1" "$2" 2>/dev/null || echo null
 }
 # {"name": {"run_us_per_turn": R, "wait_us_per_turn": W}, ...} over TURNS turns, threads of the
 # same name summed (a thread that started or ended between the snapshots is left out).
@@ -510,7 +521,7 @@ reload_login() { # DIR
 }
 
 phase_open() {
-    local dir=$OUT/open rate conns probe code reload_state reloader= threads
+    local dir=$OUT/open rate conns probe code reload_state reloader= threads server
     if [ -n "$OPEN_RATE" ]; then
         rate=$OPEN_RATE
         conns=$(echo "$CONNS_LIST" | awk '{print $NF}')
@@ -547,15 +558,19 @@ phase_open() {
     fi
     sleep "$WARMUP"
     sched_snap "$SERVER_PID" "$dir/sched0.txt"
+    metrics_snap "$dir/metrics0.txt"
     sleep "$DURATION"
     sched_snap "$SERVER_PID" "$dir/sched1.txt"
+    metrics_snap "$dir/metrics1.txt"
     LOADAVG=$(cut -d' ' -f1 /proc/loadavg)
     lg_finish "$dir" "$RUN_LIMIT"
     [ -z "$reloader" ] || wait_pid "$reloader" 60
     stop_server "$dir"
     rm -f "$dir/cookies"
     threads=$(window_threads "$dir")
+    server=$(server_latency "$dir/metrics0.txt" "$dir/metrics1.txt")
     jq --arg reload "$reload_state" --argjson probe_code "$code" --argjson threads "$threads" \
+        --argjson server "$server" \
         --argjson rate "$rate" --argjson conns "$conns" \
         --rawfile reloads "$dir/reloads.txt" --argjson loadavg "$LOADAVG" \
         --arg server_cmd "$SERVER_CMD" --arg loadgen_cmd "$LG_CMD" \
@@ -568,7 +583,7 @@ phase_open() {
           lost_detail: (.turns | {timeout_unacked, timeout_unanswered, lost_unacked,
                                   lost_unanswered, closed_unacked, closed_unanswered}),
           rejected: .turns.rejected, errors: .errors, server_threads: $threads,
-          reload: $reload, reload_probe_http: $probe_code, loadavg_1min: $loadavg,
+          server_latency: $server, reload: $reload, reload_probe_http: $probe_code, loadavg_1min: $loadavg,
           reloads: ($reloads | split("\n") | map(select(length > 0) | split(" ")
                     | {at: .[0], http: .[1], seconds: .[2]})),
           server_cmd: $server_cmd, loadgen_cmd: $loadgen_cmd}' \
@@ -689,9 +704,19 @@ phase_smoke() {
         jq -e "$want" <<<"$threads" >/dev/null || die "per-thread CPU of $kind: $threads"
         lg_start "$dir/open" open 10 50 --max-runtime 60 --turn-timeout 10
         lg_wait_ready "$dir/open" 30
+        [ "$kind" = echo ] || metrics_snap "$dir/metrics0.txt"
         lg_go
         lg_finish "$dir/open" 60
         "${MERGE[@]}" check "$dir/open/merged.json" --min-turns 10 || die "open loop on $kind"
+        if [ "$kind" = redress ]; then # the server timed each of those turns (/metrics)
+            metrics_snap "$dir/metrics1.txt"
+            local server
+            server=$(server_latency "$dir/metrics0.txt" "$dir/metrics1.txt")
+            jq -e --argjson n "$(get "$dir/open/merged.json" turns.done)" \
+                '.turn.count >= $n and .flow.count == .turn.count and .store.count == .turn.count and
+                 .turn.mean_us > 0 and .batch.count > 0' <<<"$server" >/dev/null ||
+                die "the server's latency histograms over the open loop: $server"
+        fi
         lg_start "$dir/idle" idle 20 0 --max-runtime 60
         lg_wait_ready "$dir/idle" 30
         lg_go

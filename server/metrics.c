@@ -1,5 +1,5 @@
 /*
- * metrics.c - the process-wide counters and their Prometheus rendering.
+ * metrics.c - the process-wide counters and their Prometheus rendering (histograms: histo.h).
  */
 #include "metrics.h"
 
@@ -37,6 +37,25 @@ static void metric(buf *b, const char *name, const char *type, const char *help,
 {
     put(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
         (unsigned long long)v);
+}
+
+/* One series of a histogram family: its buckets (cumulative), sum and count; label may be "". */
+static void histo(buf *b, const char *name, const char *label, const histo_t *h)
+{
+    const char *sep = *label ? "," : "";
+    uint64_t n = 0;
+    for (int i = 0; i < HISTO_BUCKETS; i++) {
+        n += h->bucket[i];
+        if (histo_bounds_ns[i] == UINT64_MAX)
+            put(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, label, sep, (unsigned long long)n);
+        else
+            put(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, label, sep,
+                (double)histo_bounds_ns[i] / 1e9, (unsigned long long)n);
+    }
+    put(b, "%s_sum%s%s%s %.6f\n", name, *label ? "{" : "", label, *label ? "}" : "",
+        (double)h->sum_ns / 1e9);
+    put(b, "%s_count%s%s%s %llu\n", name, *label ? "{" : "", label, *label ? "}" : "",
+        (unsigned long long)h->count);
 }
 
 char *metrics_render(struct store *store, uint64_t uptime_s, size_t *len)
@@ -89,6 +108,15 @@ char *metrics_render(struct store *store, uint64_t uptime_s, size_t *len)
         "redress_ws_writes_total{when=\"pass_end\"} %llu\n"
         "redress_ws_writes_total{when=\"writeable\"} %llu\n",
         (unsigned long long)metrics.ws_writes[1], (unsigned long long)metrics.ws_writes[0]);
+    put(&b, "# HELP redress_turn_seconds A bot's turn: from the customer's message decoded to "
+            "the commit of the message and its replies, which are then queued to the socket.\n"
+            "# TYPE redress_turn_seconds histogram\n");
+    histo(&b, "redress_turn_seconds", "", &metrics.turn);
+    put(&b, "# HELP redress_turn_phase_seconds The two phases of a bot's turn: the flow's run on "
+            "the event loop (flow), then the wait for the store's commit (store).\n"
+            "# TYPE redress_turn_phase_seconds histogram\n");
+    histo(&b, "redress_turn_phase_seconds", "phase=\"flow\"", &metrics.turn_flow);
+    histo(&b, "redress_turn_phase_seconds", "phase=\"store\"", &metrics.turn_store);
     metric(&b, "redress_http_requests_total", "counter", "HTTP requests answered.",
            metrics.http_requests);
     metric(&b, "redress_store_batches_total", "counter", "Write transactions committed.",
@@ -96,6 +124,10 @@ char *metrics_render(struct store *store, uint64_t uptime_s, size_t *len)
     metric(&b, "redress_store_ops_total", "counter", "Write operations run.", st.ops);
     metric(&b, "redress_store_failed_ops_total", "counter", "Write operations that failed.",
            st.failed_ops);
+    put(&b, "# HELP redress_store_batch_seconds Write transactions of the writer thread, BEGIN "
+            "to COMMIT done (several operations each under load).\n"
+            "# TYPE redress_store_batch_seconds histogram\n");
+    histo(&b, "redress_store_batch_seconds", "", &st.batch_time);
     metric(&b, "redress_store_checkpoints_total", "counter",
            "Write-ahead log checkpoints run by the checkpointer thread.", st.checkpoints);
     metric(

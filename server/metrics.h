@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "histo.h"
 #include "proto.h"
 
 typedef struct metrics {
@@ -27,6 +28,10 @@ typedef struct metrics {
     uint64_t errors[PROTO_E_COUNT];
     uint64_t http_requests;
     uint64_t ws_writes[2]; /* WebSocket sends: [0] on WRITEABLE, [1] at a loop pass's end (ws.c) */
+    /* a bot's turn (session.c), from the customer's frame decoded to the commit of the message
+     * and its replies (whereupon the acknowledgement and replies are queued to the socket), and
+     * its two phases: the turn's run on the loop, and the wait for the store's commit */
+    histo_t turn, turn_flow, turn_store;
 } metrics_t;
 
 extern metrics_t metrics;

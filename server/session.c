@@ -54,7 +54,8 @@
  *   complaint's fields), and the turn of a later message already queued behind the failed one
  *   (it ran on the flow that had seen the failed message; a store that refuses one group
  *   usually refuses the next).  A message that arrives while the agents have the chat goes to
- *   them once stored, as before.
+ *   them once stored, as before.  /metrics has each turn's time from the message decoded to
+ *   the commit (redress_turn_seconds), split into the run and the wait for the commit.
  */
 #include "session.h"
 
@@ -72,6 +73,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <uv.h>
 
 typedef struct sevent {
     struct sevent *next;
@@ -79,8 +81,9 @@ typedef struct sevent {
     store_event_t ev;
     char *text, *options, *detail, *client_id; /* owned copies behind ev */
     char state[24];
-    int extra_acks; /* duplicates of a pending customer message, acknowledged on commit */
-    int turned;     /* a customer message whose bot turn ran when it was queued */
+    int extra_acks;       /* duplicates of a pending customer message, acknowledged on commit */
+    int turned;           /* a customer message whose bot turn ran when it was queued */
+    uint64_t t_in, t_ran; /* uv_hrtime(): a turned message decoded, its turn run (metrics.turn) */
 } sevent;
 
 typedef enum { S_CREATING, S_LIVE, S_DEAD } sstate;
@@ -451,6 +454,12 @@ static void on_stored(void *arg, int rc)
         }
         if (rc == 0) {
             metrics.messages_in++;
+            if (e->turned) {
+                uint64_t now = uv_hrtime();
+                histo_observe(&metrics.turn, now - e->t_in);
+                histo_observe(&metrics.turn_flow, e->t_ran - e->t_in);
+                histo_observe(&metrics.turn_store, now - e->t_ran);
+            }
             if (!e->turned && s->handoff && s->m->agent)
                 agent_event(s->m->agent, s, &e->ev);
             else if (!e->turned && !s->m->stopping) /* handed back while it was being stored */
@@ -926,6 +935,7 @@ void session_message(session_t *s, ws_conn_t *c, const proto_in_t *in)
 {
     long long seq;
     int rc;
+    uint64_t t_in = uv_hrtime();
     uint64_t h = util_hash_str(in->id);
 
     for (sevent *e = s->pending; e; e = e->next)
@@ -960,7 +970,9 @@ void session_message(session_t *s, ws_conn_t *c, const proto_in_t *in)
         remember_id(s, h);
         if (!(s->handoff && s->m->agent) && !s->m->stopping) {
             e->turned = 1; /* (e stays in `pending` until the group is done) */
+            e->t_in = t_in;
             turn(s, e->text);
+            e->t_ran = uv_hrtime();
         }
     }
     store_group_end(s->m->store);

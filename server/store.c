@@ -418,7 +418,7 @@ static void run_batch(store_t *s, op *batch)
 {
     sqlite3 *db = s->tx.db;
     int failed = 0;
-    uint64_t nops = 0, nfailed = 0;
+    uint64_t nops = 0, nfailed = 0, begin = uv_hrtime();
 
     if (tx_exec(db, "BEGIN IMMEDIATE") != 0) {
         for (op *o = batch; o; o = o->next)
@@ -452,6 +452,7 @@ static void run_batch(store_t *s, op *batch)
 out:
     uv_mutex_lock(&s->lock);
     s->last_end = uv_hrtime();
+    histo_observe(&s->stats.batch_time, s->last_end - begin);
     s->stats.batches++;
     s->stats.ops += nops;
     s->stats.failed_ops += failed ? nops : nfailed;

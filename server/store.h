@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "histo.h"
 
 typedef struct store store_t;
 typedef struct store_tx store_tx_t;
@@ -148,6 +149,7 @@ typedef struct store_stats {
     uint64_t checkpoints;        /* passive checkpoints run by the checkpointer thread */
     uint64_t writer_checkpoints; /* run by the writer itself: the last CKPT_CATCH_UP frames, or
                                     the whole log when it outgrew 8x the threshold */
+    histo_t batch_time;          /* each write transaction, BEGIN to COMMIT done */
 } store_stats_t;
 void store_get_stats(store_t *s, store_stats_t *out);
 

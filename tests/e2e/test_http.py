@@ -128,6 +128,61 @@ def test_replies_are_written_at_the_end_of_their_loop_pass(server):
     assert delta("writeable") == 0, (delta("pass_end"), delta("writeable"))
 
 
+def histogram_series(samples, name, **labels):
+    """[(le, cumulative count)] of one histogram series, in the order of its bounds."""
+    want = set(labels.items())
+    rows = [(dict(ls)["le"], v) for (n, ls), v in samples.items()
+            if n == name + "_bucket" and want <= set(ls)]
+    return sorted(rows, key=lambda r: float(r[0]))
+
+
+def test_turn_latency_histograms(server):
+    """Each bot turn is timed from its message decoded to its commit (redress_turn_seconds), as
+    the flow's run plus the wait for the store (redress_turn_phase_seconds); each write
+    transaction is timed too (redress_store_batch_seconds).  Prometheus histograms: cumulative
+    buckets ending in +Inf, which equals _count."""
+    before = fetch_metrics(server.port)
+
+    async def go():
+        c = await chat_lines(server, "h", "我的快递三天了还没到", 3)
+        await c.close()
+
+    run(go())
+    after = fetch_metrics(server.port)
+    _, types = parse_metrics(http_get(server.port, "/metrics")[2].decode("utf-8"))
+    assert types.get("redress_turn_seconds") == "histogram"
+    assert types.get("redress_turn_phase_seconds") == "histogram"
+    assert types.get("redress_store_batch_seconds") == "histogram"
+
+    def delta(name, **labels):
+        return metric_delta(before, after, name, **labels)
+
+    assert delta("redress_turns_total") == 3
+    assert delta("redress_turn_seconds_count") == 3
+    assert delta("redress_turn_phase_seconds_count", phase="flow") == 3
+    assert delta("redress_turn_phase_seconds_count", phase="store") == 3
+    flow = delta("redress_turn_phase_seconds_sum", phase="flow")
+    store = delta("redress_turn_phase_seconds_sum", phase="store")
+    total = delta("redress_turn_seconds_sum")
+    assert flow > 0 and store > 0, (flow, store)
+    assert abs(total - (flow + store)) < 1e-5, (total, flow, store)  # the two phases add up
+    assert delta("redress_store_batch_seconds_count") == delta("redress_store_batches_total")
+    assert delta("redress_store_batch_seconds_count") >= 1
+    for name, labels in (("redress_turn_seconds", {}),
+                         ("redress_turn_phase_seconds", {"phase": "flow"}),
+                         ("redress_turn_phase_seconds", {"phase": "store"}),
+                         ("redress_store_batch_seconds", {})):
+        rows = histogram_series(after, name, **labels)
+        assert len(rows) == 16 and rows[-1][0] == "+Inf", rows
+        counts = [v for _, v in rows]
+        assert counts == sorted(counts), (name, rows)  # cumulative
+        assert counts[-1] == metric_total(after, name + "_count", **labels), (name, rows)
+        # the turns took more than nothing and (on a quiet test server) less than 10 s
+        moved = [le for (le, v), (_, b) in zip(rows, histogram_series(before, name, **labels))
+                 if v != b]
+        assert moved and float(moved[0]) <= 10, (name, rows)
+
+
 # long messages (about 1,900 characters): each turn leaves a few hundred KB of garbage
 FLOW_GC_TEXTS = [t * (1900 // len(t)) for t in (
     "我的快递三天了还没到，订单号是DD2026111800123，能不能帮我查一下？",
