@@ -17,7 +17,8 @@
  *                             SAVEPOINT / work / RELEASE (or ROLLBACK TO) for each op or
  *                             group, COMMIT;
  *                             moves the batch to `finished`, uv_async_send()
- *   on_async()                loop thread: runs each finished op's done(arg, rc), frees it
+ *   on_async()                loop thread: runs each finished op's done(arg, rc), frees it;
+ *   or store_deliver()        the same, sooner: see "Delivering in the middle of a pass"
  *
  * Groups
  *   A customer's message and everything the bot's turn writes for it (its replies, status
@@ -35,6 +36,18 @@
  *   marks the wake due and a prepare handle (on_kick, before the loop polls) sends it, so what
  *   one pass queued goes in one batch.  Should a pass run long, a submit finding the oldest
  *   pending op older than KICK_NS wakes the writer itself.
+ *
+ * Delivering in the middle of a pass
+ *   The writer's wake-up (the async handle) is seen when the loop next polls, and its callback
+ *   runs among that poll's socket events.  Under load a loop pass runs many turns, so a turn
+ *   committed during a pass waited for the rest of that pass and for part of the next one
+ *   (measured on the open loop at 2,000 turns/s: 3.3 ms on average from COMMIT to the done
+ *   callback, against 0.6 ms for the transaction itself).  So ws.c calls store_deliver() after
+ *   each customer frame: an atomic flag tells whether anything has finished, and if so the
+ *   callbacks run at once and their frames leave at the end of this pass (ws_flush.c); the
+ *   same measure then gave 0.3 ms.  The wake-up stays for a loop with nothing else to do.  A
+ *   done callback that reaches store_deliver() does nothing (`delivering`): what finished
+ *   meanwhile is left to the wake-up that its commit sent.
  *
  * Group commit
  *   A commit costs about the same whether it carries one operation or fifty: the WAL gets every
@@ -78,6 +91,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +128,8 @@ struct store {
     op *pending, **pending_tail;
     int npending;
     op *finished, **finished_tail;
+    atomic_int has_finished; /* finished != NULL, readable without the lock (store_deliver) */
+    int delivering;          /* loop thread: run_finished() is running its callbacks */
     int stopping;
     int thread_started;
     int batch_max;
@@ -402,6 +418,7 @@ static void ckpt_main(void *arg)
 static void add_finished(store_t *s, op *list)
 {
     *s->finished_tail = list;
+    atomic_store_explicit(&s->has_finished, 1, memory_order_relaxed);
     while (*s->finished_tail)
         s->finished_tail = &(*s->finished_tail)->next;
 }
@@ -513,11 +530,15 @@ static void writer_main(void *arg)
 
 static void run_finished(store_t *s)
 {
+    if (s->delivering) /* a done callback got here: what is new waits for the async wake-up */
+        return;
     uv_mutex_lock(&s->lock);
     op *list = s->finished;
     s->finished = NULL;
     s->finished_tail = &s->finished;
+    atomic_store_explicit(&s->has_finished, 0, memory_order_relaxed);
     uv_mutex_unlock(&s->lock);
+    s->delivering = 1;
     while (list) {
         op *next = list->next;
         if (list->sub) { /* the rest of its group runs next, in order */
@@ -532,6 +553,13 @@ static void run_finished(store_t *s)
         free(list);
         list = next;
     }
+    s->delivering = 0;
+}
+
+void store_deliver(store_t *s)
+{
+    if (atomic_load_explicit(&s->has_finished, memory_order_relaxed))
+        run_finished(s);
 }
 
 static void on_async(uv_async_t *h)

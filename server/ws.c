@@ -26,6 +26,11 @@
  * the reply leaves.  It waits for SERVER_WRITEABLE instead while lws still holds part of an
  * earlier send, while a ping or the close frame is due, and for what one burst left queued.
  * Counted in redress_ws_writes_total{when="pass_end"|"writeable"}.
+ *
+ * After each whole frame from a customer, store_deliver() runs the store's callbacks for what
+ * the writer has committed meanwhile (acknowledgements, replies), so that those frames, too,
+ * leave at the end of this pass instead of waiting for the next poll (store.c, "Delivering in
+ * the middle of a pass").
  */
 #include "ws.h"
 
@@ -262,6 +267,7 @@ static int on_receive(ws_conn_t *c, const void *data, size_t len)
         /* only a whole message is a sign of life: a frame trickled in forever is not */
         c->heard_ms = util_now_ms();
         on_frame(c);
+        store_deliver(c->srv->store);
         c->rx_len = 0;
         if (c->rx_cap > 16384) { /* don't keep a large buffer for an idle chat */
             free(c->rx);

@@ -1,6 +1,7 @@
 /*
  * test_store.c - the store's writer thread, its group commit, its checkpointer thread, groups
- * of operations and the deferred wake of an idle writer (server/store.c) on a real SQLite file.
+ * of operations, the deferred wake of an idle writer and delivery without polling
+ * (server/store.c) on a real SQLite file.
  *
  * The group-commit tests first commit op 0, so the store counts as busy, then queue ops 1..10
  * five milliseconds apart (well inside the 300 ms group window, well outside one commit).  The
@@ -530,6 +531,83 @@ static void an_idle_writer_is_woken_by_the_loop(void)
     CHECK(rig_close(&r) == 3);
 }
 
+/* Waits (without running the loop) until the store has run n more ops than in `before`. */
+static void wait_ops(rig *r, const store_stats_t *before, uint64_t n)
+{
+    store_stats_t now;
+    for (int i = 0; i < 200; i++) { /* up to 2 s */
+        store_get_stats(r->store, &now);
+        if (now.ops - before->ops >= n)
+            return;
+        uv_sleep(10);
+    }
+    CHECK(!"the writer did not run the ops");
+}
+
+static rc_job nested[2];
+
+/* A done callback that, in the middle of the delivery, has two more ops committed and asks for
+ * a delivery again: they must wait for the outer delivery to end (order of callbacks). */
+static void on_rc_deliver_again(void *arg, int rc)
+{
+    rc_job *j = arg;
+    store_stats_t before;
+    on_rc(arg, rc);
+    store_get_stats(j->r->store, &before);
+    CHECK(store_submit(j->r->store, work_rc_insert, on_rc, &nested[0]) == 0);
+    uv_sleep(5);
+    CHECK(store_submit(j->r->store, work_rc_insert, on_rc, &nested[1]) == 0); /* wakes it */
+    wait_ops(j->r, &before, 2);
+    store_deliver(j->r->store);
+    CHECK(nested[0].done == 0 && nested[1].done == 0);
+}
+
+/* store_deliver() runs the callbacks of what has committed at once, without the loop polling
+ * for the writer's wake-up; in order; once (the wake-up that follows finds nothing); and not
+ * from inside a callback. */
+static void committed_ops_are_delivered_without_polling(void)
+{
+    rig r;
+    rc_job a, b, x, y;
+    store_stats_t before;
+    if (rig_open(&r, "deliver", "0", "512", "1000") != 0) {
+        CHECK(0);
+        return;
+    }
+    a = (rc_job){&r, 1, 99, 0};
+    b = (rc_job){&r, 2, 99, 0};
+    uv_sleep(50);           /* the writer is asleep */
+    store_deliver(r.store); /* nothing has finished: nothing to do */
+    store_get_stats(r.store, &before);
+    CHECK(store_submit(r.store, work_rc_insert, on_rc, &a) == 0);
+    uv_sleep(5);
+    CHECK(store_submit(r.store, work_rc_insert, on_rc, &b) == 0); /* a is 5 ms old: wake */
+    wait_ops(&r, &before, 2);
+    uv_sleep(20);
+    CHECK(r.ndone == 0); /* committed, but the loop has not run */
+    store_deliver(r.store);
+    CHECK(r.ndone == 2 && a.rc == 0 && b.rc == 0 && a.done == 1 && b.done == 2);
+    store_deliver(r.store);
+    spin(&r, 20); /* the async wake-up of the commit runs, and finds nothing */
+    CHECK(r.ndone == 2);
+
+    x = (rc_job){&r, 3, 99, 0};
+    y = (rc_job){&r, 4, 99, 0};
+    nested[0] = (rc_job){&r, 5, 99, 0};
+    nested[1] = (rc_job){&r, 6, 99, 0};
+    store_get_stats(r.store, &before);
+    CHECK(store_submit(r.store, work_rc_insert, on_rc_deliver_again, &x) == 0);
+    uv_sleep(5);
+    CHECK(store_submit(r.store, work_rc_insert, on_rc, &y) == 0);
+    wait_ops(&r, &before, 2);
+    store_deliver(r.store);
+    CHECK(x.done == 3 && y.done == 4); /* y before the ops committed during x's callback */
+    run_until(&r, 6);
+    CHECK(nested[0].done == 5 && nested[1].done == 6);
+    CHECK(x.rc == 0 && y.rc == 0 && nested[0].rc == 0 && nested[1].rc == 0);
+    CHECK(rig_close(&r) == 6);
+}
+
 int main(void)
 {
     if (scratch_make() != 0) {
@@ -545,6 +623,7 @@ int main(void)
     RUN(a_group_commits_as_one);
     RUN(a_failing_op_fails_its_whole_group);
     RUN(an_idle_writer_is_woken_by_the_loop);
+    RUN(committed_ops_are_delivered_without_polling);
     scratch_remove();
     return check_summary();
 }
