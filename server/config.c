@@ -82,10 +82,10 @@ static const setting settings[] = {
      "normal: acknowledged data survives a process crash; full: also a power loss"},
     {"store.batch_max", T_INT, "512", F(batch_max), 1, 100000, NULL,
      "most write operations in one transaction"},
-    {"store.group_commit_us", T_INT, "0", F(group_commit_us), 0, 1000000, NULL,
+    {"store.group_commit_us", T_INT, "1000", F(group_commit_us), 0, 1000000, NULL,
      "while the store is busy, a write waits up to this many microseconds for others to share "
-     "its transaction: fewer commits, worth it when commits are dear (store.synchronous=full; "
-     "try 1000), but it adds that wait to acks and replies; 0 = commit each batch at once"},
+     "its transaction: fewer commits and fewer wake-ups under load, at the cost of up to that "
+     "wait on acks and replies; 0 = commit each batch at once"},
     {"store.checkpoint_pages", T_INT, "1000", F(checkpoint_pages), 16, 1000000, NULL,
      "the write-ahead log is copied into the database file by a thread of its own once it holds "
      "this many pages (4 KB each), so that commits do not wait for it (the writer copies only "
