@@ -109,17 +109,22 @@ def test_metrics_move_after_a_chat(server):
     assert delta("redress_store_batches_total") >= 1
 
 
-def test_replies_are_written_at_the_end_of_their_loop_pass(server):
-    """A turn's frames (ack, bot message, status) go out in one send at the end of the loop pass
-    that queued them (ws_flush.c), not after a POLLOUT round on WRITEABLE."""
+def metrics_around_lines(server, prefix, text, n):
+    """/metrics before and after a conversation of n answered lines (chat_lines), closed."""
     before = fetch_metrics(server.port)
 
     async def go():
-        c = await chat_lines(server, "w", "我的快递三天了还没到", 4)
+        c = await chat_lines(server, prefix, text, n)
         await c.close()
 
     run(go())
-    after = fetch_metrics(server.port)
+    return before, fetch_metrics(server.port)
+
+
+def test_replies_are_written_at_the_end_of_their_loop_pass(server):
+    """A turn's frames (ack, bot message, status) go out in one send at the end of the loop pass
+    that queued them (ws_flush.c), not after a POLLOUT round on WRITEABLE."""
+    before, after = metrics_around_lines(server, "w", "我的快递三天了还没到", 4)
 
     def delta(when):
         return metric_delta(before, after, "redress_ws_writes_total", when=when)
@@ -141,14 +146,7 @@ def test_turn_latency_histograms(server):
     the flow's run plus the wait for the store (redress_turn_phase_seconds); each write
     transaction is timed too (redress_store_batch_seconds).  Prometheus histograms: cumulative
     buckets ending in +Inf, which equals _count."""
-    before = fetch_metrics(server.port)
-
-    async def go():
-        c = await chat_lines(server, "h", "我的快递三天了还没到", 3)
-        await c.close()
-
-    run(go())
-    after = fetch_metrics(server.port)
+    before, after = metrics_around_lines(server, "h", "我的快递三天了还没到", 3)
     _, types = parse_metrics(http_get(server.port, "/metrics")[2].decode("utf-8"))
     assert types.get("redress_turn_seconds") == "histogram"
     assert types.get("redress_turn_phase_seconds") == "histogram"
