@@ -583,7 +583,8 @@ phase_open() {
           lost_detail: (.turns | {timeout_unacked, timeout_unanswered, lost_unacked,
                                   lost_unanswered, closed_unacked, closed_unanswered}),
           rejected: .turns.rejected, errors: .errors, server_threads: $threads,
-          server_latency: $server, reload: $reload, reload_probe_http: $probe_code, loadavg_1min: $loadavg,
+          server_latency: $server, reload: $reload, reload_probe_http: $probe_code,
+          loadavg_1min: $loadavg,
           reloads: ($reloads | split("\n") | map(select(length > 0) | split(" ")
                     | {at: .[0], http: .[1], seconds: .[2]})),
           server_cmd: $server_cmd, loadgen_cmd: $loadgen_cmd}' \
@@ -713,8 +714,9 @@ phase_smoke() {
             local server
             server=$(server_latency "$dir/metrics0.txt" "$dir/metrics1.txt")
             jq -e --argjson n "$(get "$dir/open/merged.json" turns.done)" \
-                '.turn.count >= $n and .flow.count == .turn.count and .store.count == .turn.count and
-                 .turn.mean_us > 0 and .batch.count > 0' <<<"$server" >/dev/null ||
+                '.turn.count >= $n and .flow.count == .turn.count and
+                 .store.count == .turn.count and .turn.mean_us > 0 and .batch.count > 0' \
+                <<<"$server" >/dev/null ||
                 die "the server's latency histograms over the open loop: $server"
         fi
         lg_start "$dir/idle" idle 20 0 --max-runtime 60

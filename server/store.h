@@ -64,11 +64,12 @@ int store_submit(store_t *s, store_work_fn work, store_done_fn done, void *arg);
  * callback then gets the same rc, in the order they were submitted).  Nothing of a group
  * reaches the writer before store_group_end(). */
 void store_group_begin(store_t *s);
+void store_group_end(store_t *s);
+
 /* Loop thread.  Runs now the done callbacks of what the writer has committed since they last
  * ran, instead of when the loop next polls (the writer's wake-up); for the middle of a long
  * loop pass.  Does nothing inside a done callback. */
 void store_deliver(store_t *s);
-void store_group_end(store_t *s);
 
 /* Inside a work function: the writer connection, and a cached prepared statement for sql
  * (sql must be a string literal or otherwise outlive the store; the statement is reset and
