@@ -235,10 +235,15 @@ static int sf_truncate(sqlite3_file *f, sqlite3_int64 n)
 {
     return REAL(f)->pMethods->xTruncate(REAL(f), n);
 }
+/* A sync takes SLOW_SYNC_MS and nothing else: the real disk's sync is left out, as its time on
+ * a CI machine busy with other tests' databases varied enough to make the test measure that
+ * machine (once a 3 MB log); durability against a power loss is not what is tested here. */
 static int sf_sync(sqlite3_file *f, int flags)
 {
+    (void)f;
+    (void)flags;
     uv_sleep(SLOW_SYNC_MS);
-    return REAL(f)->pMethods->xSync(REAL(f), flags);
+    return SQLITE_OK;
 }
 static int sf_size(sqlite3_file *f, sqlite3_int64 *n)
 {
