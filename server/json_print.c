@@ -7,12 +7,14 @@
  * digits, prints it again: those calls were half of the state save, 3-4 % of the loop thread
  * at saturation (perf, BENCHMARKS.md).
  *
- * What.  One growing buffer; integers (|d| < 2^53) in decimal without printf; other numbers
- * as cJSON writes them (%1.15g when it reads back as the same double, else %1.17g) but checked
- * with strtod; strings escaped as cJSON escapes them (", \, \b \f \n \r \t, other bytes below
- * 0x20 as \u00XX, everything else raw).  The text equals cJSON_PrintUnformatted's for every
- * tree, except that cJSON accepts a 15-digit form that is within an epsilon of the value,
- * while this takes it only when it is exact (the text then round-trips to the same double).
+ * What.  One growing buffer; integers (|d| < 2^53) in decimal without printf, and so numbers
+ * of whole milliseconds under 10^12 (the flows' clock: a timestamp in every saved input);
+ * other numbers as cJSON writes them (%1.15g when it reads back as the same double, else
+ * %1.17g) but checked with strtod; strings escaped as cJSON escapes them (", \, \b \f \n \r \t,
+ * other bytes below 0x20 as \u00XX, everything else raw).  The text equals
+ * cJSON_PrintUnformatted's for every tree, except that cJSON accepts a 15-digit form that is
+ * within an epsilon of the value, while this takes it only when it is exact (the text then
+ * round-trips to the same double).
  *
  * Ownership: json_print() returns a malloc'ed string the caller frees, or NULL when out of
  * memory, for an invalid item, or for a tree deeper than cJSON would parse.
@@ -59,6 +61,33 @@ static void put_number(jbuf *b, double d)
             *--s = '-';
         put(b, s, (size_t)(e - s));
         return;
+    }
+    /* a whole number of milliseconds under 10^12 (the flows' clock, session_mgr_now): d is the
+     * double nearest to k/1000, so k/1000's digits are what %1.15g prints (15 significant
+     * digits reach the thousandths below 10^12, and d is far closer to k/1000 than half of
+     * one), and they read back as d */
+    if (fabs(d) < 1e12) {
+        double k = floor(fabs(d) * 1000.0 + 0.5);
+        if (k / 1000.0 == fabs(d)) {
+            unsigned long long u = (unsigned long long)k, frac = u % 1000;
+            char *e = tmp + sizeof(tmp), *s = e;
+            int digits = 3;
+            while (digits > 1 && frac % 10 == 0) { /* frac is not 0: d is not whole here */
+                frac /= 10;
+                digits--;
+            }
+            for (int i = 0; i < digits; i++, frac /= 10)
+                *--s = (char)('0' + frac % 10);
+            *--s = '.';
+            u /= 1000;
+            do
+                *--s = (char)('0' + u % 10);
+            while ((u /= 10) != 0);
+            if (d < 0)
+                *--s = '-';
+            put(b, s, (size_t)(e - s));
+            return;
+        }
     }
     n = snprintf(tmp, sizeof(tmp), "%1.15g", d);
     if (strtod(tmp, NULL) != d)

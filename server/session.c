@@ -69,6 +69,7 @@
 #include "util.h"
 #include "ws.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,7 +253,9 @@ void session_mgr_set_agent(session_mgr_t *m, agent_mgr_t *am)
 
 double session_mgr_now(const session_mgr_t *m)
 {
-    return util_wall_s() + m->clock_offset;
+    /* whole milliseconds: the flows need no finer, and such a number prints without printf
+     * in every saved run (json_print.c) */
+    return floor((util_wall_s() + m->clock_offset) * 1000.0 + 0.5) / 1000.0;
 }
 
 void session_mgr_stop(session_mgr_t *m)

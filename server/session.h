@@ -32,7 +32,8 @@ void session_mgr_set_complaints(session_mgr_t *m, struct complaint_mgr *cm);
 /* Gives the manager the agent queue (borrowed; NULL: escalations only mark the flow). */
 struct agent_mgr;
 void session_mgr_set_agent(session_mgr_t *m, struct agent_mgr *am);
-/* The flows' clock: wall time shifted by flow.clock_start (seconds since the epoch). */
+/* The flows' clock: wall time shifted by flow.clock_start, in whole milliseconds (seconds since
+ * the epoch). */
 double session_mgr_now(const session_mgr_t *m);
 /* The session of conversation id, from memory or loaded from the store (the flow resumes
  * silently).  Returns NULL when there is no such conversation or on error (logged). */
@@ -62,7 +63,7 @@ int session_status(session_t *s, const char *state, const char *detail_json);
 /* ---- hand-off (agent.c) ---- */
 
 long long session_id(const session_t *s);
-const char *session_name(const session_t *s);    /* "c-000000000012" */
+const char *session_name(const session_t *s); /* "c-000000000012" */
 const char *session_channel(const session_t *s);
 const char *session_token(const session_t *s); /* the resume token (32 hex digits) */
 const char *session_customer_id(const session_t *s);

@@ -124,6 +124,53 @@ static void test_scalars(void)
     CHECK(json_print(NULL) == NULL);
 }
 
+/* Numbers of whole milliseconds (the flows' clock) take a path of their own below 10^12: the
+ * same text as cJSON's, and the same double back.  Random ones at every magnitude, and the
+ * edges: the largest below 10^12, the smallest, trailing zeros dropped, negatives. */
+static void test_millisecond_numbers(void)
+{
+    static const double edges[] = {999999999999.999,
+                                   -999999999999.999,
+                                   999999999999.99,
+                                   1e12 - 0.5,
+                                   1e12 + 0.5,
+                                   0.001,
+                                   -0.001,
+                                   0.01,
+                                   0.1,
+                                   0.5,
+                                   1.25,
+                                   1795826760.136,
+                                   1795826760.1,
+                                   1795826760.13,
+                                   123456789012.345};
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+        cJSON *n = cJSON_CreateNumber(edges[i]);
+        CHECK(same_as_cjson(n));
+        CHECK(round_trips(n));
+        cJSON_Delete(n);
+    }
+    srand(12345);
+    int bad = 0;
+    for (int i = 0; i < 200000 && bad < 5; i++) {
+        /* k up to about 10^15 (so d up to 10^12 and a little past it), spread over magnitudes */
+        double scale = pow(10.0, rand() % 16);
+        double k = floor((double)rand() / RAND_MAX * scale);
+        double d = (rand() & 1 ? -k : k) / 1000.0;
+        cJSON *n = cJSON_CreateNumber(d);
+        if (!same_as_cjson(n) || !round_trips(n))
+            bad++;
+        cJSON_Delete(n);
+    }
+    CHECK(bad == 0);
+    /* the flows' clock itself: whole milliseconds of the current epoch */
+    char *s;
+    cJSON *t = cJSON_CreateNumber(1795826760136.0 / 1000.0);
+    CHECK((s = json_print(t)) && strcmp(s, "1795826760.136") == 0);
+    free(s);
+    cJSON_Delete(t);
+}
+
 /* A saved flow state as flow_run.c builds it (shape of a real one from a benchmark run). */
 static void test_flow_state(void)
 {
@@ -294,6 +341,7 @@ static void test_deep_tree(void)
 int main(void)
 {
     RUN(test_scalars);
+    RUN(test_millisecond_numbers);
     RUN(test_flow_state);
     RUN(test_random_trees);
     RUN(test_deep_tree);
