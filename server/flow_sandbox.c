@@ -19,7 +19,8 @@
  * protected (__metatable), so setmetatable, rawset (guarded here) and table.insert & co. cannot
  * change a library.  Views are deep: a table read through a view is returned as a view, so a
  * shared module's data cannot be modified through it either.  Views are cached per target in a
- * weak-keyed registry table.
+ * weak-keyed registry table.  The string metatable's __index is the private string table and
+ * the metatable is protected, so getmetatable("") yields false.
  *
  * Frozen views.  A read through a view is a C call (ro_index: find the target, read, wrap a
  * table), and every global a rules module or flow reads (ipairs, type, math, string ...) goes
@@ -29,8 +30,7 @@
  * itself as __index, which the VM follows without a call.  Writes, rawset, setmetatable,
  * getmetatable, next and pairs behave as for any view, and the target stays unreachable.  Used
  * for the libraries' private copies and a generation's shared globals (flow_load.c), each
- * checked with flow_frozen_check once filled.  The string metatable's __index is the private string
- * table and the metatable is protected, so getmetatable("") yields false.
+ * checked with flow_frozen_check once filled.
  *
  * Guarded builtins:
  *   pcall/xpcall  yieldable (lua_pcallk) so chat:ask works inside them, and they re-raise the
