@@ -42,6 +42,15 @@ static void put_char(jbuf *b, char c)
     util_buf_add(b, &c, 1);
 }
 
+/* Writes u's decimal digits so that they end just before end; returns where they begin. */
+static char *digits_before(char *end, unsigned long long u)
+{
+    do
+        *--end = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    return end;
+}
+
 static void put_number(jbuf *b, double d)
 {
     char tmp[32];
@@ -53,10 +62,7 @@ static void put_number(jbuf *b, double d)
     if (d == floor(d) && fabs(d) < 9007199254740992.0) { /* 2^53: exact as an integer */
         long long v = (long long)d;
         unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-        char *e = tmp + sizeof(tmp), *s = e;
-        do
-            *--s = (char)('0' + u % 10);
-        while ((u /= 10) != 0);
+        char *e = tmp + sizeof(tmp), *s = digits_before(e, u);
         if (v < 0 || signbit(d)) /* -0 stays -0, as cJSON prints it */
             *--s = '-';
         put(b, s, (size_t)(e - s));
@@ -79,10 +85,7 @@ static void put_number(jbuf *b, double d)
             for (int i = 0; i < digits; i++, frac /= 10)
                 *--s = (char)('0' + frac % 10);
             *--s = '.';
-            u /= 1000;
-            do
-                *--s = (char)('0' + u % 10);
-            while ((u /= 10) != 0);
+            s = digits_before(s, u / 1000);
             if (d < 0)
                 *--s = '-';
             put(b, s, (size_t)(e - s));
