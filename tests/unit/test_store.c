@@ -494,6 +494,19 @@ static void a_failing_op_fails_its_whole_group(void)
     CHECK(rig_close(&r) == 1); /* only the op outside the group */
 }
 
+/* Waits (without running the loop) until the store has run n more ops than in `before`. */
+static void wait_ops(rig *r, const store_stats_t *before, uint64_t n)
+{
+    store_stats_t now;
+    for (int i = 0; i < 200; i++) { /* up to 2 s */
+        store_get_stats(r->store, &now);
+        if (now.ops - before->ops >= n)
+            return;
+        uv_sleep(10);
+    }
+    CHECK(!"the writer did not run the ops");
+}
+
 /* An idle writer is woken before the loop next polls, not by the submit: what one pass of the
  * loop queues goes in one batch.  A pass that runs long (an op pending for more than a
  * millisecond) wakes it from the next submit. */
@@ -524,29 +537,12 @@ static void an_idle_writer_is_woken_by_the_loop(void)
     CHECK(store_submit(r.store, work_rc_insert, on_rc, &b) == 0);
     uv_sleep(5);
     CHECK(store_submit(r.store, work_rc_insert, on_rc, &c) == 0); /* b is 5 ms old: wake */
-    for (int i = 0; i < 200; i++) { /* up to 2 s, still without running the loop */
-        store_get_stats(r.store, &after);
-        if (after.ops - before.ops == 2)
-            break;
-        uv_sleep(10);
-    }
+    wait_ops(&r, &before, 2); /* still without running the loop */
+    store_get_stats(r.store, &after);
     CHECK(after.ops - before.ops == 2);
     run_until(&r, 3);
     CHECK(b.rc == 0 && c.rc == 0);
     CHECK(rig_close(&r) == 3);
-}
-
-/* Waits (without running the loop) until the store has run n more ops than in `before`. */
-static void wait_ops(rig *r, const store_stats_t *before, uint64_t n)
-{
-    store_stats_t now;
-    for (int i = 0; i < 200; i++) { /* up to 2 s */
-        store_get_stats(r->store, &now);
-        if (now.ops - before->ops >= n)
-            return;
-        uv_sleep(10);
-    }
-    CHECK(!"the writer did not run the ops");
 }
 
 static rc_job nested[2];
