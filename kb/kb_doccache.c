@@ -53,7 +53,7 @@ typedef struct iterm {
 struct kb_doc_index {
     int positions[KB_DOC_COLS]; /* per column, its tokens that are not colocated */
     uint32_t mask;              /* slots - 1 */
-    uint32_t *slot;             /* term index + 1, 0 = empty */
+    uint64_t *slot;             /* (hash << 32) | (term index + 1), 0 = empty */
     iterm *term;                /* distinct tokens */
     kb_doc_occ_t *o;            /* occurrences, grouped by term, each group in stream order */
     char *text;                 /* the terms' texts */
@@ -143,10 +143,13 @@ int kb_doc_index_positions(const kb_doc_index_t *ix, int col)
 int kb_doc_index_find(const kb_doc_index_t *ix, const char *s, int n, unsigned hash,
                       const kb_doc_occ_t **occ)
 {
+    /* most query terms are not in a document: the hash in the slot settles those without
+     * reading the term (another cache miss) */
     for (uint32_t i = hash & ix->mask; ix->slot[i]; i = (i + 1) & ix->mask) {
-        const iterm *t = &ix->term[ix->slot[i] - 1];
-        if (t->hash == hash && t->len == (uint32_t)n &&
-            memcmp(ix->text + t->off, s, (size_t)n) == 0) {
+        if ((uint32_t)(ix->slot[i] >> 32) != hash)
+            continue;
+        const iterm *t = &ix->term[(uint32_t)ix->slot[i] - 1];
+        if (t->len == (uint32_t)n && memcmp(ix->text + t->off, s, (size_t)n) == 0) {
             *occ = ix->o + t->occ;
             return (int)t->nocc;
         }
@@ -261,12 +264,12 @@ static kb_doc_index_t *index_build(recorder *r, const char *const *cols, const i
     size_t srclen = 0;
     for (int c = 0; c < ncols; c++)
         srclen += lens[c] > 0 ? (size_t)lens[c] : 0;
-    *bytes = sizeof(*ix) + nslot * sizeof(uint32_t) + nterm * sizeof(iterm) +
+    *bytes = sizeof(*ix) + nslot * sizeof(uint64_t) + nterm * sizeof(iterm) +
              r->ntok * sizeof(kb_doc_occ_t) + ntext + srclen;
     ix = malloc(*bytes);
     if (!ix)
         goto out;
-    ix->slot = (uint32_t *)(ix + 1);
+    ix->slot = (uint64_t *)(ix + 1);
     ix->term = (iterm *)(ix->slot + nslot);
     ix->o = (kb_doc_occ_t *)(ix->term + nterm);
     ix->text = (char *)(ix->o + r->ntok);
@@ -278,7 +281,7 @@ static kb_doc_index_t *index_build(recorder *r, const char *const *cols, const i
         }
     ix->mask = nslot - 1;
     memset(ix->positions, 0, sizeof(ix->positions));
-    memset(ix->slot, 0, nslot * sizeof(uint32_t));
+    memset(ix->slot, 0, nslot * sizeof(uint64_t));
     uint32_t off = 0;
     for (uint32_t t = 0; t < nterm; t++) {
         const rtok *f = &r->tok[first[t]];
@@ -288,7 +291,7 @@ static kb_doc_index_t *index_build(recorder *r, const char *const *cols, const i
         uint32_t s = f->hash & ix->mask;
         while (ix->slot[s])
             s = (s + 1) & ix->mask;
-        ix->slot[s] = t + 1;
+        ix->slot[s] = ((uint64_t)f->hash << 32) | (t + 1);
     }
     /* occurrences grouped by term: count, offsets, then fill in stream order */
     for (size_t i = 0; i < r->ntok; i++) {
