@@ -168,6 +168,55 @@ void kb_doc_cache_stats(size_t *entries, size_t *bytes);
 /* Empties the cache (tests and benchmarks). */
 void kb_doc_cache_clear(void);
 
+/* ---- the templates' postings in memory (kb_memidx.c) ---- */
+
+#define KB_MEMIDX_MAX_DOCS 5000 /* larger tables are left to FTS5 */
+#define KB_RANK_K1 1.2
+
+/* kb_rank()'s share for one matched term: idf times the saturated sum w of its columns'
+ * weights.  One expression for FTS5's rank function and the in-memory candidates, so that both
+ * give the same bits. */
+static inline double kb_rank_term(double idf, double w)
+{
+    return idf * w * (KB_RANK_K1 + 1) / (w + KB_RANK_K1);
+}
+
+typedef struct kb_memidx kb_memidx_t;
+
+/* A term of the candidates' query: its text, kb_text_hash and kb_rank() idf (<= 0: it matches
+ * but adds nothing, as in kb_rank). */
+typedef struct kb_memq {
+    const char *text;
+    int len;
+    unsigned hash;
+    double idf;
+} kb_memq_t;
+
+/* The in-memory postings of the table of that kind as of stamp (kb_meta's templates_stamp, read
+ * in the caller's snapshot), with a reference (release with kb_memidx_unref); built from the
+ * rows of sql (id, anything, the FTS columns in order; category_col is the category's) when
+ * the kept one is of another stamp.  NULL when the table has more than KB_MEMIDX_MAX_DOCS rows,
+ * when db_syn (kb_meta's synonyms_hash) is not syn's fingerprint, when out of memory or on a
+ * database error: the caller then asks FTS5. */
+kb_memidx_t *kb_memidx_get(sqlite3 *db, kb_kind_t kind, const char *stamp, const char *db_syn,
+                           const kb_synonyms_t *syn, double rows, const char *sql, int ncols,
+                           int category_col);
+void kb_memidx_unref(kb_memidx_t *ix);
+/* The documents holding any of q[0..nq) in a text column, of category (NULL: any), scored as
+ * kb_rank() scores them with column weights w[0..nw): the best `limit`, by score and then the
+ * newest first, into docs[] (the index's numbers, for kb_memidx_terms), ids[] (and scores[]
+ * unless NULL).  Returns their number or KB_ERR_NOMEM. */
+int kb_memidx_candidates(const kb_memidx_t *ix, const kb_memq_t *q, int nq, const double *w, int nw,
+                         const char *category, int limit, uint32_t *docs, long long *ids,
+                         double *scores);
+/* What the re-ranker reads of documents docs[0..n), as kb_doc_analyze would give it: each
+ * column's length in positions into pos[k], and the frequency of term q[i] in column c into
+ * tf[k * nq + i][c] (cut at 65535; the caller zeroes tf).  Returns 0 or KB_ERR_NOMEM. */
+int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb_memq_t *q, int nq,
+                    int (*pos)[KB_DOC_COLS], unsigned short (*tf)[KB_DOC_COLS]);
+/* Indexes built so far, and the bytes the kept ones take. */
+void kb_memidx_stats(unsigned long *builds, size_t *bytes);
+
 /* ---- search (kb_search.c) ---- */
 
 /* Knobs of kb_search_ex, for benchmarks and tests; kb_search uses kb_search_defaults. */
@@ -181,6 +230,7 @@ typedef struct kb_search_opts {
     int fts_bm25;       /* 1: candidates by FTS5's bm25() instead of kb_rank() */
     double uni_weight;  /* re-rank weight of characters the query has inside bigrams */
     double cov_weight;  /* re-rank score = BM25F * (1 + cov_weight * coverage) */
+    int memidx;         /* 1: the templates' candidates from kb_memidx.c when it is exact */
 } kb_search_opts_t;
 
 /* The kb_rank() FTS5 auxiliary function (kb_search.c), registered by kb_register. */

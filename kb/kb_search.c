@@ -23,12 +23,15 @@
  *                 the newest FALLBACK_ROWS rows containing it are ranked.
  *   4. candidates FTS5 MATCH '{columns} : ("t1" OR "t2" ...)' [AND '{category} : ...'],
  *                 ordered by kb_rank() (a bm25 without length normalization, see there) with
- *                 column weights, CANDIDATES rows.
+ *                 column weights, then the newest, CANDIDATES rows.  For templates, the same
+ *                 rows with the same scores come from their postings in memory when those are
+ *                 of the snapshot's rows (kb_memidx.c; mem_candidates).
  *   5. re-rank    each candidate is analyzed again (or, from its second time on, read
  *                 from its kept term index, kb_doccache.c) and scored with BM25F over *all*
  *                 query terms (column weights, per-column length normalization from
  *                 kb_fts_stats); coverage (below) and the snippet's ranges come from the same
- *                 pass.
+ *                 pass.  Templates from memory are scored from the frequencies kept there,
+ *                 and only the table's `limit` best rows are read and analyzed, for ranges.
  *   6. hits       the candidates of both tables are merged by score; only the best `limit`
  *                 rows are read again by id (same snapshot) for the fields and the snippet.
  *
@@ -118,6 +121,7 @@ typedef struct table_def {
     const char *sql_stats;
     const char *sql_df;  /* ?1 match, ?2 lowest rowid: matching rowids ascending */
     const char *sql_get; /* ?1 id: the row as sql_ranked gives it (0 for the rank) */
+    const char *sql_all; /* every row as sql_get gives it, for kb_memidx.c; NULL: never kept */
 } table_def;
 
 static const double tpl_weights[] = {8.0, 0.0, 5.0, 2.0, 2.0, 1.0};
@@ -135,32 +139,35 @@ static const int case_snip[] = {0, 3, 2, -1};
 static const table_def tables[] = {
     {KB_TEMPLATE, "kb_templates_fts", "{title tags conditions text steps}", 6, 1, tpl_weights,
      tpl_snip,
-     TPL_SELECT
-     "(SELECT rowid AS rid, %s AS s "
-     "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY s DESC LIMIT ?2) AS m "
-     "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
+     TPL_SELECT "(SELECT rowid AS rid, %s AS s "
+                "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY s DESC, rid DESC "
+                "LIMIT ?2) AS m "
+                "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
      TPL_SELECT "(SELECT rid, s FROM (SELECT rowid AS rid, kb_rank(kb_templates_fts, ?4) AS s "
                 "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY rowid DESC "
-                "LIMIT ?5) ORDER BY s DESC LIMIT ?2) AS m "
+                "LIMIT ?5) ORDER BY s DESC, rid DESC LIMIT ?2) AS m "
                 "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
      "kb_rank(kb_templates_fts, ?4)", "-bm25(kb_templates_fts, 8.0, 0.0, 5.0, 2.0, 2.0, 1.0)",
-     "SELECT (SELECT max(id) FROM kb_templates), kb_fts_stats(kb_templates_fts) "
-     "FROM kb_templates_fts LIMIT 1",
+     "SELECT (SELECT max(id) FROM kb_templates), kb_fts_stats(kb_templates_fts), "
+     "(SELECT value FROM kb_meta WHERE name = 'templates_stamp'), "
+     "(SELECT value FROM kb_meta WHERE name = 'synonyms_hash') FROM kb_templates_fts LIMIT 1",
      "SELECT rowid FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 AND rowid >= ?2",
-     "SELECT t.id, 0, " TPL_COLS " FROM kb_templates t WHERE t.id = ?1"},
+     "SELECT t.id, 0, " TPL_COLS " FROM kb_templates t WHERE t.id = ?1",
+     "SELECT t.id, 0, " TPL_COLS " FROM kb_templates t ORDER BY t.id"},
     {KB_CASE, "kb_cases_fts", "{summary tried resolution}", 4, 1, case_weights, case_snip,
      CASE_SELECT "(SELECT rowid AS rid, %s AS s "
-                 "FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 ORDER BY s DESC LIMIT ?2) AS m "
+                 "FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 ORDER BY s DESC, rid DESC "
+                 "LIMIT ?2) AS m "
                  "JOIN kb_cases c ON c.id = m.rid WHERE ?3 IS NULL OR c.category = ?3",
      CASE_SELECT "(SELECT rid, s FROM (SELECT rowid AS rid, kb_rank(kb_cases_fts, ?4) AS s "
                  "FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 ORDER BY rowid DESC "
-                 "LIMIT ?5) ORDER BY s DESC LIMIT ?2) AS m "
+                 "LIMIT ?5) ORDER BY s DESC, rid DESC LIMIT ?2) AS m "
                  "JOIN kb_cases c ON c.id = m.rid WHERE ?3 IS NULL OR c.category = ?3",
      "kb_rank(kb_cases_fts, ?4)", "-bm25(kb_cases_fts, 4.0, 0.0, 1.0, 2.0)",
-     "SELECT (SELECT max(id) FROM kb_cases), kb_fts_stats(kb_cases_fts) "
+     "SELECT (SELECT max(id) FROM kb_cases), kb_fts_stats(kb_cases_fts), NULL, NULL "
      "FROM kb_cases_fts LIMIT 1",
      "SELECT rowid FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 AND rowid >= ?2",
-     "SELECT c.id, 0, " CASE_COLS " FROM kb_cases c WHERE c.id = ?1"},
+     "SELECT c.id, 0, " CASE_COLS " FROM kb_cases c WHERE c.id = ?1", NULL},
 };
 
 /* Index of a table kind in tables[], in the df cache and in a searcher's statements. */
@@ -284,6 +291,8 @@ typedef struct tstats {
     double rows; /* documents in the table */
     long long maxid;
     double avglen[8];
+    char stamp[40];   /* kb_meta's templates_stamp ("" for cases) */
+    char synhash[17]; /* kb_meta's synonyms_hash: the list the FTS index was built with */
 } tstats;
 
 /* ---- statements ---- */
@@ -372,6 +381,12 @@ static int table_stats(kb_searcher_t *sr, const table_def *td, tstats *ts)
         if (ts->avglen[i] < 1)
             ts->avglen[i] = 1;
     }
+    const char *stamp = (const char *)sqlite3_column_text(st, 2);
+    const char *syn = (const char *)sqlite3_column_text(st, 3);
+    if (stamp && strlen(stamp) < sizeof(ts->stamp))
+        strcpy(ts->stamp, stamp);
+    if (syn && strlen(syn) < sizeof(ts->synhash))
+        strcpy(ts->synhash, syn);
     rc = 1;
 out:
     sqlite3_reset(st);
@@ -570,6 +585,26 @@ typedef struct rank_args {
     double idf[MATCH_MAX + 16];
 } rank_args;
 
+/* Reads kb_rank()'s arguments 'w0 w1 ..;idf0 idf1 ..' (as build_match writes them). */
+static void rank_args_parse(const char *p, rank_args *a)
+{
+    char *end;
+    while (*p && *p != ';' && a->ncol < 8) {
+        a->w[a->ncol++] = strtod(p, &end);
+        if (end == p)
+            break;
+        p = end;
+    }
+    if (*p == ';')
+        p++;
+    while (*p && a->nphrase < (int)(sizeof(a->idf) / sizeof(a->idf[0]))) {
+        a->idf[a->nphrase++] = strtod(p, &end);
+        if (end == p)
+            break;
+        p = end;
+    }
+}
+
 /*
  * kb_rank(fts, 'w0 w1 ..;idf0 idf1 ..'): the FTS5 auxiliary function that orders candidates.
  * A cut-down bm25: each phrase of the MATCH scores its idf (given, from est_df) times the
@@ -587,27 +622,13 @@ void kb_rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *
 
     if (a == NULL) {
         const char *p = nval > 0 ? (const char *)sqlite3_value_text(val[0]) : NULL;
-        char *end;
         a = calloc(1, sizeof(*a));
         if (a == NULL || p == NULL) {
             free(a);
             sqlite3_result_error(ctx, "kb_rank: bad arguments", -1);
             return;
         }
-        while (*p && *p != ';' && a->ncol < 8) {
-            a->w[a->ncol++] = strtod(p, &end);
-            if (end == p)
-                break;
-            p = end;
-        }
-        if (*p == ';')
-            p++;
-        while (*p && a->nphrase < (int)(sizeof(a->idf) / sizeof(a->idf[0]))) {
-            a->idf[a->nphrase++] = strtod(p, &end);
-            if (end == p)
-                break;
-            p = end;
-        }
+        rank_args_parse(p, a);
         if (api->xSetAuxdata(fts, a, free) != SQLITE_OK) {
             free(a);
             sqlite3_result_error_nomem(ctx);
@@ -625,7 +646,7 @@ void kb_rank_fn(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *
             if (col < a->ncol)
                 w += a->w[col];
         if (w > 0)
-            score += a->idf[i] * w * (BM25_K1 + 1) / (w + BM25_K1);
+            score += kb_rank_term(a->idf[i], w);
     }
     sqlite3_result_double(ctx, score);
 }
@@ -643,7 +664,7 @@ static int by_df(const void *a, const void *b, void *ctx)
  * term occurs) and sets *fallback when only an over-budget term is left. */
 static int build_match(query *q, const table_def *td, const char *category,
                        const kb_search_opts_t *o, char *buf, size_t cap, char *args, size_t acap,
-                       int *fallback)
+                       int *fallback, int *ncat)
 {
     size_t al = 0;
     for (int c = 0; c < td->ncols; c++)
@@ -654,6 +675,7 @@ static int build_match(query *q, const table_def *td, const char *category,
     size_t len = 0;
 
     *fallback = 0;
+    *ncat = 0;
     double budget = o->budget > 0 ? o->budget : 1e18;
     for (int i = 0; i < q->nt; i++) {
         q->t[i].selected = 0;
@@ -692,6 +714,7 @@ static int build_match(query *q, const table_def *td, const char *category,
             l = snprintf(buf + len, cap - len, "%s\"%.*s\"", first ? "" : " AND ", (int)(p - s), s);
             len += (size_t)l;
             al += (size_t)snprintf(args + al, acap - al, "0 ");
+            (*ncat)++;
             first = 0;
         }
         l = snprintf(buf + len, cap - len, ") AND ");
@@ -990,36 +1013,25 @@ void kb_result_free(kb_result_t *r)
     free(r);
 }
 
-/* Scores the current candidate row and appends it.  Returns 0 or KB_ERR_NOMEM. */
-static int add_cand(candvec *cv, sqlite3_stmt *st, const table_def *td, const tstats *ts,
-                    const query *q, const kb_search_opts_t *o, doc *d)
+/* Analyzes the current row into d (term frequencies, column lengths, highlighted ranges). */
+static void analyze_row(sqlite3_stmt *st, const table_def *td, const query *q, doc *d)
 {
-    unsigned char hit[Q_MAX_TERMS];
-
     memset(d->positions, 0, sizeof(d->positions));
     memset(d->tf, 0, sizeof(d->tf[0]) * (size_t)(q->nt > 0 ? q->nt : 1));
     d->nr = 0;
-    long long id = sqlite3_column_int64(st, 0);
     const char *cols[KB_DOC_COLS];
     for (int c = 0; c < td->ncols; c++)
         cols[c] = c == td->category_col ? NULL : (const char *)sqlite3_column_text(st, 2 + c);
-    kb_doc_analyze(td->kind, id, &d->a, cols, td->ncols, doc_tok, doc_index, d);
+    kb_doc_analyze(td->kind, sqlite3_column_int64(st, 0), &d->a, cols, td->ncols, doc_tok,
+                   doc_index, d);
+}
 
-    if (cv->n == cv->cap) {
-        int cap = cv->cap ? cv->cap * 2 : 64;
-        cand *v = realloc(cv->v, (size_t)cap * sizeof(*v));
-        if (v == NULL)
-            return KB_ERR_NOMEM;
-        cv->v = v;
-        cv->cap = cap;
-    }
-    cand *c = &cv->v[cv->n];
-    *c = (cand){td->kind, id, 0, 0, td->snippet_order[0], NULL, 0};
-    c->score = bm25f(d, td, ts, q, o->uni_weight, hit);
-    c->coverage = coverage(q, hit);
-    c->score *= 1 + o->cov_weight * c->coverage;
-    if (!o->rerank) /* keep the candidate order */
-        c->score = sqlite3_column_double(st, 1);
+/* Takes c's snippet column and that column's ranges from d's highlighted ranges.  Returns 0 or
+ * KB_ERR_NOMEM. */
+static int cand_ranges(cand *c, const table_def *td, const doc *d)
+{
+    c->col = td->snippet_order[0];
+    c->nr = 0;
     for (const int *k = td->snippet_order; *k >= 0; k++) {
         int i = 0;
         while (i < d->nr && d->r[i].col != *k)
@@ -1039,7 +1051,45 @@ static int add_cand(candvec *cv, sqlite3_stmt *st, const table_def *td, const ts
             if (d->r[i].col == c->col)
                 c->r[n++] = d->r[i];
     }
+    return 0;
+}
+
+/* Appends candidate id of td scored from d (re-rank score, coverage; its ranges only when
+ * with_ranges).  Returns the candidate, or NULL when out of memory. */
+static cand *add_scored(candvec *cv, const table_def *td, const tstats *ts, const query *q,
+                        const kb_search_opts_t *o, const doc *d, long long id, int with_ranges)
+{
+    unsigned char hit[Q_MAX_TERMS];
+
+    if (cv->n == cv->cap) {
+        int cap = cv->cap ? cv->cap * 2 : 64;
+        cand *v = realloc(cv->v, (size_t)cap * sizeof(*v));
+        if (v == NULL)
+            return NULL;
+        cv->v = v;
+        cv->cap = cap;
+    }
+    cand *c = &cv->v[cv->n];
+    *c = (cand){td->kind, id, 0, 0, td->snippet_order[0], NULL, 0};
+    c->score = bm25f(d, td, ts, q, o->uni_weight, hit);
+    c->coverage = coverage(q, hit);
+    c->score *= 1 + o->cov_weight * c->coverage;
+    if (with_ranges && cand_ranges(c, td, d) != 0)
+        return NULL;
     cv->n++;
+    return c;
+}
+
+/* Scores the current candidate row and appends it.  Returns 0 or KB_ERR_NOMEM. */
+static int add_cand(candvec *cv, sqlite3_stmt *st, const table_def *td, const tstats *ts,
+                    const query *q, const kb_search_opts_t *o, doc *d)
+{
+    analyze_row(st, td, q, d);
+    cand *c = add_scored(cv, td, ts, q, o, d, sqlite3_column_int64(st, 0), 1);
+    if (c == NULL)
+        return KB_ERR_NOMEM;
+    if (!o->rerank) /* keep the candidate order */
+        c->score = sqlite3_column_double(st, 1);
     return 0;
 }
 
@@ -1089,17 +1139,87 @@ out:
     return rc;
 }
 
+static int by_score(const void *a, const void *b);
+
+/* Steps 4 and 5 from the table's postings in memory (kb_memidx.c): the candidates FTS5 would
+ * give, re-ranked from the term frequencies and column lengths kept there (what the analysis of
+ * each row gives), with no row read.  Only the table's `limit` best can become hits, so only
+ * their rows are read and analyzed, for the snippet's ranges.  args are kb_rank()'s, ncat the
+ * category's phrases that lead them.  Returns 0 or a negative code. */
+static int mem_candidates(kb_searcher_t *sr, const table_def *td, const kb_memidx_t *ix,
+                          const query *q, const char *args, int ncat, const char *category,
+                          const kb_search_opts_t *o, int limit, const tstats *ts, doc *d,
+                          candvec *cv)
+{
+    rank_args ra = {0};
+    kb_memq_t sel[MATCH_MAX], all[Q_MAX_TERMS];
+    int nsel = 0, nt = q->nt, rc = KB_ERR_NOMEM, base = cv->n;
+    size_t nc = (size_t)o->candidates + 1;
+
+    rank_args_parse(args, &ra);
+    for (int i = 0; i < nt; i++) {
+        all[i] = (kb_memq_t){q->t[i].text, q->t[i].len, q->t[i].hash, 0};
+        if (q->t[i].selected && nsel < MATCH_MAX) {
+            int k = ncat + nsel; /* the term's phrase in the MATCH, as kb_rank() numbers it */
+            sel[nsel] = all[i];
+            sel[nsel++].idf = k < ra.nphrase ? ra.idf[k] : 0;
+        }
+    }
+    uint32_t *docs = malloc(nc * sizeof(*docs));
+    long long *ids = malloc(nc * sizeof(*ids));
+    int(*pos)[KB_DOC_COLS] = malloc(nc * sizeof(*pos));
+    unsigned short(*tf)[KB_DOC_COLS] = calloc(nc * (size_t)(nt > 0 ? nt : 1), sizeof(*tf));
+    if (!docs || !ids || !pos || !tf)
+        goto out;
+    int n = kb_memidx_candidates(ix, sel, nsel, ra.w, ra.ncol, category, o->candidates, docs, ids,
+                                 NULL);
+    if (n < 0 || kb_memidx_terms(ix, docs, n, all, nt, pos, tf) != 0)
+        goto out;
+    for (int k = 0; k < n; k++) {
+        memcpy(d->positions, pos[k], sizeof(d->positions));
+        memcpy(d->tf, tf + (size_t)k * (size_t)nt, (size_t)nt * sizeof(d->tf[0]));
+        d->nr = 0;
+        if (add_scored(cv, td, ts, q, o, d, ids[k], 0) == NULL)
+            goto out;
+    }
+    if (cv->n - base > 1)
+        qsort(cv->v + base, (size_t)(cv->n - base), sizeof(*cv->v), by_score);
+    rc = KB_ERR_DB;
+    sqlite3_stmt *st = table_stmt(sr, td, ST_GET, td->sql_get);
+    if (st == NULL)
+        goto out;
+    rc = 0;
+    for (int k = base; k < cv->n && k < base + limit && rc == 0; k++) {
+        sqlite3_bind_int64(st, 1, cv->v[k].id);
+        int s = sqlite3_step(st);
+        if (s == SQLITE_ROW) { /* always, in the snapshot the index was checked against */
+            analyze_row(st, td, q, d);
+            rc = cand_ranges(&cv->v[k], td, d);
+        } else if (s != SQLITE_DONE) {
+            rc = KB_ERR_DB;
+        }
+        sqlite3_reset(st);
+    }
+out:
+    free(docs);
+    free(ids);
+    free(pos);
+    free(tf);
+    return rc;
+}
+
 /* Searches one table and appends its hits.  Returns 0 or a negative code. */
 static int search_table(kb_searcher_t *sr, const table_def *td, const char *text,
-                        const char *category, const kb_search_opts_t *o, candvec *cv)
+                        const char *category, int limit, const kb_search_opts_t *o, candvec *cv)
 {
     query *qp = NULL; /* large: on the heap */
     tstats ts;
     sqlite3_stmt *st = NULL;
     char match[8192], args[2048], sql[1024];
     doc *d = NULL;
-    int rc, fallback, s;
+    int rc, fallback, ncat, s;
     kb_synonyms_t *syn = NULL; /* one list for the query and the candidates */
+    kb_memidx_t *ix = NULL;
 
     rc = table_stats(sr, td, &ts);
     if (rc <= 0)
@@ -1120,9 +1240,16 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const char *text
     }
     if ((rc = est_df(sr, td, &ts, qp)) != 0)
         goto out;
-    if (build_match(qp, td, category, o, match, sizeof(match), args, sizeof(args), &fallback) ==
-        0) {
+    if (build_match(qp, td, category, o, match, sizeof(match), args, sizeof(args), &fallback,
+                    &ncat) == 0) {
         rc = 0;
+        goto out;
+    }
+    d->q = qp;
+    if (!fallback && o->memidx && o->rerank && !o->fts_bm25 && td->sql_all &&
+        (ix = kb_memidx_get(sr->db, td->kind, ts.stamp, ts.synhash, syn, ts.rows, td->sql_all,
+                            td->ncols, td->category_col)) != NULL) {
+        rc = mem_candidates(sr, td, ix, qp, args, ncat, category, o, limit, &ts, d, cv);
         goto out;
     }
     rc = KB_ERR_DB;
@@ -1144,7 +1271,6 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const char *text
         sqlite3_bind_text(st, 3, category, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 3);
-    d->q = qp;
     while ((s = sqlite3_step(st)) == SQLITE_ROW)
         if ((rc = add_cand(cv, st, td, &ts, qp, o, d)) != 0)
             goto out;
@@ -1154,6 +1280,7 @@ out:
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
     }
+    kb_memidx_unref(ix);
     kb_synonyms_unref(syn);
     free(qp);
     free(d);
@@ -1204,6 +1331,7 @@ void kb_search_defaults(kb_search_opts_t *o)
     o->fts_bm25 = 0;
     o->uni_weight = 1.0;
     o->cov_weight = 0;
+    o->memidx = 1;
 }
 
 /* Both tables in one read transaction (unless the caller has one open): one snapshot for the
@@ -1237,7 +1365,7 @@ static int search(kb_searcher_t *sr, const char *text, const char *category, int
     for (int i = 0; i < 2; i++) {
         if (!(opts.tables & (1 << i)))
             continue;
-        rc = search_table(sr, &tables[i], text, category, &opts, &cv);
+        rc = search_table(sr, &tables[i], text, category, limit, &opts, &cv);
         if (rc != 0)
             goto fail;
     }

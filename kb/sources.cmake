@@ -6,6 +6,7 @@ set(REDRESS_KB_SOURCES
   kb/kb_store.c
   kb/kb_search.c
   kb/kb_doccache.c
+  kb/kb_memidx.c
   kb/kb_api.c
   kb/kb_io.c
   kb/kb_cli.c

@@ -5,6 +5,8 @@
  */
 #include "test_kb.h"
 
+#include <dirent.h>
+
 static sqlite3 *g_db;
 
 static kb_result_t *search(const char *q, const char *cat, int limit)
@@ -430,6 +432,200 @@ static void searcher_keeps_statements(void)
     CHECK(sqlite3_close(db) == SQLITE_OK);
 }
 
+/* kb_search_ex with the templates' candidates from memory (memidx) or from FTS5; candidates 0
+ * for the default number. */
+static kb_result_t *search_via(sqlite3 *db, const char *q, const char *cat, int limit, int memidx,
+                               int candidates)
+{
+    kb_search_opts_t o;
+    kb_result_t *r = NULL;
+    kb_search_defaults(&o);
+    o.memidx = memidx;
+    if (candidates > 0)
+        o.candidates = candidates;
+    if (kb_search_ex(db, q, cat, limit, &o, &r) != 0) {
+        fprintf(stderr, "kb_search_ex failed: %s\n", sqlite3_errmsg(db));
+        exit(2);
+    }
+    return r;
+}
+
+/* The same hits, scores to the bit, coverage and snippets; 0 with a note on stderr if not. */
+static int identical(const kb_result_t *a, const kb_result_t *b, const char *q, const char *cat)
+{
+    int same = a->count == b->count && a->confidence == b->confidence;
+    for (int i = 0; same && i < a->count; i++)
+        same = a->hits[i].kind == b->hits[i].kind && a->hits[i].id == b->hits[i].id &&
+               a->hits[i].score == b->hits[i].score && a->hits[i].coverage == b->hits[i].coverage &&
+               strcmp(a->hits[i].snippet, b->hits[i].snippet) == 0;
+    if (!same)
+        fprintf(stderr, "  differs for \"%s\" (%s): %d and %d hits\n", q, cat ? cat : "any",
+                a->count, b->count);
+    return same;
+}
+
+static unsigned long memidx_builds(void)
+{
+    unsigned long builds;
+    size_t bytes;
+    kb_memidx_stats(&builds, &bytes);
+    return builds;
+}
+
+/* The templates' postings in memory give exactly what FTS5 and the analysis of each row give:
+ * the same hits in the same order with the same scores, coverage and snippets, for every
+ * customer line of the bench's conversations, with and without a category.  Also with only 3
+ * candidates a table, fewer than match, so that which documents make the cut (kb_rank's order,
+ * its ties) is compared too, not only the re-rank of all of them. */
+static void memory_postings_match_fts5(void)
+{
+    char path[4096], line[2048];
+    const char *cats[] = {NULL, "travel.flight", "ecom.refund", "bank.fee"};
+    int n = 0, ok = 1;
+    unsigned long before = memidx_builds();
+    snprintf(path, sizeof(path), "%s/bench/conversations", REDRESS_SOURCE_DIR);
+    DIR *dir = opendir(path);
+    CHECK(dir != NULL);
+    struct dirent *e;
+    while (dir && (e = readdir(dir)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/bench/conversations/%s", REDRESS_SOURCE_DIR, e->d_name);
+        FILE *f = fopen(path, "r");
+        while (f && fgets(line, sizeof(line), f)) {
+            line[strcspn(line, "\n")] = 0;
+            if (line[0] == '#' || line[0] == 0)
+                continue;
+            for (size_t c = 0; c < 2 * sizeof(cats) / sizeof(cats[0]); c++) {
+                const char *cat = cats[c % (sizeof(cats) / sizeof(cats[0]))];
+                int few = c >= sizeof(cats) / sizeof(cats[0]) ? 3 : 0, limit = few ? 3 : 10;
+                kb_result_t *a = search_via(g_db, line, cat, limit, 0, few);
+                kb_result_t *b = search_via(g_db, line, cat, limit, 1, few);
+                ok &= identical(a, b, line, cat);
+                n += a->count > 0;
+                kb_result_free(a);
+                kb_result_free(b);
+            }
+        }
+        if (f)
+            fclose(f);
+    }
+    if (dir)
+        closedir(dir);
+    CHECK_MSG(ok, "the in-memory candidates differ from FTS5's");
+    CHECK_MSG(n > 150, "%d searches found something", n); /* not an empty comparison */
+    CHECK(memidx_builds() == before + 1);                 /* built once, then kept */
+}
+
+/* Which documents make the cut when more match than there are candidates: 60 templates, each
+ * with some of the query's words (some the same, so kb_rank ties), in two categories.  Both
+ * ways keep the same ones: kb_rank's order, its ties (the newest first) and each term's idf when
+ * category words lead the MATCH. */
+static void memory_postings_make_the_same_cut(void)
+{
+    static const char *const words[] = {"行李", "破损", "赔偿", "延误", "改签", "退票"};
+    char err[256], *jsonl = malloc(64 * 1024);
+    size_t n = 0;
+    CHECK(jsonl != NULL);
+    for (int i = 0; jsonl && i < 60; i++) {
+        char text[256] = "";
+        for (int w = 0; w < 6; w++)
+            if ((i >> (w % 4)) & 1 || w == i % 6)
+                strcat(text, words[w]);
+        n +=
+            (size_t)snprintf(jsonl + n, 64 * 1024 - n,
+                             "{\"kind\":\"template\",\"key\":\"cut-%02d\",\"title\":\"航空服务%d\","
+                             "\"category\":\"%s\",\"severity\":2,\"text\":\"%s。\"}\n",
+                             i, i % 7, i % 3 ? "travel.flight" : "general", text);
+    }
+    sqlite3 *db = kb_test_db();
+    const char *file = kb_temp_file(jsonl ? jsonl : "");
+    CHECK(kb_import_file(db, file, "t", err, sizeof(err)) == 60);
+    unlink(file);
+    free(jsonl);
+    const char *qs[] = {"行李破损了要赔偿", "航班延误改签退票", "行李延误", "退票赔偿"};
+    const char *cats[] = {NULL, "travel.flight", "general"};
+    int ok = 1;
+    for (size_t q = 0; q < sizeof(qs) / sizeof(qs[0]); q++)
+        for (size_t c = 0; c < sizeof(cats) / sizeof(cats[0]); c++)
+            for (int few = 3; few <= 12; few += 9) {
+                kb_result_t *a = search_via(db, qs[q], cats[c], few, 0, few);
+                kb_result_t *b = search_via(db, qs[q], cats[c], few, 1, few);
+                ok &= a->count == few && identical(a, b, qs[q], cats[c]);
+                kb_result_free(a);
+                kb_result_free(b);
+            }
+    CHECK_MSG(ok, "the in-memory candidates make another cut than FTS5's");
+    CHECK(sqlite3_close(db) == SQLITE_OK);
+}
+
+/* A change of the templates, by the kb's functions or by plain SQL, renews the stamp, and the
+ * next search builds the postings again and sees it; a synonym list other than the one the FTS
+ * index was built with leaves the search to FTS5. */
+static void memory_postings_follow_edits(void)
+{
+    char err[256];
+    sqlite3 *db = kb_test_db();
+    CHECK(kb_import_file(db, kb_fixture("templates.jsonl"), "t", err, sizeof(err)) >= 0 &&
+          kb_import_file(db, kb_fixture("cases.jsonl"), "t", err, sizeof(err)) >= 0);
+    const char *q = "宠物托运受伤了，航班也延误了";
+    kb_result_t *r = search_via(db, q, NULL, 5, 1, 0);
+    unsigned long built = memidx_builds();
+    CHECK(r->count > 0 && strcmp(r->hits[0].key, "pet-001") != 0);
+    kb_result_free(r);
+    r = search_via(db, q, NULL, 5, 1, 0);
+    kb_result_free(r);
+    CHECK(memidx_builds() == built); /* nothing changed: kept */
+
+    const char *add = kb_temp_file(
+        "{\"kind\":\"template\",\"key\":\"pet-001\",\"title\":\"宠物托运受伤\","
+        "\"category\":\"travel.flight\",\"severity\":2,\"conditions\":\"托运的宠物受伤\","
+        "\"text\":\"您的宠物托运问题我们会在24小时内核实。\",\"steps\":[\"核实\"]}\n");
+    CHECK(kb_import_file(db, add, "t", err, sizeof(err)) >= 0);
+    unlink(add);
+    r = search_via(db, q, NULL, 5, 1, 0);
+    CHECK(r->count > 0 && strcmp(r->hits[0].key, "pet-001") == 0);
+    kb_result_free(r);
+    CHECK(memidx_builds() == built + 1);
+
+    /* plain SQL: the triggers renew the stamp (the FTS index is the writer's business) */
+    char *s1 = NULL, *s2 = NULL, *s3 = NULL;
+    CHECK(kb_meta_get(db, "templates_stamp", &s1) == 0);
+    CHECK(
+        kb_exec(
+            db,
+            "UPDATE kb_templates SET severity = 3, version = version + 1 WHERE key = 'pet-001'") ==
+        0);
+    CHECK(kb_meta_get(db, "templates_stamp", &s2) == 0);
+    CHECK(kb_exec(db, "DELETE FROM kb_templates WHERE key = 'no-such-key'") == 0);
+    CHECK(kb_exec(db, "INSERT INTO kb_templates(key, title, category, text, updated_at) "
+                      "VALUES ('x-1', 'x', 'general', 'x', '2026-01-01T00:00:00Z')") == 0);
+    CHECK(kb_exec(db, "DELETE FROM kb_templates WHERE key = 'x-1'") == 0);
+    CHECK(kb_meta_get(db, "templates_stamp", &s3) == 0);
+    CHECK(s1 && s2 && s3 && strcmp(s1, s2) != 0 && strcmp(s2, s3) != 0 && strlen(s3) == 16);
+    free(s1);
+    free(s2);
+    free(s3);
+    r = search_via(db, q, NULL, 5, 1, 0);
+    CHECK(r->count > 0 && strcmp(r->hits[0].key, "pet-001") == 0 && r->hits[0].severity == 3);
+    kb_result_free(r);
+    CHECK(memidx_builds() == built + 2);
+
+    /* an index built with another synonym list: FTS5 answers, and nothing is built */
+    CHECK(kb_exec(db, "UPDATE kb_meta SET value = '0000000000000000' "
+                      "WHERE name = 'synonyms_hash'") == 0);
+    CHECK(
+        kb_exec(
+            db,
+            "UPDATE kb_templates SET severity = 2, version = version + 1 WHERE key = 'pet-001'") ==
+        0);
+    r = search_via(db, q, NULL, 5, 1, 0);
+    CHECK(r->count > 0 && strcmp(r->hits[0].key, "pet-001") == 0);
+    kb_result_free(r);
+    CHECK(memidx_builds() == built + 2);
+    CHECK(sqlite3_close(db) == SQLITE_OK);
+}
+
 int main(void)
 {
     char err[256];
@@ -454,6 +650,9 @@ int main(void)
     RUN(df_cache_follows_the_data);
     RUN(doc_cache_follows_the_documents);
     RUN(searcher_keeps_statements);
+    RUN(memory_postings_match_fts5);
+    RUN(memory_postings_make_the_same_cut);
+    RUN(memory_postings_follow_edits);
     sqlite3_close(g_db);
     DONE();
 }

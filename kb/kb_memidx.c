@@ -1,0 +1,532 @@
+/*
+ * kb_memidx.c - the templates' postings in memory: a search's candidates without FTS5.
+ *
+ * Why.  The candidates step of a search (kb_search.c, step 4) asks FTS5 for the documents that
+ * hold any of a few chosen terms, scores each with kb_rank() and keeps the best forty.  With
+ * 1,000 templates that is some 300 matching rows, and FTS5 spends about 0.7 us on each (the
+ * merge of the terms' doclists, the rank function's column lists, the sorter): a third of a
+ * search.  Templates are few (editors write them) and seldom change, so their postings are
+ * kept in memory as well: for each distinct token of their text columns, the documents that
+ * hold it and in which columns (a bit per column: all that detail=column gives kb_rank()).
+ * Scoring the same terms over them costs a few nanoseconds a posting.
+ *
+ * Exactness.  The candidates are the ones FTS5 gives, score for score:
+ *   - the postings are built from the table's rows with the analyzer the "redress" tokenizer
+ *     indexes documents with (document mode, characters and bigrams, the current synonym list),
+ *     and are used only while kb_meta's synonyms_hash names that same list, that is while the
+ *     FTS index was built with it too (kb_sync_synonyms);
+ *   - they are used only for the state of the table they were built from: kb_meta's
+ *     templates_stamp, a random value that triggers on kb_templates replace on every insert,
+ *     update and delete (kb_schema.c, migration 2), read in the search's own snapshot.  Random
+ *     rather than a counter, so that another database file (a test's, a copy) cannot reach the
+ *     same value with other rows;
+ *   - a document's score is kb_rank()'s expression (kb_rank_term), added term by term in the
+ *     MATCH's order with each term's columns in order, so the doubles are the same bits; ties
+ *     go to the newest document, as the FTS5 query orders them (ORDER BY s DESC, rid DESC);
+ *   - the category filter is the exact slug, which is what the query's join keeps.
+ * test_kb_search compares both ways hit for hit and score for score.
+ *
+ * Bounds.  Only a table of at most KB_MEMIDX_MAX_DOCS rows is kept (FTS5 answers for a larger
+ * one): building analyzes every row again (~14 us a bench template), once per change of the
+ * table, on the thread of the first search that sees the change.  About 3 MB for the bench's
+ * 1,000 templates.
+ *
+ * Sharing.  One index per table kind for the process, shared by every connection and thread:
+ * a mutex guards the pointer and the reference counts.  A search holds a reference while it
+ * reads an index, which is never changed once published; a stale one is replaced, and freed
+ * when its last reader lets go.
+ */
+#include "kb_internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct mterm {
+    uint32_t off, len; /* into text */
+    uint32_t post, npost;
+} mterm;
+
+struct kb_memidx {
+    int refs; /* under the cache's lock */
+    char stamp[40];
+    char syn[17];
+    int ndocs;
+    long long *id;    /* per document, ascending */
+    uint32_t *catoff; /* per document, into text: its category slug, NUL-terminated */
+    uint32_t nterms, mask;
+    uint64_t *slot; /* (hash << 32) | (term + 1); 0 = empty */
+    mterm *term;
+    uint32_t *pos;  /* per document, KB_DOC_COLS column lengths in positions */
+    uint32_t *pdoc; /* postings: document index, ascending within a term */
+    uint8_t *pcol;  /* postings: the columns that hold the term (bit c) */
+    uint32_t *ptf;  /* postings: into tf, the term's frequency in each of those columns */
+    uint16_t *tf;
+    char *text; /* terms' texts, then categories */
+    size_t bytes;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    kb_memidx_t *cur[2]; /* templates, cases */
+    unsigned long builds;
+} cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void memidx_free(kb_memidx_t *ix)
+{
+    if (!ix)
+        return;
+    free(ix->id);
+    free(ix->catoff);
+    free(ix->slot);
+    free(ix->term);
+    free(ix->pos);
+    free(ix->pdoc);
+    free(ix->pcol);
+    free(ix->ptf);
+    free(ix->tf);
+    free(ix->text);
+    free(ix);
+}
+
+void kb_memidx_unref(kb_memidx_t *ix)
+{
+    if (!ix)
+        return;
+    pthread_mutex_lock(&cache.lock);
+    int last = --ix->refs == 0;
+    pthread_mutex_unlock(&cache.lock);
+    if (last)
+        memidx_free(ix);
+}
+
+/* The slot of term s[0..len) (hash kb_text_hash): where it is, or the empty one where it goes. */
+static uint64_t *find_slot(const kb_memidx_t *ix, const char *s, uint32_t len, unsigned hash)
+{
+    for (uint32_t i = hash & ix->mask;; i = (i + 1) & ix->mask) {
+        uint64_t v = ix->slot[i];
+        if (v == 0)
+            return &ix->slot[i];
+        const mterm *t = &ix->term[(uint32_t)v - 1];
+        if ((uint32_t)(v >> 32) == hash && t->len == len && memcmp(ix->text + t->off, s, len) == 0)
+            return &ix->slot[i];
+    }
+}
+
+/* ---- building ---- */
+
+typedef struct triple {
+    uint32_t term, doc, tf; /* tf: into the builder's pool, one per column in cols */
+    uint8_t cols;
+} triple;
+
+typedef struct builder {
+    kb_memidx_t *ix;
+    uint32_t doc;
+    int col;
+    size_t ntext, captext, capterm, capid, capcat, cappos;
+    uint32_t *last;               /* per term: the last document that held it, + 1 */
+    uint8_t *cols;                /* per term: its columns in the current document */
+    uint16_t (*tfc)[KB_DOC_COLS]; /* per term: its frequency in each, cut at 65535 */
+    uint16_t *pool;
+    size_t npool, cappool;
+    uint32_t *touched;
+    size_t ntouched, captouched;
+    triple *tr;
+    size_t ntr, captr;
+} builder;
+
+/* Makes room for need elements of size bytes in *p (capacity *cap).  Returns 0 or -1. */
+static int grow(void *p, size_t *cap, size_t need, size_t size)
+{
+    void **pp = p;
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 256;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*pp, n * size);
+    if (!q)
+        return -1;
+    *pp = q;
+    *cap = n;
+    return 0;
+}
+
+/* Doubles the slots (load kept at most one half). */
+static int rehash(kb_memidx_t *ix)
+{
+    uint32_t n = (ix->mask + 1) * 2;
+    uint64_t *slot = calloc(n, sizeof(*slot));
+    if (!slot)
+        return -1;
+    for (uint32_t i = 0; i <= ix->mask; i++)
+        if (ix->slot[i]) {
+            uint32_t j = (uint32_t)(ix->slot[i] >> 32) & (n - 1);
+            while (slot[j])
+                j = (j + 1) & (n - 1);
+            slot[j] = ix->slot[i];
+        }
+    free(ix->slot);
+    ix->slot = slot;
+    ix->mask = n - 1;
+    return 0;
+}
+
+static int add_text(builder *b, const char *s, size_t n)
+{
+    if (grow(&b->ix->text, &b->captext, b->ntext + n, 1) != 0)
+        return -1;
+    memcpy(b->ix->text + b->ntext, s, n);
+    b->ntext += n;
+    return 0;
+}
+
+static int build_tok(void *ctx, const kb_tok_t *tok)
+{
+    builder *b = ctx;
+    kb_memidx_t *ix = b->ix;
+    unsigned hash = kb_text_hash(tok->text, tok->len);
+    uint64_t *slot = find_slot(ix, tok->text, (uint32_t)tok->len, hash);
+    if (*slot == 0) {
+        if (2 * (ix->nterms + 1) > ix->mask + 1) {
+            if (rehash(ix) != 0)
+                return SQLITE_NOMEM;
+            slot = find_slot(ix, tok->text, (uint32_t)tok->len, hash);
+        }
+        if (ix->nterms == b->capterm) { /* the per-term arrays grow together */
+            size_t n = b->capterm ? b->capterm * 2 : 1024;
+            mterm *t = realloc(ix->term, n * sizeof(*t));
+            if (t)
+                ix->term = t;
+            uint32_t *l = t ? realloc(b->last, n * sizeof(*l)) : NULL;
+            if (l)
+                b->last = l;
+            uint8_t *c = l ? realloc(b->cols, n) : NULL;
+            if (c)
+                b->cols = c;
+            uint16_t(*f)[KB_DOC_COLS] = c ? realloc(b->tfc, n * sizeof(*f)) : NULL;
+            if (!f)
+                return SQLITE_NOMEM;
+            b->tfc = f;
+            b->capterm = n;
+        }
+        ix->term[ix->nterms] = (mterm){(uint32_t)b->ntext, (uint32_t)tok->len, 0, 0};
+        b->last[ix->nterms] = 0;
+        if (add_text(b, tok->text, (size_t)tok->len) != 0)
+            return SQLITE_NOMEM;
+        *slot = ((uint64_t)hash << 32) | ++ix->nterms;
+    }
+    uint32_t t = (uint32_t)*slot - 1;
+    if (b->last[t] != b->doc + 1) {
+        if (grow(&b->touched, &b->captouched, b->ntouched + 1, sizeof(*b->touched)) != 0)
+            return SQLITE_NOMEM;
+        b->touched[b->ntouched++] = t;
+        b->last[t] = b->doc + 1;
+        b->cols[t] = 0;
+        memset(b->tfc[t], 0, sizeof(b->tfc[t]));
+    }
+    b->cols[t] |= (uint8_t)(1u << b->col);
+    if (b->tfc[t][b->col] < 65535)
+        b->tfc[t][b->col]++;
+    ix->pos[(size_t)b->doc * KB_DOC_COLS + (size_t)b->col] += !tok->colocated;
+    return 0;
+}
+
+/* Reads every row of sql (id, unused, the FTS columns in order) and builds the index; NULL when
+ * out of memory or on a database error. */
+static kb_memidx_t *build(sqlite3 *db, const char *sql, int ncols, int category_col,
+                          const kb_synonyms_t *syn)
+{
+    sqlite3_stmt *st = NULL;
+    builder b = {0};
+    kb_memidx_t *ix = calloc(1, sizeof(*ix));
+    uint32_t *count = NULL;
+    int ok = 0, s;
+    kb_analyzer_t a = {.cjk = KB_CJK_UNIBI, .query = 0, .syn = syn};
+
+    if (!ix || !(ix->slot = calloc(1024, sizeof(*ix->slot))))
+        goto out;
+    ix->mask = 1023;
+    b.ix = ix;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        b.doc = (uint32_t)ix->ndocs;
+        b.ntouched = 0;
+        if (grow(&ix->pos, &b.cappos, b.doc + 1, KB_DOC_COLS * sizeof(*ix->pos)) != 0 ||
+            grow(&ix->id, &b.capid, b.doc + 1, sizeof(*ix->id)) != 0 ||
+            grow(&ix->catoff, &b.capcat, b.doc + 1, sizeof(*ix->catoff)) != 0)
+            goto out;
+        memset(&ix->pos[(size_t)b.doc * KB_DOC_COLS], 0, KB_DOC_COLS * sizeof(*ix->pos));
+        ix->id[b.doc] = sqlite3_column_int64(st, 0);
+        ix->catoff[b.doc] = (uint32_t)b.ntext;
+        if (category_col < 0 || category_col >= ncols) {
+            if (add_text(&b, "", 1) != 0)
+                goto out;
+        }
+        for (int c = 0; c < ncols && c < 8; c++) {
+            const char *text = (const char *)sqlite3_column_text(st, 2 + c);
+            int len = sqlite3_column_bytes(st, 2 + c);
+            if (c == category_col) {
+                ix->catoff[b.doc] = (uint32_t)b.ntext;
+                if (add_text(&b, text ? text : "", (size_t)len) != 0 || add_text(&b, "", 1) != 0)
+                    goto out;
+                continue;
+            }
+            b.col = c;
+            if (text && kb_analyze(&a, text, len, build_tok, &b) != 0)
+                goto out;
+        }
+        if (grow(&b.tr, &b.captr, b.ntr + b.ntouched, sizeof(*b.tr)) != 0)
+            goto out;
+        if (grow(&b.pool, &b.cappool, b.npool + b.ntouched * KB_DOC_COLS, sizeof(*b.pool)) != 0)
+            goto out;
+        for (size_t i = 0; i < b.ntouched; i++) {
+            uint32_t t = b.touched[i];
+            b.tr[b.ntr++] = (triple){t, b.doc, (uint32_t)b.npool, b.cols[t]};
+            for (int c = 0; c < KB_DOC_COLS; c++)
+                if (b.cols[t] & (1u << c))
+                    b.pool[b.npool++] = b.tfc[t][c];
+        }
+        ix->ndocs++;
+    }
+    if (s != SQLITE_DONE)
+        goto out;
+    /* the postings grouped by term, each group in document order (a counting sort) */
+    count = calloc((size_t)ix->nterms + 1, sizeof(*count));
+    ix->pdoc = malloc((b.ntr + 1) * sizeof(*ix->pdoc));
+    ix->pcol = malloc(b.ntr + 1);
+    ix->ptf = malloc((b.ntr + 1) * sizeof(*ix->ptf));
+    ix->tf = malloc((b.npool + 1) * sizeof(*ix->tf));
+    if (!count || !ix->pdoc || !ix->pcol || !ix->ptf || !ix->tf)
+        goto out;
+    for (size_t i = 0; i < b.ntr; i++)
+        ix->term[b.tr[i].term].npost++;
+    for (uint32_t t = 0, at = 0; t < ix->nterms; t++) {
+        ix->term[t].post = at;
+        at += ix->term[t].npost;
+    }
+    for (size_t i = 0; i < b.ntr; i++) {
+        uint32_t t = b.tr[i].term, p = ix->term[t].post + count[t]++;
+        ix->pdoc[p] = b.tr[i].doc;
+        ix->pcol[p] = b.tr[i].cols;
+        b.tr[i].term = p; /* from here on: the triple's posting */
+    }
+    /* the frequencies in posting order too */
+    size_t ntf = 0;
+    for (size_t p = 0; p < b.ntr; p++) {
+        ix->ptf[p] = (uint32_t)ntf;
+        ntf += (size_t)__builtin_popcount(ix->pcol[p]);
+    }
+    for (size_t i = 0; i < b.ntr; i++)
+        memcpy(ix->tf + ix->ptf[b.tr[i].term], b.pool + b.tr[i].tf,
+               (size_t)__builtin_popcount(b.tr[i].cols) * sizeof(*ix->tf));
+    ix->bytes = sizeof(*ix) +
+                (size_t)ix->ndocs *
+                    (sizeof(*ix->id) + sizeof(*ix->catoff) + KB_DOC_COLS * sizeof(*ix->pos)) +
+                ((size_t)ix->mask + 1) * sizeof(*ix->slot) + ix->nterms * sizeof(*ix->term) +
+                b.ntr * (sizeof(*ix->pdoc) + 1 + sizeof(*ix->ptf)) + ntf * sizeof(*ix->tf) +
+                b.ntext;
+    ok = 1;
+out:
+    sqlite3_finalize(st);
+    free(count);
+    free(b.last);
+    free(b.cols);
+    free(b.tfc);
+    free(b.pool);
+    free(b.touched);
+    free(b.tr);
+    if (!ok) {
+        memidx_free(ix);
+        return NULL;
+    }
+    return ix;
+}
+
+kb_memidx_t *kb_memidx_get(sqlite3 *db, kb_kind_t kind, const char *stamp, const char *db_syn,
+                           const kb_synonyms_t *syn, double rows, const char *sql, int ncols,
+                           int category_col)
+{
+    char want[17];
+    int k = kind == KB_CASE;
+    if (!stamp || !*stamp || strlen(stamp) >= sizeof(((kb_memidx_t *)0)->stamp) || !db_syn ||
+        rows > KB_MEMIDX_MAX_DOCS)
+        return NULL;
+    kb_synonyms_hash(syn, want);
+    if (strcmp(want, db_syn) != 0) /* the FTS index has another list: only FTS5 is exact */
+        return NULL;
+
+    pthread_mutex_lock(&cache.lock);
+    kb_memidx_t *ix = cache.cur[k];
+    if (ix && strcmp(ix->stamp, stamp) == 0 && strcmp(ix->syn, want) == 0) {
+        ix->refs++;
+        pthread_mutex_unlock(&cache.lock);
+        return ix;
+    }
+    pthread_mutex_unlock(&cache.lock);
+
+    ix = build(db, sql, ncols, category_col, syn);
+    if (!ix)
+        return NULL;
+    strcpy(ix->stamp, stamp);
+    strcpy(ix->syn, want);
+    ix->refs = 2; /* the cache's and the caller's */
+    pthread_mutex_lock(&cache.lock);
+    kb_memidx_t *old = cache.cur[k];
+    cache.cur[k] = ix;
+    cache.builds++;
+    pthread_mutex_unlock(&cache.lock);
+    kb_memidx_unref(old);
+    return ix;
+}
+
+/* ---- candidates ---- */
+
+typedef struct scored {
+    double score;
+    long long id;
+    uint32_t doc;
+} scored;
+
+static int by_rank(const void *a, const void *b)
+{
+    const scored *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return x->id > y->id ? -1 : x->id < y->id;
+}
+
+/* Restores the heap h[0..n) (the worst kept candidate at its root) below i. */
+static void sift_down(scored *h, int n, int i)
+{
+    for (;;) {
+        int w = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && by_rank(&h[l], &h[w]) > 0)
+            w = l;
+        if (r < n && by_rank(&h[r], &h[w]) > 0)
+            w = r;
+        if (w == i)
+            return;
+        scored t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+int kb_memidx_candidates(const kb_memidx_t *ix, const kb_memq_t *q, int nq, const double *w, int nw,
+                         const char *category, int limit, uint32_t *docs, long long *ids,
+                         double *scores)
+{
+    double *score = calloc((size_t)ix->ndocs + 1, sizeof(*score));
+    uint8_t *seen = calloc((size_t)ix->ndocs + 1, 1);
+    uint32_t *matched = malloc(((size_t)ix->ndocs + 1) * sizeof(*matched));
+    scored *v = NULL;
+    int n = 0, rc = KB_ERR_NOMEM;
+
+    if (!score || !seen || !matched)
+        goto out;
+    for (int i = 0; i < nq; i++) {
+        const uint64_t *slot = find_slot(ix, q[i].text, (uint32_t)q[i].len, q[i].hash);
+        if (*slot == 0)
+            continue;
+        const mterm *t = &ix->term[(uint32_t)*slot - 1];
+        for (uint32_t p = t->post; p < t->post + t->npost; p++) {
+            uint32_t d = ix->pdoc[p];
+            if (!seen[d]) {
+                seen[d] = 1;
+                matched[n++] = d;
+            }
+            if (q[i].idf <= 0)
+                continue;
+            double cw = 0;
+            for (int c = 0; c < nw && c < 8; c++)
+                if (ix->pcol[p] & (1u << c))
+                    cw += w[c];
+            if (cw > 0)
+                score[d] += kb_rank_term(q[i].idf, cw);
+        }
+    }
+    /* the best `limit` in a heap whose root is the worst of them, then those sorted */
+    v = malloc(((size_t)(limit > 0 ? limit : 1)) * sizeof(*v));
+    if (!v)
+        goto out;
+    int nv = 0;
+    for (int i = 0; i < n && limit > 0; i++) {
+        uint32_t d = matched[i];
+        if (category && strcmp(ix->text + ix->catoff[d], category) != 0)
+            continue;
+        scored c = {score[d], ix->id[d], d};
+        if (nv < limit) {
+            int k = nv++;
+            v[k] = c;
+            while (k > 0 && by_rank(&v[(k - 1) / 2], &v[k]) < 0) {
+                scored t = v[k];
+                v[k] = v[(k - 1) / 2];
+                v[(k - 1) / 2] = t;
+                k = (k - 1) / 2;
+            }
+        } else if (by_rank(&c, &v[0]) < 0) {
+            v[0] = c;
+            sift_down(v, nv, 0);
+        }
+    }
+    if (nv > 1)
+        qsort(v, (size_t)nv, sizeof(*v), by_rank);
+    rc = nv;
+    for (int i = 0; i < rc; i++) {
+        ids[i] = v[i].id;
+        docs[i] = v[i].doc;
+        if (scores)
+            scores[i] = v[i].score;
+    }
+out:
+    free(score);
+    free(seen);
+    free(matched);
+    free(v);
+    return rc;
+}
+
+int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb_memq_t *q, int nq,
+                    int (*pos)[KB_DOC_COLS], unsigned short (*tf)[KB_DOC_COLS])
+{
+    int *at = malloc(((size_t)ix->ndocs + 1) * sizeof(*at)); /* document -> its place, or -1 */
+    if (!at)
+        return KB_ERR_NOMEM;
+    memset(at, 0xff, ((size_t)ix->ndocs + 1) * sizeof(*at));
+    for (int k = 0; k < n; k++) {
+        at[docs[k]] = k;
+        for (int c = 0; c < KB_DOC_COLS; c++)
+            pos[k][c] = (int)ix->pos[(size_t)docs[k] * KB_DOC_COLS + (size_t)c];
+    }
+    for (int i = 0; i < nq; i++) {
+        const uint64_t *slot = find_slot(ix, q[i].text, (uint32_t)q[i].len, q[i].hash);
+        if (*slot == 0)
+            continue;
+        const mterm *t = &ix->term[(uint32_t)*slot - 1];
+        for (uint32_t p = t->post; p < t->post + t->npost; p++) {
+            int k = at[ix->pdoc[p]];
+            if (k < 0)
+                continue;
+            const uint16_t *f = ix->tf + ix->ptf[p];
+            for (int c = 0; c < KB_DOC_COLS; c++)
+                if (ix->pcol[p] & (1u << c))
+                    tf[(size_t)k * (size_t)nq + (size_t)i][c] = *f++;
+        }
+    }
+    free(at);
+    return 0;
+}
+
+void kb_memidx_stats(unsigned long *builds, size_t *bytes)
+{
+    pthread_mutex_lock(&cache.lock);
+    *builds = cache.builds;
+    *bytes = 0;
+    for (int k = 0; k < 2; k++)
+        *bytes += cache.cur[k] ? cache.cur[k]->bytes : 0;
+    pthread_mutex_unlock(&cache.lock);
+}
