@@ -22,7 +22,9 @@
  *     same value with other rows;
  *   - a document's score is kb_rank()'s expression (kb_rank_term), added term by term in the
  *     MATCH's order with each term's columns in order, so the doubles are the same bits; ties
- *     go to the newest document, as the FTS5 query orders them (ORDER BY s DESC, rid DESC);
+ *     go to the oldest document (lowest id), as the FTS5 query orders them (ORDER BY s DESC,
+ *     rid; before that order was written out, SQLite's sorter kept FTS5's ascending rowids
+ *     among ties, and recall on AFQMC depends on it);
  *   - the category filter is the exact slug, which is what the query's join keeps.
  * test_kb_search compares both ways hit for hit and score for score.
  *
@@ -395,7 +397,7 @@ static int by_rank(const void *a, const void *b)
     const scored *x = a, *y = b;
     if (x->score != y->score)
         return x->score > y->score ? -1 : 1;
-    return x->id > y->id ? -1 : x->id < y->id;
+    return x->id < y->id ? -1 : x->id > y->id;
 }
 
 /* Restores the heap h[0..n) (the worst kept candidate at its root) below i. */

@@ -23,7 +23,7 @@
  *                 the newest FALLBACK_ROWS rows containing it are ranked.
  *   4. candidates FTS5 MATCH '{columns} : ("t1" OR "t2" ...)' [AND '{category} : ...'],
  *                 ordered by kb_rank() (a bm25 without length normalization, see there) with
- *                 column weights, then the newest, CANDIDATES rows.  For templates, the same
+ *                 column weights, then the lowest id, CANDIDATES rows.  For templates, the same
  *                 rows with the same scores come from their postings in memory when those are
  *                 of the snapshot's rows (kb_memidx.c; mem_candidates).
  *   5. re-rank    each candidate is analyzed again (or, from its second time on, read
@@ -140,12 +140,12 @@ static const table_def tables[] = {
     {KB_TEMPLATE, "kb_templates_fts", "{title tags conditions text steps}", 6, 1, tpl_weights,
      tpl_snip,
      TPL_SELECT "(SELECT rowid AS rid, %s AS s "
-                "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY s DESC, rid DESC "
+                "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY s DESC, rid "
                 "LIMIT ?2) AS m "
                 "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
      TPL_SELECT "(SELECT rid, s FROM (SELECT rowid AS rid, kb_rank(kb_templates_fts, ?4) AS s "
                 "FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 ORDER BY rowid DESC "
-                "LIMIT ?5) ORDER BY s DESC, rid DESC LIMIT ?2) AS m "
+                "LIMIT ?5) ORDER BY s DESC, rid LIMIT ?2) AS m "
                 "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
      "kb_rank(kb_templates_fts, ?4)", "-bm25(kb_templates_fts, 8.0, 0.0, 5.0, 2.0, 2.0, 1.0)",
      "SELECT (SELECT max(id) FROM kb_templates), kb_fts_stats(kb_templates_fts), "
@@ -156,12 +156,12 @@ static const table_def tables[] = {
      "SELECT t.id, 0, " TPL_COLS " FROM kb_templates t ORDER BY t.id"},
     {KB_CASE, "kb_cases_fts", "{summary tried resolution}", 4, 1, case_weights, case_snip,
      CASE_SELECT "(SELECT rowid AS rid, %s AS s "
-                 "FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 ORDER BY s DESC, rid DESC "
+                 "FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 ORDER BY s DESC, rid "
                  "LIMIT ?2) AS m "
                  "JOIN kb_cases c ON c.id = m.rid WHERE ?3 IS NULL OR c.category = ?3",
      CASE_SELECT "(SELECT rid, s FROM (SELECT rowid AS rid, kb_rank(kb_cases_fts, ?4) AS s "
                  "FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 ORDER BY rowid DESC "
-                 "LIMIT ?5) ORDER BY s DESC, rid DESC LIMIT ?2) AS m "
+                 "LIMIT ?5) ORDER BY s DESC, rid LIMIT ?2) AS m "
                  "JOIN kb_cases c ON c.id = m.rid WHERE ?3 IS NULL OR c.category = ?3",
      "kb_rank(kb_cases_fts, ?4)", "-bm25(kb_cases_fts, 4.0, 0.0, 1.0, 2.0)",
      "SELECT (SELECT max(id) FROM kb_cases), kb_fts_stats(kb_cases_fts), NULL, NULL "

@@ -519,7 +519,7 @@ static void memory_postings_match_fts5(void)
 
 /* Which documents make the cut when more match than there are candidates: 60 templates, each
  * with some of the query's words (some the same, so kb_rank ties), in two categories.  Both
- * ways keep the same ones: kb_rank's order, its ties (the newest first) and each term's idf when
+ * ways keep the same ones: kb_rank's order, its ties (the lowest id first) and each term's idf when
  * category words lead the MATCH. */
 static void memory_postings_make_the_same_cut(void)
 {
