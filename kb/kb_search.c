@@ -100,8 +100,9 @@ typedef struct query {
     int nt;
     qtok k[Q_MAX_TOKS];
     int nk;
-    short slot[256]; /* hash of term text -> index + 1 */
-    int nchars;      /* characters analyzed */
+    short slot[256];                      /* hash of term text -> index + 1 */
+    int nchars;                           /* characters analyzed */
+    unsigned char in_bi[Q_MAX_CHARS + 1]; /* character c is inside one of the query's bigrams */
 } query;
 
 /* One table as the search sees it; FTS columns in table order. */
@@ -259,14 +260,14 @@ static int prefix_bytes(const char *s, int max, int *nchars)
 
 static void query_build(query *q, const char *text, const kb_analyzer_t *a)
 {
-    unsigned char in_bi[Q_MAX_CHARS + 1];
+    unsigned char *in_bi = q->in_bi;
 
     memset(q->slot, 0, sizeof(q->slot));
     q->nt = q->nk = 0;
     int len = prefix_bytes(text, Q_MAX_CHARS, &q->nchars);
     kb_analyze(a, text, len, query_tok, q);
     /* a character is highlighted on its own only where the query has it alone */
-    memset(in_bi, 0, sizeof(in_bi));
+    memset(in_bi, 0, sizeof(q->in_bi));
     for (int i = 0; i < q->nk; i++)
         if (q->k[i].kind == KB_TOK_BI)
             for (int c = q->k[i].cstart; c < q->k[i].cend && c <= Q_MAX_CHARS; c++)
@@ -837,21 +838,15 @@ static double bm25f(const doc *d, const table_def *td, const tstats *ts, const q
 static double coverage(const query *q, const unsigned char *hit)
 {
     float credit[Q_MAX_CHARS + 1];
-    unsigned char has_bi[Q_MAX_CHARS + 1];
     double got = 0, all = 0;
 
     memset(credit, 0, sizeof(credit));
-    memset(has_bi, 0, sizeof(has_bi));
-    for (int i = 0; i < q->nk; i++)
-        if (q->k[i].kind == KB_TOK_BI)
-            for (int c = q->k[i].cstart; c < q->k[i].cend && c <= Q_MAX_CHARS; c++)
-                has_bi[c] = 1;
     for (int i = 0; i < q->nk; i++) {
         const qtok *k = &q->k[i];
         if (k->term < 0 || !hit[k->term])
             continue;
-        float v =
-            (k->kind == KB_TOK_UNI && k->cstart <= Q_MAX_CHARS && has_bi[k->cstart]) ? 0.5f : 1.0f;
+        float v = (k->kind == KB_TOK_UNI && k->cstart <= Q_MAX_CHARS && q->in_bi[k->cstart]) ? 0.5f
+                                                                                             : 1.0f;
         for (int c = k->cstart; c < k->cend && c <= Q_MAX_CHARS; c++)
             if (credit[c] < v)
                 credit[c] = v;
