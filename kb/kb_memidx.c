@@ -138,21 +138,19 @@ typedef struct builder {
     size_t ntr, captr;
 } builder;
 
-/* Makes room for need elements of size bytes in *p (capacity *cap).  Returns 0 or -1. */
-static int grow(void *p, size_t *cap, size_t need, size_t size)
+/* p with room for need elements of size bytes (capacity *cap): p itself, its larger copy, or
+ * NULL when out of memory (p is then unchanged). */
+static void *grown(void *p, size_t *cap, size_t need, size_t size)
 {
-    void **pp = p;
     if (need <= *cap)
-        return 0;
+        return p;
     size_t n = *cap ? *cap : 256;
     while (n < need)
         n *= 2;
-    void *q = realloc(*pp, n * size);
-    if (!q)
-        return -1;
-    *pp = q;
-    *cap = n;
-    return 0;
+    void *q = realloc(p, n * size);
+    if (q)
+        *cap = n;
+    return q;
 }
 
 /* Doubles the slots (load kept at most one half). */
@@ -177,8 +175,10 @@ static int rehash(kb_memidx_t *ix)
 
 static int add_text(builder *b, const char *s, size_t n)
 {
-    if (grow(&b->ix->text, &b->captext, b->ntext + n, 1) != 0)
+    char *t = grown(b->ix->text, &b->captext, b->ntext + n, 1);
+    if (!t)
         return -1;
+    b->ix->text = t;
     memcpy(b->ix->text + b->ntext, s, n);
     b->ntext += n;
     return 0;
@@ -221,8 +221,10 @@ static int build_tok(void *ctx, const kb_tok_t *tok)
     }
     uint32_t t = (uint32_t)*slot - 1;
     if (b->last[t] != b->doc + 1) {
-        if (grow(&b->touched, &b->captouched, b->ntouched + 1, sizeof(*b->touched)) != 0)
+        uint32_t *to = grown(b->touched, &b->captouched, b->ntouched + 1, sizeof(*to));
+        if (!to)
             return SQLITE_NOMEM;
+        b->touched = to;
         b->touched[b->ntouched++] = t;
         b->last[t] = b->doc + 1;
         b->cols[t] = 0;
@@ -256,10 +258,16 @@ static kb_memidx_t *build(sqlite3 *db, const char *sql, int ncols, int category_
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
         b.doc = (uint32_t)ix->ndocs;
         b.ntouched = 0;
-        if (grow(&ix->pos, &b.cappos, b.doc + 1, KB_DOC_COLS * sizeof(*ix->pos)) != 0 ||
-            grow(&ix->id, &b.capid, b.doc + 1, sizeof(*ix->id)) != 0 ||
-            grow(&ix->catoff, &b.capcat, b.doc + 1, sizeof(*ix->catoff)) != 0)
+        void *p;
+        if (!(p = grown(ix->pos, &b.cappos, b.doc + 1, KB_DOC_COLS * sizeof(*ix->pos))))
             goto out;
+        ix->pos = p;
+        if (!(p = grown(ix->id, &b.capid, b.doc + 1, sizeof(*ix->id))))
+            goto out;
+        ix->id = p;
+        if (!(p = grown(ix->catoff, &b.capcat, b.doc + 1, sizeof(*ix->catoff))))
+            goto out;
+        ix->catoff = p;
         memset(&ix->pos[(size_t)b.doc * KB_DOC_COLS], 0, KB_DOC_COLS * sizeof(*ix->pos));
         ix->id[b.doc] = sqlite3_column_int64(st, 0);
         ix->catoff[b.doc] = (uint32_t)b.ntext;
@@ -280,10 +288,12 @@ static kb_memidx_t *build(sqlite3 *db, const char *sql, int ncols, int category_
             if (text && kb_analyze(&a, text, len, build_tok, &b) != 0)
                 goto out;
         }
-        if (grow(&b.tr, &b.captr, b.ntr + b.ntouched, sizeof(*b.tr)) != 0)
+        if (!(p = grown(b.tr, &b.captr, b.ntr + b.ntouched, sizeof(*b.tr))))
             goto out;
-        if (grow(&b.pool, &b.cappool, b.npool + b.ntouched * KB_DOC_COLS, sizeof(*b.pool)) != 0)
+        b.tr = p;
+        if (!(p = grown(b.pool, &b.cappool, b.npool + b.ntouched * KB_DOC_COLS, sizeof(*b.pool))))
             goto out;
+        b.pool = p;
         for (size_t i = 0; i < b.ntouched; i++) {
             uint32_t t = b.touched[i];
             b.tr[b.ntr++] = (triple){t, b.doc, (uint32_t)b.npool, b.cols[t]};
