@@ -170,7 +170,6 @@ void kb_doc_cache_clear(void);
 
 /* ---- the templates' postings in memory (kb_memidx.c) ---- */
 
-#define KB_MEMIDX_MAX_DOCS 5000 /* larger tables are left to FTS5 */
 #define KB_RANK_K1 1.2
 
 /* kb_rank()'s share for one matched term: idf times the saturated sum w of its columns'
@@ -192,15 +191,14 @@ typedef struct kb_memq {
     double idf;
 } kb_memq_t;
 
-/* The in-memory postings of the table of that kind as of stamp (kb_meta's templates_stamp, read
- * in the caller's snapshot), with a reference (release with kb_memidx_unref); built from the
- * rows of sql (id, anything, the FTS columns in order; category_col is the category's) when
- * the kept one is of another stamp.  NULL when the table has more than KB_MEMIDX_MAX_DOCS rows,
- * when db_syn (kb_meta's synonyms_hash) is not syn's fingerprint, when out of memory or on a
- * database error: the caller then asks FTS5. */
+/* The in-memory postings of the table of that kind as of stamp (kb_meta's templates_stamp or
+ * cases_stamp, read in the caller's snapshot), with a reference (release with kb_memidx_unref);
+ * built from the rows of sql (id, anything, the FTS columns in order; category_col is the
+ * category's) when the kept one is of another stamp.  The caller decides which tables are
+ * small enough.  NULL when db_syn (kb_meta's synonyms_hash) is not syn's fingerprint, when out
+ * of memory or on a database error: the caller then asks FTS5. */
 kb_memidx_t *kb_memidx_get(sqlite3 *db, kb_kind_t kind, const char *stamp, const char *db_syn,
-                           const kb_synonyms_t *syn, double rows, const char *sql, int ncols,
-                           int category_col);
+                           const kb_synonyms_t *syn, const char *sql, int ncols, int category_col);
 void kb_memidx_unref(kb_memidx_t *ix);
 /* The documents holding any of q[0..nq) in a text column, of category (NULL: any), scored as
  * kb_rank() scores them with column weights w[0..nw): the best `limit`, by score and then the

@@ -1,37 +1,45 @@
 /*
- * kb_memidx.c - the templates' postings in memory: a search's candidates without FTS5.
+ * kb_memidx.c - a small table's postings in memory: a search's candidates and their re-rank
+ * without FTS5.
  *
  * Why.  The candidates step of a search (kb_search.c, step 4) asks FTS5 for the documents that
  * hold any of a few chosen terms, scores each with kb_rank() and keeps the best forty.  With
  * 1,000 templates that is some 300 matching rows, and FTS5 spends about 0.7 us on each (the
  * merge of the terms' doclists, the rank function's column lists, the sorter): a third of a
- * search.  Templates are few (editors write them) and seldom change, so their postings are
- * kept in memory as well: for each distinct token of their text columns, the documents that
- * hold it and in which columns (a bit per column: all that detail=column gives kb_rank()).
- * Scoring the same terms over them costs a few nanoseconds a posting.
+ * search.  The re-rank (step 5) then read each candidate's row and looked every query term up
+ * in its kept term index (kb_doccache.c).  Templates are few (editors write them) and seldom
+ * change, and a young knowledge base has few past cases, so a table of up to a few thousand
+ * rows is also kept here: for each distinct token of its text columns, the documents that hold
+ * it, in which columns (all that detail=column gives kb_rank()) and how often, and each
+ * document's column lengths (all that BM25F reads).  Scoring over them costs a few nanoseconds
+ * a posting, and only the rows that can become hits are read, for their snippets.
  *
- * Exactness.  The candidates are the ones FTS5 gives, score for score:
+ * Exactness.  The candidates and their scores are the ones FTS5 and the analysis of each row
+ * give, to the bit:
  *   - the postings are built from the table's rows with the analyzer the "redress" tokenizer
  *     indexes documents with (document mode, characters and bigrams, the current synonym list),
  *     and are used only while kb_meta's synonyms_hash names that same list, that is while the
  *     FTS index was built with it too (kb_sync_synonyms);
  *   - they are used only for the state of the table they were built from: kb_meta's
- *     templates_stamp, a random value that triggers on kb_templates replace on every insert,
- *     update and delete (kb_schema.c, migration 2), read in the search's own snapshot.  Random
- *     rather than a counter, so that another database file (a test's, a copy) cannot reach the
- *     same value with other rows;
- *   - a document's score is kb_rank()'s expression (kb_rank_term), added term by term in the
- *     MATCH's order with each term's columns in order, so the doubles are the same bits; ties
- *     go to the oldest document (lowest id), as the FTS5 query orders them (ORDER BY s DESC,
- *     rid; before that order was written out, SQLite's sorter kept FTS5's ascending rowids
- *     among ties, and recall on AFQMC depends on it);
- *   - the category filter is the exact slug, which is what the query's join keeps.
- * test_kb_search compares both ways hit for hit and score for score.
+ *     templates_stamp or cases_stamp, a random value that triggers replace on every insert,
+ *     update and delete of the table (kb_schema.c, migrations 2 and 3), read in the search's own
+ *     snapshot.  Random rather than a counter, so that another database file (a test's, a
+ *     copy) cannot reach the same value with other rows;
+ *   - a document's kb_rank() score is that function's expression (kb_rank_term), added term by
+ *     term in the MATCH's order with each term's columns in order; ties go to the oldest
+ *     document (lowest id), as the FTS5 query orders them (ORDER BY s DESC, rid; before that
+ *     order was written out, SQLite's sorter kept FTS5's ascending rowids among ties, and recall
+ *     on AFQMC depends on it);
+ *   - the category filter is the exact slug, which is what the query's join keeps;
+ *   - the term frequencies count every token, colocated ones too, cut at 65535, and a column's
+ *     length counts its tokens that are not colocated, as the re-ranker counts them.
+ * test_kb_search compares both ways hit for hit, score for score and snippet for snippet.
  *
- * Bounds.  Only a table of at most KB_MEMIDX_MAX_DOCS rows is kept (FTS5 answers for a larger
- * one): building analyzes every row again (~14 us a bench template), once per change of the
- * table, on the thread of the first search that sees the change.  About 3 MB for the bench's
- * 1,000 templates.
+ * Bounds.  kb_search.c keeps a table here only up to a number of rows (4,000 templates, 1,000
+ * past cases; FTS5 answers for a larger one): building analyzes every row again, about 10-14 us
+ * a row, on the thread of the first search that sees a new stamp: up to ~55 ms after an edit of
+ * the templates, ~10 ms after a case is added.  The bench's 1,000 templates and 107 cases take
+ * 3.7 MB.
  *
  * Sharing.  One index per table kind for the process, shared by every connection and thread:
  * a mutex guards the pointer and the reference counts.  A search holds a reference while it
@@ -358,13 +366,11 @@ out:
 }
 
 kb_memidx_t *kb_memidx_get(sqlite3 *db, kb_kind_t kind, const char *stamp, const char *db_syn,
-                           const kb_synonyms_t *syn, double rows, const char *sql, int ncols,
-                           int category_col)
+                           const kb_synonyms_t *syn, const char *sql, int ncols, int category_col)
 {
     char want[17];
     int k = kind == KB_CASE;
-    if (!stamp || !*stamp || strlen(stamp) >= sizeof(((kb_memidx_t *)0)->stamp) || !db_syn ||
-        rows > KB_MEMIDX_MAX_DOCS)
+    if (!stamp || !*stamp || strlen(stamp) >= sizeof(((kb_memidx_t *)0)->stamp) || !db_syn)
         return NULL;
     kb_synonyms_hash(syn, want);
     if (strcmp(want, db_syn) != 0) /* the FTS index has another list: only FTS5 is exact */

@@ -8,10 +8,11 @@
  * steps in migrations[] above that version, in one BEGIN IMMEDIATE transaction, then seeds
  * kb_categories from the fixed list below and checks the FTS indexes against the synonym list.
  *
- * Tables (version 1; version 2 adds templates_stamp and its triggers):
- *   kb_meta              name -> value: schema_version, synonyms_hash, templates_stamp (a
- *                        random value that triggers renew on every change of kb_templates,
- *                        so that kb_memidx.c knows its postings are of the current rows)
+ * Tables (version 1; version 2 adds templates_stamp and its triggers, version 3 cases_stamp):
+ *   kb_meta              name -> value: schema_version, synonyms_hash, templates_stamp and
+ *                        cases_stamp (random values that triggers renew on every change of
+ *                        kb_templates or kb_cases, so that kb_memidx.c knows its postings are
+ *                        of the current rows)
  *   kb_categories        slug -> Chinese name (the list in categories[])
  *   kb_templates         the current version of each solution template; steps and tags are
  *                        stored one per line; ids are never reused (AUTOINCREMENT), so an
@@ -251,6 +252,18 @@ static const char *const migrations[] = {
     "END;\n"
     "CREATE TRIGGER kb_templates_stamp_ad AFTER DELETE ON kb_templates BEGIN\n"
     "  UPDATE kb_meta SET value = lower(hex(randomblob(8))) WHERE name = 'templates_stamp';\n"
+    "END;\n",
+    /* 2 -> 3: the same for kb_cases */
+    "INSERT OR REPLACE INTO kb_meta(name, value) VALUES ('cases_stamp', "
+    "lower(hex(randomblob(8))));\n"
+    "CREATE TRIGGER kb_cases_stamp_ai AFTER INSERT ON kb_cases BEGIN\n"
+    "  UPDATE kb_meta SET value = lower(hex(randomblob(8))) WHERE name = 'cases_stamp';\n"
+    "END;\n"
+    "CREATE TRIGGER kb_cases_stamp_au AFTER UPDATE ON kb_cases BEGIN\n"
+    "  UPDATE kb_meta SET value = lower(hex(randomblob(8))) WHERE name = 'cases_stamp';\n"
+    "END;\n"
+    "CREATE TRIGGER kb_cases_stamp_ad AFTER DELETE ON kb_cases BEGIN\n"
+    "  UPDATE kb_meta SET value = lower(hex(randomblob(8))) WHERE name = 'cases_stamp';\n"
     "END;\n",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -23,14 +23,14 @@
  *                 the newest FALLBACK_ROWS rows containing it are ranked.
  *   4. candidates FTS5 MATCH '{columns} : ("t1" OR "t2" ...)' [AND '{category} : ...'],
  *                 ordered by kb_rank() (a bm25 without length normalization, see there) with
- *                 column weights, then the lowest id, CANDIDATES rows.  For templates, the same
- *                 rows with the same scores come from their postings in memory when those are
- *                 of the snapshot's rows (kb_memidx.c; mem_candidates).
+ *                 column weights, then the lowest id, CANDIDATES rows.  For a small table, the
+ *                 same rows with the same scores come from its postings in memory when those
+ *                 are of the snapshot's rows (kb_memidx.c; mem_candidates).
  *   5. re-rank    each candidate is analyzed again (or, from its second time on, read
  *                 from its kept term index, kb_doccache.c) and scored with BM25F over *all*
  *                 query terms (column weights, per-column length normalization from
  *                 kb_fts_stats); coverage (below) and the snippet's ranges come from the same
- *                 pass.  Templates from memory are scored from the frequencies kept there,
+ *                 pass.  Candidates from memory are scored from the frequencies kept there,
  *                 and only the table's `limit` best rows are read and analyzed, for ranges.
  *   6. hits       the candidates of both tables are merged by score; only the best `limit`
  *                 rows are read again by id (same snapshot) for the fields and the snippet.
@@ -122,7 +122,8 @@ typedef struct table_def {
     const char *sql_stats;
     const char *sql_df;  /* ?1 match, ?2 lowest rowid: matching rowids ascending */
     const char *sql_get; /* ?1 id: the row as sql_ranked gives it (0 for the rank) */
-    const char *sql_all; /* every row as sql_get gives it, for kb_memidx.c; NULL: never kept */
+    const char *sql_all; /* every row as sql_get gives it, for kb_memidx.c */
+    int memidx_max;      /* the most rows kept in memory (kb_memidx.c); more: FTS5 */
 } table_def;
 
 static const double tpl_weights[] = {8.0, 0.0, 5.0, 2.0, 2.0, 1.0};
@@ -154,7 +155,7 @@ static const table_def tables[] = {
      "(SELECT value FROM kb_meta WHERE name = 'synonyms_hash') FROM kb_templates_fts LIMIT 1",
      "SELECT rowid FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 AND rowid >= ?2",
      "SELECT t.id, 0, " TPL_COLS " FROM kb_templates t WHERE t.id = ?1",
-     "SELECT t.id, 0, " TPL_COLS " FROM kb_templates t ORDER BY t.id"},
+     "SELECT t.id, 0, " TPL_COLS " FROM kb_templates t ORDER BY t.id", 4000},
     {KB_CASE, "kb_cases_fts", "{summary tried resolution}", 4, 1, case_weights, case_snip,
      CASE_SELECT "(SELECT rowid AS rid, %s AS s "
                  "FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 ORDER BY s DESC, rid "
@@ -165,10 +166,12 @@ static const table_def tables[] = {
                  "LIMIT ?5) ORDER BY s DESC, rid LIMIT ?2) AS m "
                  "JOIN kb_cases c ON c.id = m.rid WHERE ?3 IS NULL OR c.category = ?3",
      "kb_rank(kb_cases_fts, ?4)", "-bm25(kb_cases_fts, 4.0, 0.0, 1.0, 2.0)",
-     "SELECT (SELECT max(id) FROM kb_cases), kb_fts_stats(kb_cases_fts), NULL, NULL "
-     "FROM kb_cases_fts LIMIT 1",
+     "SELECT (SELECT max(id) FROM kb_cases), kb_fts_stats(kb_cases_fts), "
+     "(SELECT value FROM kb_meta WHERE name = 'cases_stamp'), "
+     "(SELECT value FROM kb_meta WHERE name = 'synonyms_hash') FROM kb_cases_fts LIMIT 1",
      "SELECT rowid FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 AND rowid >= ?2",
-     "SELECT c.id, 0, " CASE_COLS " FROM kb_cases c WHERE c.id = ?1", NULL},
+     "SELECT c.id, 0, " CASE_COLS " FROM kb_cases c WHERE c.id = ?1",
+     "SELECT c.id, 0, " CASE_COLS " FROM kb_cases c ORDER BY c.id", 1000},
 };
 
 /* Index of a table kind in tables[], in the df cache and in a searcher's statements. */
@@ -292,7 +295,7 @@ typedef struct tstats {
     double rows; /* documents in the table */
     long long maxid;
     double avglen[8];
-    char stamp[40];   /* kb_meta's templates_stamp ("" for cases) */
+    char stamp[40];   /* kb_meta's stamp of the table ("" when it has none) */
     char synhash[17]; /* kb_meta's synonyms_hash: the list the FTS index was built with */
 } tstats;
 
@@ -1241,9 +1244,9 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const char *text
         goto out;
     }
     d->q = qp;
-    if (!fallback && o->memidx && o->rerank && !o->fts_bm25 && td->sql_all &&
-        (ix = kb_memidx_get(sr->db, td->kind, ts.stamp, ts.synhash, syn, ts.rows, td->sql_all,
-                            td->ncols, td->category_col)) != NULL) {
+    if (!fallback && o->memidx && o->rerank && !o->fts_bm25 && ts.rows <= td->memidx_max &&
+        (ix = kb_memidx_get(sr->db, td->kind, ts.stamp, ts.synhash, syn, td->sql_all, td->ncols,
+                            td->category_col)) != NULL) {
         rc = mem_candidates(sr, td, ix, qp, args, ncat, category, o, limit, &ts, d, cv);
         goto out;
     }
