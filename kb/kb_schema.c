@@ -11,8 +11,8 @@
  * Tables (version 1; version 2 adds templates_stamp and its triggers, version 3 cases_stamp):
  *   kb_meta              name -> value: schema_version, synonyms_hash, templates_stamp and
  *                        cases_stamp (random values that triggers renew on every change of
- *                        kb_templates or kb_cases, so that kb_memidx.c knows its postings are
- *                        of the current rows)
+ *                        kb_templates or kb_cases: kb_memidx.c knows by them that its postings
+ *                        are of the current rows, kb_search.c that its table statistics are)
  *   kb_categories        slug -> Chinese name (the list in categories[])
  *   kb_templates         the current version of each solution template; steps and tags are
  *                        stored one per line; ids are never reused (AUTOINCREMENT), so an

@@ -38,12 +38,12 @@
  * Work is bounded by the constants: at most Q_MAX_TERMS samples of <= DF_SAMPLE rows,
  * POSTING_BUDGET postings for the MATCH, CANDIDATES re-ranked.
  *
- * The df cache is one of two pieces of shared state that outlive a call (the other:
- * kb_doccache.c): per table kind, term hash -> estimate, valid for one database file and one
- * snapshot of the table's statistics (row count, highest id, column length totals).  Any
- * insert, delete or change of a document's length changes the snapshot and empties the cache,
- * so a cached estimate equals what sampling would give again.  It is shared by every
- * connection and thread (one mutex, held only to copy values in or out), bounded (DF_CACHE
+ * The df cache is one of four pieces of shared state that outlive a call (the others: the
+ * statistics cache below, kb_doccache.c and kb_memidx.c): per table kind, term hash -> estimate,
+ * valid for one database file and one snapshot of the table's statistics (row count, highest id,
+ * column length totals).  Any insert, delete or change of a document's length changes the snapshot
+ * and empties the cache, so a cached estimate equals what sampling would give again.  It is shared
+ * by every connection and thread (one mutex, held only to copy values in or out), bounded (DF_CACHE
  * slots, emptied when 3/4 full), and keyed by a 64-bit hash of the term (a collision would
  * only change one term's weight).  Long customer messages have up to Q_MAX_TERMS terms, each
  * an FTS5 query to sample: that was most of a long search.
@@ -150,9 +150,8 @@ static const table_def tables[] = {
                 "LIMIT ?5) ORDER BY s DESC, rid LIMIT ?2) AS m "
                 "JOIN kb_templates t ON t.id = m.rid WHERE ?3 IS NULL OR t.category = ?3",
      "kb_rank(kb_templates_fts, ?4)", "-bm25(kb_templates_fts, 8.0, 0.0, 5.0, 2.0, 2.0, 1.0)",
-     "SELECT (SELECT max(id) FROM kb_templates), kb_fts_stats(kb_templates_fts), "
-     "(SELECT value FROM kb_meta WHERE name = 'templates_stamp'), "
-     "(SELECT value FROM kb_meta WHERE name = 'synonyms_hash') FROM kb_templates_fts LIMIT 1",
+     "SELECT (SELECT max(id) FROM kb_templates), kb_fts_stats(kb_templates_fts) "
+     "FROM kb_templates_fts LIMIT 1",
      "SELECT rowid FROM kb_templates_fts WHERE kb_templates_fts MATCH ?1 AND rowid >= ?2",
      "SELECT t.id, 0, " TPL_COLS " FROM kb_templates t WHERE t.id = ?1",
      "SELECT t.id, 0, " TPL_COLS " FROM kb_templates t ORDER BY t.id", 4000},
@@ -166,9 +165,8 @@ static const table_def tables[] = {
                  "LIMIT ?5) ORDER BY s DESC, rid LIMIT ?2) AS m "
                  "JOIN kb_cases c ON c.id = m.rid WHERE ?3 IS NULL OR c.category = ?3",
      "kb_rank(kb_cases_fts, ?4)", "-bm25(kb_cases_fts, 4.0, 0.0, 1.0, 2.0)",
-     "SELECT (SELECT max(id) FROM kb_cases), kb_fts_stats(kb_cases_fts), "
-     "(SELECT value FROM kb_meta WHERE name = 'cases_stamp'), "
-     "(SELECT value FROM kb_meta WHERE name = 'synonyms_hash') FROM kb_cases_fts LIMIT 1",
+     "SELECT (SELECT max(id) FROM kb_cases), kb_fts_stats(kb_cases_fts) "
+     "FROM kb_cases_fts LIMIT 1",
      "SELECT rowid FROM kb_cases_fts WHERE kb_cases_fts MATCH ?1 AND rowid >= ?2",
      "SELECT c.id, 0, " CASE_COLS " FROM kb_cases c WHERE c.id = ?1",
      "SELECT c.id, 0, " CASE_COLS " FROM kb_cases c ORDER BY c.id", 1000},
@@ -299,6 +297,18 @@ typedef struct tstats {
     char synhash[17]; /* kb_meta's synonyms_hash: the list the FTS index was built with */
 } tstats;
 
+/* What kb_meta says of the snapshot, read once a search (read_stamps): each table's stamp and
+ * the synonym list the FTS indexes were built with. */
+typedef struct stamps {
+    char table[2][40];
+    char syn[17];
+} stamps;
+
+#define SQL_STAMPS                                                                                 \
+    "SELECT (SELECT value FROM kb_meta WHERE name = 'templates_stamp'), "                          \
+    "(SELECT value FROM kb_meta WHERE name = 'cases_stamp'), "                                     \
+    "(SELECT value FROM kb_meta WHERE name = 'synonyms_hash')"
+
 /* ---- statements ---- */
 
 enum { ST_STATS, ST_DF, ST_RANKED, ST_BM25, ST_RECENT, ST_GET, ST_PER_TABLE };
@@ -310,7 +320,7 @@ struct kb_searcher {
     sqlite3 *db;
     int keep;
     sqlite3_stmt *st[2][ST_PER_TABLE];
-    sqlite3_stmt *begin, *commit;
+    sqlite3_stmt *begin, *commit, *stamps;
 };
 
 static sqlite3_stmt *stmt(kb_searcher_t *s, sqlite3_stmt **slot, const char *sql)
@@ -338,7 +348,8 @@ static void finalize_all(kb_searcher_t *s)
         }
     sqlite3_finalize(s->begin);
     sqlite3_finalize(s->commit);
-    s->begin = s->commit = NULL;
+    sqlite3_finalize(s->stamps);
+    s->begin = s->commit = s->stamps = NULL;
 }
 
 /* Runs a statement without rows (BEGIN, COMMIT).  Returns 0 or KB_ERR_DB. */
@@ -351,16 +362,69 @@ static int exec_kept(kb_searcher_t *s, sqlite3_stmt **slot, const char *sql)
     return rc;
 }
 
-/* Reads row count and per-column average lengths.  Returns 1 (non-empty), 0 (empty) or
- * KB_ERR_DB. */
-static int table_stats(kb_searcher_t *sr, const table_def *td, tstats *ts)
+/* Reads kb_meta's stamps into *sp ("" for those it lacks).  Returns 0 or KB_ERR_DB. */
+static int read_stamps(kb_searcher_t *sr, stamps *sp)
 {
-    sqlite3_stmt *st = table_stmt(sr, td, ST_STATS, td->sql_stats);
-    int rc = KB_ERR_DB, s;
+    sqlite3_stmt *st = stmt(sr, &sr->stamps, SQL_STAMPS);
+    memset(sp, 0, sizeof(*sp));
+    if (st == NULL || sqlite3_step(st) != SQLITE_ROW) {
+        if (st)
+            sqlite3_reset(st);
+        return KB_ERR_DB;
+    }
+    for (int i = 0; i < 3; i++) {
+        const char *v = (const char *)sqlite3_column_text(st, i);
+        char *to = i < 2 ? sp->table[i] : sp->syn;
+        size_t cap = i < 2 ? sizeof(sp->table[i]) : sizeof(sp->syn);
+        if (v && strlen(v) < cap)
+            strcpy(to, v);
+    }
+    sqlite3_reset(st);
+    return 0;
+}
 
+/*
+ * The tables' statistics by stamp.  A table's row count, highest id and column totals change
+ * only with its rows (which renew its stamp) or with a rebuild of its FTS index for another
+ * synonym list (which changes synonyms_hash).  So they are kept, per table kind, for the last
+ * (stamp, synonyms_hash) seen, and a search with the same pair copies them instead of reading
+ * the FTS index's averages and the table's last id again: with the candidates from memory
+ * (kb_memidx.c) nothing else in a search reads those pages, which every chat commit drops from
+ * the connection's cache.  Shared by every connection and thread (a random stamp cannot name
+ * two different tables).
+ */
+static struct {
+    pthread_mutex_t lock;
+    struct {
+        char stamp[40], syn[17];
+        tstats ts;
+        int rc;
+    } kind[2];
+} stats_cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Reads row count and per-column average lengths, or takes them from the stats cache.
+ * Returns 1 (non-empty), 0 (empty) or KB_ERR_DB. */
+static int table_stats(kb_searcher_t *sr, const table_def *td, const stamps *sp, tstats *ts)
+{
+    int k = table_index(td->kind), keep = sp->table[k][0] && sp->syn[0], rc = -1, s;
     memset(ts, 0, sizeof(*ts));
+    if (keep) {
+        pthread_mutex_lock(&stats_cache.lock);
+        if (strcmp(stats_cache.kind[k].stamp, sp->table[k]) == 0 &&
+            strcmp(stats_cache.kind[k].syn, sp->syn) == 0) {
+            *ts = stats_cache.kind[k].ts;
+            rc = stats_cache.kind[k].rc;
+        }
+        pthread_mutex_unlock(&stats_cache.lock);
+        if (rc >= 0)
+            return rc;
+    }
+    sqlite3_stmt *st = table_stmt(sr, td, ST_STATS, td->sql_stats);
     if (st == NULL)
         return KB_ERR_DB;
+    strcpy(ts->stamp, sp->table[k]);
+    strcpy(ts->synhash, sp->syn);
+    rc = KB_ERR_DB;
     s = sqlite3_step(st);
     if (s == SQLITE_DONE) {
         rc = 0;
@@ -385,15 +449,17 @@ static int table_stats(kb_searcher_t *sr, const table_def *td, tstats *ts)
         if (ts->avglen[i] < 1)
             ts->avglen[i] = 1;
     }
-    const char *stamp = (const char *)sqlite3_column_text(st, 2);
-    const char *syn = (const char *)sqlite3_column_text(st, 3);
-    if (stamp && strlen(stamp) < sizeof(ts->stamp))
-        strcpy(ts->stamp, stamp);
-    if (syn && strlen(syn) < sizeof(ts->synhash))
-        strcpy(ts->synhash, syn);
     rc = 1;
 out:
     sqlite3_reset(st);
+    if (keep && rc >= 0) {
+        pthread_mutex_lock(&stats_cache.lock);
+        strcpy(stats_cache.kind[k].stamp, sp->table[k]);
+        strcpy(stats_cache.kind[k].syn, sp->syn);
+        stats_cache.kind[k].ts = *ts;
+        stats_cache.kind[k].rc = rc;
+        pthread_mutex_unlock(&stats_cache.lock);
+    }
     return rc;
 }
 
@@ -1207,7 +1273,7 @@ out:
 }
 
 /* Searches one table and appends its hits.  Returns 0 or a negative code. */
-static int search_table(kb_searcher_t *sr, const table_def *td, const char *text,
+static int search_table(kb_searcher_t *sr, const table_def *td, const stamps *sp, const char *text,
                         const char *category, int limit, const kb_search_opts_t *o, candvec *cv)
 {
     query *qp = NULL; /* large: on the heap */
@@ -1219,7 +1285,7 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const char *text
     kb_synonyms_t *syn = NULL; /* one list for the query and the candidates */
     kb_memidx_t *ix = NULL;
 
-    rc = table_stats(sr, td, &ts);
+    rc = table_stats(sr, td, sp, &ts);
     if (rc <= 0)
         return rc;
     qp = malloc(sizeof(*qp));
@@ -1360,10 +1426,13 @@ static int search(kb_searcher_t *sr, const char *text, const char *category, int
             goto fail;
         tx = 1;
     }
+    stamps sp;
+    if ((rc = read_stamps(sr, &sp)) != 0)
+        goto fail;
     for (int i = 0; i < 2; i++) {
         if (!(opts.tables & (1 << i)))
             continue;
-        rc = search_table(sr, &tables[i], text, category, limit, &opts, &cv);
+        rc = search_table(sr, &tables[i], &sp, text, category, limit, &opts, &cv);
         if (rc != 0)
             goto fail;
     }
