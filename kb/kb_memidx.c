@@ -402,6 +402,13 @@ kb_memidx_t *kb_memidx_get(sqlite3 *db, kb_kind_t kind, const char *stamp, const
 
 /* ---- candidates ---- */
 
+/* The term q names, or NULL when no document has it. */
+static const mterm *term_of(const kb_memidx_t *ix, const kb_memq_t *q)
+{
+    const uint64_t *slot = find_slot(ix, q->text, (uint32_t)q->len, q->hash);
+    return *slot ? &ix->term[(uint32_t)*slot - 1] : NULL;
+}
+
 typedef struct scored {
     double score;
     long long id;
@@ -447,10 +454,9 @@ int kb_memidx_candidates(const kb_memidx_t *ix, const kb_memq_t *q, int nq, cons
     if (!score || !seen || !matched)
         goto out;
     for (int i = 0; i < nq; i++) {
-        const uint64_t *slot = find_slot(ix, q[i].text, (uint32_t)q[i].len, q[i].hash);
-        if (*slot == 0)
+        const mterm *t = term_of(ix, &q[i]);
+        if (!t)
             continue;
-        const mterm *t = &ix->term[(uint32_t)*slot - 1];
         for (uint32_t p = t->post; p < t->post + t->npost; p++) {
             uint32_t d = ix->pdoc[p];
             if (!seen[d]) {
@@ -521,10 +527,9 @@ int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb
             pos[k][c] = (int)ix->pos[(size_t)docs[k] * KB_DOC_COLS + (size_t)c];
     }
     for (int i = 0; i < nq; i++) {
-        const uint64_t *slot = find_slot(ix, q[i].text, (uint32_t)q[i].len, q[i].hash);
-        if (*slot == 0)
+        const mterm *t = term_of(ix, &q[i]);
+        if (!t)
             continue;
-        const mterm *t = &ix->term[(uint32_t)*slot - 1];
         for (uint32_t p = t->post; p < t->post + t->npost; p++) {
             int k = at[ix->pdoc[p]];
             if (k < 0)

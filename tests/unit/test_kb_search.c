@@ -131,6 +131,22 @@ static int same_hits(const kb_result_t *a, const kb_result_t *b)
     return 1;
 }
 
+/* A template that the fixture lacks, for the tests that add one. */
+static const char pet_template[] =
+    "{\"kind\":\"template\",\"key\":\"pet-001\",\"title\":\"宠物托运受伤\","
+    "\"category\":\"travel.flight\",\"severity\":2,\"conditions\":\"托运的宠物受伤\","
+    "\"text\":\"您的宠物托运问题我们会在24小时内核实。\",\"steps\":[\"核实\"]}\n";
+
+/* Imports JSON Lines text into db; returns what kb_import_file returns. */
+static int import_jsonl(sqlite3 *db, const char *jsonl)
+{
+    char err[256];
+    const char *file = kb_temp_file(jsonl);
+    int n = kb_import_file(db, file, "t", err, sizeof(err));
+    unlink(file);
+    return n;
+}
+
 /* Document-frequency estimates are remembered for a database file while its statistics stay
  * the same: a repeated search gives the same hits and scores as a database that does not
  * cache (in memory), and a new document is found at once (the cache is dropped). */
@@ -158,10 +174,7 @@ static void df_cache_follows_the_data(void)
     }
     CHECK_MSG(ok, "cached search differs from the uncached one");
     /* a template with a word no document had: found by the next search */
-    const char *add = kb_temp_file(
-        "{\"kind\":\"template\",\"key\":\"pet-001\",\"title\":\"宠物托运受伤\","
-        "\"category\":\"travel.flight\",\"severity\":2,\"conditions\":\"托运的宠物受伤\","
-        "\"text\":\"您的宠物托运问题我们会在24小时内核实。\",\"steps\":[\"核实\"]}\n");
+    const char *add = kb_temp_file(pet_template);
     kb_result_t *r = NULL;
     CHECK(kb_search(db, "宠物托运受伤了，航班也延误了", NULL, 5, &r) == 0);
     int before = r->count > 0 && strcmp(r->hits[0].key, "pet-001") == 0;
@@ -409,12 +422,7 @@ static void searcher_keeps_statements(void)
     CHECK_MSG(ok, "a searcher differs from kb_search or left a statement running");
     CHECK(searcher_statements(db) >= 4); /* kept: stats, df, candidates, BEGIN, COMMIT */
 
-    const char *add = kb_temp_file(
-        "{\"kind\":\"template\",\"key\":\"pet-001\",\"title\":\"宠物托运受伤\","
-        "\"category\":\"travel.flight\",\"severity\":2,\"conditions\":\"托运的宠物受伤\","
-        "\"text\":\"您的宠物托运问题我们会在24小时内核实。\",\"steps\":[\"核实\"]}\n");
-    CHECK(kb_import_file(db, add, "t", err, sizeof(err)) >= 0);
-    unlink(add);
+    CHECK(import_jsonl(db, pet_template) == 1);
     kb_result_t *r = NULL;
     CHECK(kb_searcher_search(s, "宠物托运受伤了", NULL, 5, &r) == 0 && r->count > 0 &&
           strcmp(r->hits[0].key, "pet-001") == 0);
@@ -524,7 +532,7 @@ static void memory_postings_match_fts5(void)
 static void memory_postings_make_the_same_cut(void)
 {
     static const char *const words[] = {"行李", "破损", "赔偿", "延误", "改签", "退票"};
-    char err[256], *jsonl = malloc(64 * 1024);
+    char *jsonl = malloc(64 * 1024);
     size_t n = 0;
     CHECK(jsonl != NULL);
     for (int i = 0; jsonl && i < 60; i++) {
@@ -539,9 +547,7 @@ static void memory_postings_make_the_same_cut(void)
                              i, i % 7, i % 3 ? "travel.flight" : "general", text);
     }
     sqlite3 *db = kb_test_db();
-    const char *file = kb_temp_file(jsonl ? jsonl : "");
-    CHECK(kb_import_file(db, file, "t", err, sizeof(err)) == 60);
-    unlink(file);
+    CHECK(import_jsonl(db, jsonl ? jsonl : "") == 60);
     free(jsonl);
     const char *qs[] = {"行李破损了要赔偿", "航班延误改签退票", "行李延误", "退票赔偿"};
     const char *cats[] = {NULL, "travel.flight", "general"};
@@ -615,12 +621,7 @@ static void memory_postings_follow_edits(void)
     kb_result_free(r);
     CHECK(memidx_builds() == built); /* nothing changed: kept */
 
-    const char *add = kb_temp_file(
-        "{\"kind\":\"template\",\"key\":\"pet-001\",\"title\":\"宠物托运受伤\","
-        "\"category\":\"travel.flight\",\"severity\":2,\"conditions\":\"托运的宠物受伤\","
-        "\"text\":\"您的宠物托运问题我们会在24小时内核实。\",\"steps\":[\"核实\"]}\n");
-    CHECK(kb_import_file(db, add, "t", err, sizeof(err)) >= 0);
-    unlink(add);
+    CHECK(import_jsonl(db, pet_template) == 1);
     r = search_via(db, q, NULL, 5, 1, 0);
     CHECK(r->count > 0 && strcmp(r->hits[0].key, "pet-001") == 0);
     kb_result_free(r);
