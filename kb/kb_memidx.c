@@ -12,7 +12,7 @@
  * rows is also kept here: for each distinct token of its text columns, the documents that hold
  * it, in which columns (all that detail=column gives kb_rank()) and how often, and each
  * document's column lengths (all that BM25F reads).  Scoring over them costs a few nanoseconds
- * a posting, and only the rows that can become hits are read, for their snippets.
+ * a posting, and only the rows that become hits are read, for their fields and snippets.
  *
  * Exactness.  The candidates and their scores are the ones FTS5 and the analysis of each row
  * give, to the bit:

@@ -31,9 +31,10 @@
  *                 query terms (column weights, per-column length normalization from
  *                 kb_fts_stats); coverage (below) and the snippet's ranges come from the same
  *                 pass.  Candidates from memory are scored from the frequencies kept there,
- *                 and only the table's `limit` best rows are read and analyzed, for ranges.
+ *                 and the snippet's ranges are taken in step 6, for the hits only.
  *   6. hits       the candidates of both tables are merged by score; only the best `limit`
- *                 rows are read again by id (same snapshot) for the fields and the snippet.
+ *                 rows are read again by id (same snapshot) for the fields and the snippet
+ *                 (and analyzed, when they came from memory, for the snippet's ranges).
  *
  * Work is bounded by the constants: at most Q_MAX_TERMS samples of <= DF_SAMPLE rows,
  * POSTING_BUDGET postings for the MATCH, CANDIDATES re-ranked.
@@ -1033,8 +1034,15 @@ typedef struct cand {
     double score, coverage;
     int col;  /* snippet column: the first in snippet_order with a highlighted match */
     range *r; /* that column's ranges (malloc'ed, NULL for none) */
-    int nr;
+    int nr;   /* -1: not taken yet (from memory; hit_fill analyzes the row if it is a hit) */
 } cand;
+
+/* What a table's search leaves for its hits: the query (its chosen and highlighted terms are
+ * the table's) and the synonym list the documents are analyzed with.  search() owns them. */
+typedef struct table_ctx {
+    query *q;
+    kb_synonyms_t *syn;
+} table_ctx;
 
 typedef struct candvec {
     cand *v;
@@ -1157,9 +1165,10 @@ static int add_cand(candvec *cv, sqlite3_stmt *st, const table_def *td, const ts
     return 0;
 }
 
-/* Fills hit h from candidate c: its row read again by id.  Returns 0, KB_ERR_NOMEM or
- * KB_ERR_DB (also when the row is gone, which one snapshot rules out). */
-static int hit_fill(kb_searcher_t *sr, const cand *c, kb_hit_t *h)
+/* Fills hit h from candidate c: its row read again by id, and analyzed for the snippet's ranges
+ * when c has none yet (tc: its table's query and synonyms; d: scratch).  Returns 0,
+ * KB_ERR_NOMEM or KB_ERR_DB (also when the row is gone, which one snapshot rules out). */
+static int hit_fill(kb_searcher_t *sr, cand *c, const table_ctx *tc, doc *d, kb_hit_t *h)
 {
     const table_def *td = &tables[table_index(c->kind)];
     sqlite3_stmt *st = table_stmt(sr, td, ST_GET, td->sql_get);
@@ -1171,6 +1180,15 @@ static int hit_fill(kb_searcher_t *sr, const cand *c, kb_hit_t *h)
     sqlite3_bind_int64(st, 1, c->id);
     if (sqlite3_step(st) != SQLITE_ROW)
         goto out;
+    if (c->nr < 0) { /* its ranges, as the analysis of a candidate row takes them */
+        d->q = tc->q;
+        d->a = (kb_analyzer_t){.cjk = KB_CJK_UNIBI, .query = 0, .syn = tc->syn};
+        analyze_row(st, td, tc->q, d);
+        if (cand_ranges(c, td, d) != 0) {
+            rc = KB_ERR_NOMEM;
+            goto out;
+        }
+    }
     h->kind = c->kind;
     h->id = c->id;
     h->score = c->score;
@@ -1203,21 +1221,18 @@ out:
     return rc;
 }
 
-static int by_score(const void *a, const void *b);
-
 /* Steps 4 and 5 from the table's postings in memory (kb_memidx.c): the candidates FTS5 would
  * give, re-ranked from the term frequencies and column lengths kept there (what the analysis of
- * each row gives), with no row read.  Only the table's `limit` best can become hits, so only
- * their rows are read and analyzed, for the snippet's ranges.  args are kb_rank()'s, ncat the
- * category's phrases that lead them.  Returns 0 or a negative code. */
-static int mem_candidates(kb_searcher_t *sr, const table_def *td, const kb_memidx_t *ix,
-                          const query *q, const char *args, int ncat, const char *category,
-                          const kb_search_opts_t *o, int limit, const tstats *ts, doc *d,
-                          candvec *cv)
+ * each row gives), with no row read.  Their snippets' ranges are left to hit_fill, for those
+ * that become hits.  args are kb_rank()'s, ncat the category's phrases that lead them.
+ * Returns 0 or KB_ERR_NOMEM. */
+static int mem_candidates(const table_def *td, const kb_memidx_t *ix, const query *q,
+                          const char *args, int ncat, const char *category,
+                          const kb_search_opts_t *o, const tstats *ts, doc *d, candvec *cv)
 {
     rank_args ra = {0};
     kb_memq_t sel[MATCH_MAX], all[Q_MAX_TERMS];
-    int nsel = 0, nt = q->nt, rc = KB_ERR_NOMEM, base = cv->n;
+    int nsel = 0, nt = q->nt, rc = KB_ERR_NOMEM;
     size_t nc = (size_t)o->candidates + 1;
 
     rank_args_parse(args, &ra);
@@ -1243,27 +1258,12 @@ static int mem_candidates(kb_searcher_t *sr, const table_def *td, const kb_memid
         memcpy(d->positions, pos[k], sizeof(d->positions));
         memcpy(d->tf, tf + (size_t)k * (size_t)nt, (size_t)nt * sizeof(d->tf[0]));
         d->nr = 0;
-        if (add_scored(cv, td, ts, q, o, d, ids[k], 0) == NULL)
+        cand *c = add_scored(cv, td, ts, q, o, d, ids[k], 0);
+        if (c == NULL)
             goto out;
+        c->nr = -1;
     }
-    if (cv->n - base > 1)
-        qsort(cv->v + base, (size_t)(cv->n - base), sizeof(*cv->v), by_score);
-    rc = KB_ERR_DB;
-    sqlite3_stmt *st = table_stmt(sr, td, ST_GET, td->sql_get);
-    if (st == NULL)
-        goto out;
     rc = 0;
-    for (int k = base; k < cv->n && k < base + limit && rc == 0; k++) {
-        sqlite3_bind_int64(st, 1, cv->v[k].id);
-        int s = sqlite3_step(st);
-        if (s == SQLITE_ROW) { /* always, in the snapshot the index was checked against */
-            analyze_row(st, td, q, d);
-            rc = cand_ranges(&cv->v[k], td, d);
-        } else if (s != SQLITE_DONE) {
-            rc = KB_ERR_DB;
-        }
-        sqlite3_reset(st);
-    }
 out:
     free(docs);
     free(ids);
@@ -1272,29 +1272,27 @@ out:
     return rc;
 }
 
-/* Searches one table and appends its hits.  Returns 0 or a negative code. */
+/* Searches one table and appends its candidates; leaves its query and synonym list in *tc for
+ * the hits (the caller frees them, also on failure).  d: scratch.  Returns 0 or a negative
+ * code. */
 static int search_table(kb_searcher_t *sr, const table_def *td, const stamps *sp, const char *text,
-                        const char *category, int limit, const kb_search_opts_t *o, candvec *cv)
+                        const char *category, const kb_search_opts_t *o, table_ctx *tc, doc *d,
+                        candvec *cv)
 {
-    query *qp = NULL; /* large: on the heap */
+    query *qp; /* large: on the heap */
     tstats ts;
     sqlite3_stmt *st = NULL;
     char match[8192], args[2048], sql[1024];
-    doc *d = NULL;
     int rc, fallback, ncat, s;
-    kb_synonyms_t *syn = NULL; /* one list for the query and the candidates */
+    kb_synonyms_t *syn; /* one list for the query and the candidates */
     kb_memidx_t *ix = NULL;
 
     rc = table_stats(sr, td, sp, &ts);
     if (rc <= 0)
         return rc;
-    qp = malloc(sizeof(*qp));
-    d = malloc(sizeof(*d));
-    if (qp == NULL || d == NULL) {
-        rc = KB_ERR_NOMEM;
-        goto out;
-    }
-    syn = kb_synonyms_current();
+    if ((qp = tc->q = malloc(sizeof(*qp))) == NULL)
+        return KB_ERR_NOMEM;
+    syn = tc->syn = kb_synonyms_current();
     kb_analyzer_t a = {.cjk = o->cjk, .query = 0, .syn = syn};
     query_build(qp, text, &a);
     d->a = (kb_analyzer_t){.cjk = KB_CJK_UNIBI, .query = 0, .syn = syn};
@@ -1313,7 +1311,7 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const stamps *sp
     if (!fallback && o->memidx && o->rerank && !o->fts_bm25 && ts.rows <= td->memidx_max &&
         (ix = kb_memidx_get(sr->db, td->kind, ts.stamp, ts.synhash, syn, td->sql_all, td->ncols,
                             td->category_col)) != NULL) {
-        rc = mem_candidates(sr, td, ix, qp, args, ncat, category, o, limit, &ts, d, cv);
+        rc = mem_candidates(td, ix, qp, args, ncat, category, o, &ts, d, cv);
         goto out;
     }
     rc = KB_ERR_DB;
@@ -1345,9 +1343,6 @@ out:
         sqlite3_clear_bindings(st);
     }
     kb_memidx_unref(ix);
-    kb_synonyms_unref(syn);
-    free(qp);
-    free(d);
     return rc;
 }
 
@@ -1398,6 +1393,15 @@ void kb_search_defaults(kb_search_opts_t *o)
     o->memidx = 1;
 }
 
+static void tables_free(table_ctx *tc, doc *d)
+{
+    for (int i = 0; i < 2; i++) {
+        free(tc[i].q);
+        kb_synonyms_unref(tc[i].syn);
+    }
+    free(d);
+}
+
 /* Both tables in one read transaction (unless the caller has one open): one snapshot for the
  * statistics, the df cache's check and the candidates, and one look at the write-ahead log. */
 static int search(kb_searcher_t *sr, const char *text, const char *category, int limit,
@@ -1405,11 +1409,16 @@ static int search(kb_searcher_t *sr, const char *text, const char *category, int
 {
     kb_result_t *r = calloc(1, sizeof(*r));
     candvec cv = {NULL, 0, 0};
+    table_ctx tc[2] = {{NULL, NULL}, {NULL, NULL}};
+    doc *d = malloc(sizeof(*d)); /* large: on the heap */
     int rc = 0, tx = 0;
 
     *out = NULL;
-    if (r == NULL)
+    if (r == NULL || d == NULL) {
+        free(r);
+        free(d);
         return KB_ERR_NOMEM;
+    }
     if (limit < 1)
         limit = 1;
     if (limit > 50)
@@ -1432,7 +1441,7 @@ static int search(kb_searcher_t *sr, const char *text, const char *category, int
     for (int i = 0; i < 2; i++) {
         if (!(opts.tables & (1 << i)))
             continue;
-        rc = search_table(sr, &tables[i], &sp, text, category, limit, &opts, &cv);
+        rc = search_table(sr, &tables[i], &sp, text, category, &opts, &tc[i], d, &cv);
         if (rc != 0)
             goto fail;
     }
@@ -1443,13 +1452,16 @@ static int search(kb_searcher_t *sr, const char *text, const char *category, int
         rc = KB_ERR_NOMEM;
         goto fail;
     }
-    for (; r->count < n; r->count++)
-        if ((rc = hit_fill(sr, &cv.v[r->count], &r->hits[r->count])) != 0)
+    for (; r->count < n; r->count++) {
+        cand *c = &cv.v[r->count];
+        if ((rc = hit_fill(sr, c, &tc[table_index(c->kind)], d, &r->hits[r->count])) != 0)
             goto fail;
+    }
     if (tx && (rc = exec_kept(sr, &sr->commit, "COMMIT")) != 0)
         goto fail;
     cands_free(&cv);
 done:
+    tables_free(tc, d);
     r->confidence = confidence(r);
     *out = r;
     return 0;
@@ -1459,6 +1471,7 @@ fail:
     if (tx && !sqlite3_get_autocommit(sr->db) && exec_kept(sr, &sr->commit, "COMMIT") != 0)
         sqlite3_exec(sr->db, "ROLLBACK", NULL, NULL, NULL);
     cands_free(&cv);
+    tables_free(tc, d);
     kb_result_free(r);
     return rc;
 }
