@@ -202,11 +202,10 @@ kb_memidx_t *kb_memidx_get(sqlite3 *db, kb_kind_t kind, const char *stamp, const
 void kb_memidx_unref(kb_memidx_t *ix);
 /* The documents holding any of q[0..nq) in a text column, of category (NULL: any), scored as
  * kb_rank() scores them with column weights w[0..nw): the best `limit`, by score and then the
- * lowest id first, into docs[] (the index's numbers, for kb_memidx_terms), ids[] (and scores[]
- * unless NULL).  Returns their number or KB_ERR_NOMEM. */
+ * lowest id first, into docs[] (the index's numbers, for kb_memidx_terms) and ids[].  Returns
+ * their number or KB_ERR_NOMEM. */
 int kb_memidx_candidates(const kb_memidx_t *ix, const kb_memq_t *q, int nq, const double *w, int nw,
-                         const char *category, int limit, uint32_t *docs, long long *ids,
-                         double *scores);
+                         const char *category, int limit, uint32_t *docs, long long *ids);
 /* What the re-ranker reads of documents docs[0..n), as kb_doc_analyze would give it: each
  * column's length in positions into pos[k], and the frequency of term q[i] in column c into
  * tf[k * nq + i][c] (cut at 65535; the caller zeroes tf).  Returns 0 or KB_ERR_NOMEM. */

@@ -442,8 +442,7 @@ static void sift_down(scored *h, int n, int i)
 }
 
 int kb_memidx_candidates(const kb_memidx_t *ix, const kb_memq_t *q, int nq, const double *w, int nw,
-                         const char *category, int limit, uint32_t *docs, long long *ids,
-                         double *scores)
+                         const char *category, int limit, uint32_t *docs, long long *ids)
 {
     double *score = calloc((size_t)ix->ndocs + 1, sizeof(*score));
     uint8_t *seen = calloc((size_t)ix->ndocs + 1, 1);
@@ -503,8 +502,6 @@ int kb_memidx_candidates(const kb_memidx_t *ix, const kb_memq_t *q, int nq, cons
     for (int i = 0; i < rc; i++) {
         ids[i] = v[i].id;
         docs[i] = v[i].doc;
-        if (scores)
-            scores[i] = v[i].score;
     }
 out:
     free(score);

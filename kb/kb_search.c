@@ -294,8 +294,6 @@ typedef struct tstats {
     double rows; /* documents in the table */
     long long maxid;
     double avglen[8];
-    char stamp[40];   /* kb_meta's stamp of the table ("" when it has none) */
-    char synhash[17]; /* kb_meta's synonyms_hash: the list the FTS index was built with */
 } tstats;
 
 /* What kb_meta says of the snapshot, read once a search (read_stamps): each table's stamp and
@@ -423,8 +421,6 @@ static int table_stats(kb_searcher_t *sr, const table_def *td, const stamps *sp,
     sqlite3_stmt *st = table_stmt(sr, td, ST_STATS, td->sql_stats);
     if (st == NULL)
         return KB_ERR_DB;
-    strcpy(ts->stamp, sp->table[k]);
-    strcpy(ts->synhash, sp->syn);
     rc = KB_ERR_DB;
     s = sqlite3_step(st);
     if (s == SQLITE_DONE) {
@@ -1126,8 +1122,9 @@ static int cand_ranges(cand *c, const table_def *td, const doc *d)
     return 0;
 }
 
-/* Appends candidate id of td scored from d (re-rank score, coverage; its ranges only when
- * with_ranges).  Returns the candidate, or NULL when out of memory. */
+/* Appends candidate id of td scored from d (re-rank score, coverage), with its ranges from d,
+ * or, without with_ranges, marked for hit_fill to take them.  Returns the candidate, or NULL
+ * when out of memory. */
 static cand *add_scored(candvec *cv, const table_def *td, const tstats *ts, const query *q,
                         const kb_search_opts_t *o, const doc *d, long long id, int with_ranges)
 {
@@ -1146,7 +1143,9 @@ static cand *add_scored(candvec *cv, const table_def *td, const tstats *ts, cons
     c->score = bm25f(d, td, ts, q, o->uni_weight, hit);
     c->coverage = coverage(q, hit);
     c->score *= 1 + o->cov_weight * c->coverage;
-    if (with_ranges && cand_ranges(c, td, d) != 0)
+    if (!with_ranges)
+        c->nr = -1;
+    else if (cand_ranges(c, td, d) != 0)
         return NULL;
     cv->n++;
     return c;
@@ -1250,18 +1249,15 @@ static int mem_candidates(const table_def *td, const kb_memidx_t *ix, const quer
     unsigned short(*tf)[KB_DOC_COLS] = calloc(nc * (size_t)(nt > 0 ? nt : 1), sizeof(*tf));
     if (!docs || !ids || !pos || !tf)
         goto out;
-    int n = kb_memidx_candidates(ix, sel, nsel, ra.w, ra.ncol, category, o->candidates, docs, ids,
-                                 NULL);
+    int n = kb_memidx_candidates(ix, sel, nsel, ra.w, ra.ncol, category, o->candidates, docs, ids);
     if (n < 0 || kb_memidx_terms(ix, docs, n, all, nt, pos, tf) != 0)
         goto out;
     for (int k = 0; k < n; k++) {
         memcpy(d->positions, pos[k], sizeof(d->positions));
         memcpy(d->tf, tf + (size_t)k * (size_t)nt, (size_t)nt * sizeof(d->tf[0]));
         d->nr = 0;
-        cand *c = add_scored(cv, td, ts, q, o, d, ids[k], 0);
-        if (c == NULL)
+        if (add_scored(cv, td, ts, q, o, d, ids[k], 0) == NULL)
             goto out;
-        c->nr = -1;
     }
     rc = 0;
 out:
@@ -1309,8 +1305,8 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const stamps *sp
     }
     d->q = qp;
     if (!fallback && o->memidx && o->rerank && !o->fts_bm25 && ts.rows <= td->memidx_max &&
-        (ix = kb_memidx_get(sr->db, td->kind, ts.stamp, ts.synhash, syn, td->sql_all, td->ncols,
-                            td->category_col)) != NULL) {
+        (ix = kb_memidx_get(sr->db, td->kind, sp->table[table_index(td->kind)], sp->syn, syn,
+                            td->sql_all, td->ncols, td->category_col)) != NULL) {
         rc = mem_candidates(td, ix, qp, args, ncat, category, o, &ts, d, cv);
         goto out;
     }
