@@ -136,8 +136,8 @@ typedef struct builder {
     int col;
     size_t ntext, captext, capterm, capid, capcat, cappos;
     uint32_t *last;               /* per term: the last document that held it, + 1 */
-    uint8_t *cols;                /* per term: its columns in the current document */
-    uint16_t (*tfc)[KB_DOC_COLS]; /* per term: its frequency in each, cut at 65535 */
+    uint16_t (*tfc)[KB_DOC_COLS]; /* per term: its frequency in each column of the current
+                                     document, cut at 65535 */
     uint16_t *pool;
     size_t npool, cappool;
     uint32_t *touched;
@@ -212,10 +212,7 @@ static int build_tok(void *ctx, const kb_tok_t *tok)
             uint32_t *l = t ? realloc(b->last, n * sizeof(*l)) : NULL;
             if (l)
                 b->last = l;
-            uint8_t *c = l ? realloc(b->cols, n) : NULL;
-            if (c)
-                b->cols = c;
-            uint16_t(*f)[KB_DOC_COLS] = c ? realloc(b->tfc, n * sizeof(*f)) : NULL;
+            uint16_t(*f)[KB_DOC_COLS] = l ? realloc(b->tfc, n * sizeof(*f)) : NULL;
             if (!f)
                 return SQLITE_NOMEM;
             b->tfc = f;
@@ -235,10 +232,8 @@ static int build_tok(void *ctx, const kb_tok_t *tok)
         b->touched = to;
         b->touched[b->ntouched++] = t;
         b->last[t] = b->doc + 1;
-        b->cols[t] = 0;
         memset(b->tfc[t], 0, sizeof(b->tfc[t]));
     }
-    b->cols[t] |= (uint8_t)(1u << b->col);
     if (b->tfc[t][b->col] < 65535)
         b->tfc[t][b->col]++;
     ix->pos[(size_t)b->doc * KB_DOC_COLS + (size_t)b->col] += !tok->colocated;
@@ -304,10 +299,13 @@ static kb_memidx_t *build(sqlite3 *db, const char *sql, int ncols, int category_
         b.pool = p;
         for (size_t i = 0; i < b.ntouched; i++) {
             uint32_t t = b.touched[i];
-            b.tr[b.ntr++] = (triple){t, b.doc, (uint32_t)b.npool, b.cols[t]};
+            triple *tr = &b.tr[b.ntr++];
+            *tr = (triple){t, b.doc, (uint32_t)b.npool, 0};
             for (int c = 0; c < KB_DOC_COLS; c++)
-                if (b.cols[t] & (1u << c))
+                if (b.tfc[t][c] > 0) { /* the columns that hold the term */
+                    tr->cols |= (uint8_t)(1u << c);
                     b.pool[b.npool++] = b.tfc[t][c];
+                }
         }
         ix->ndocs++;
     }
@@ -353,7 +351,6 @@ out:
     sqlite3_finalize(st);
     free(count);
     free(b.last);
-    free(b.cols);
     free(b.tfc);
     free(b.pool);
     free(b.touched);
