@@ -168,16 +168,16 @@ void kb_doc_cache_stats(size_t *entries, size_t *bytes);
 /* Empties the cache (tests and benchmarks). */
 void kb_doc_cache_clear(void);
 
-/* ---- the templates' postings in memory (kb_memidx.c) ---- */
+/* ---- small tables' postings in memory (kb_memidx.c) ---- */
 
-#define KB_RANK_K1 1.2
+#define KB_BM25_K1 1.2 /* BM25's k1, for kb_rank() and the re-rank's BM25F */
 
 /* kb_rank()'s share for one matched term: idf times the saturated sum w of its columns'
  * weights.  One expression for FTS5's rank function and the in-memory candidates, so that both
  * give the same bits. */
 static inline double kb_rank_term(double idf, double w)
 {
-    return idf * w * (KB_RANK_K1 + 1) / (w + KB_RANK_K1);
+    return idf * w * (KB_BM25_K1 + 1) / (w + KB_BM25_K1);
 }
 
 typedef struct kb_memidx kb_memidx_t;
@@ -227,7 +227,7 @@ typedef struct kb_search_opts {
     int fts_bm25;       /* 1: candidates by FTS5's bm25() instead of kb_rank() */
     double uni_weight;  /* re-rank weight of characters the query has inside bigrams */
     double cov_weight;  /* re-rank score = BM25F * (1 + cov_weight * coverage) */
-    int memidx;         /* 1: the templates' candidates from kb_memidx.c when it is exact */
+    int memidx;         /* 1: a small table's candidates from kb_memidx.c when it is exact */
 } kb_search_opts_t;
 
 /* The kb_rank() FTS5 auxiliary function (kb_search.c), registered by kb_register. */

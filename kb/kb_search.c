@@ -74,7 +74,6 @@
 #define DF_CACHE 8192 /* remembered df estimates per table kind (a power of two) */
 #define SNIP_CHARS 60
 #define MAX_RANGES 256
-#define BM25_K1 1.2
 #define BM25_B 0.75
 
 typedef struct qterm {
@@ -895,8 +894,8 @@ static double bm25f(const doc *d, const table_def *td, const tstats *ts, const q
         }
         hit[i] = tfw > 0;
         if (tfw > 0)
-            score += (q->t[i].in_bi ? uni_weight : 1.0) * q->t[i].idf * tfw * (BM25_K1 + 1) /
-                     (tfw + BM25_K1);
+            score += (q->t[i].in_bi ? uni_weight : 1.0) * q->t[i].idf * tfw * (KB_BM25_K1 + 1) /
+                     (tfw + KB_BM25_K1);
     }
     return score;
 }
