@@ -440,8 +440,8 @@ static void searcher_keeps_statements(void)
     CHECK(sqlite3_close(db) == SQLITE_OK);
 }
 
-/* kb_search_ex with the templates' candidates from memory (memidx) or from FTS5; candidates 0
- * for the default number. */
+/* kb_search_ex with the small tables' candidates from memory (memidx) or from FTS5; candidates
+ * 0 for the default number. */
 static kb_result_t *search_via(sqlite3 *db, const char *q, const char *cat, int limit, int memidx,
                                int candidates)
 {
@@ -592,12 +592,8 @@ static void statistics_follow_the_stamps(void)
     for (int i = 0; i < r->count; i++)
         found |= r->hits[i].kind == KB_CASE && r->hits[i].id == id1;
     CHECK(found && id1 == id2);
-    /* (kb_case_add makes each case's key unique, so not same_hits) */
-    int same = r->count == t->count && r->confidence == t->confidence;
-    for (int i = 0; same && i < r->count; i++)
-        same = r->hits[i].kind == t->hits[i].kind && r->hits[i].id == t->hits[i].id &&
-               r->hits[i].score == t->hits[i].score && r->hits[i].coverage == t->hits[i].coverage;
-    CHECK_MSG(same, "a search after a new case differs from a twin's");
+    /* identical(), not same_hits: kb_case_add makes each case's key unique */
+    CHECK_MSG(identical(r, t, q, NULL), "a search after a new case differs from a twin's");
     kb_result_free(r);
     kb_result_free(t);
     CHECK(sqlite3_close(db) == SQLITE_OK && sqlite3_close(twin) == SQLITE_OK);
