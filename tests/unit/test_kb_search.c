@@ -480,7 +480,7 @@ static unsigned long memidx_builds(void)
     return builds;
 }
 
-/* The templates' postings in memory give exactly what FTS5 and the analysis of each row give:
+/* The small tables' postings in memory give exactly what FTS5 and the analysis of each row give:
  * the same hits in the same order with the same scores, coverage and snippets, for every
  * customer line of the bench's conversations, with and without a category.  Also with only 3
  * candidates a table, fewer than match, so that which documents make the cut (kb_rank's order,
