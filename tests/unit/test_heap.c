@@ -5,11 +5,13 @@
  * heap_free with their size.  With jemalloc (the release build; ctest release_build runs this
  * there): every block lives in the heap's own arena, never the process heap's, and once all are
  * freed the arena holds no active page, whatever the rest of the process allocated meanwhile;
- * heap_destroy gives the arena back, and a new heap works after it.
+ * heap_destroy gives the arena back, and a new heap works after it; and jemalloc runs its
+ * background threads (heap.c's malloc_conf).
  */
 #include "check.h"
 #include "heap.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,8 +126,26 @@ static void test_blocks(void)
     heap_release_free();
 }
 
+#ifdef REDRESS_JEMALLOC
+/* heap.c's malloc_conf took: jemalloc purges from threads of its own, not inside the loop's
+ * malloc and free calls (unless MALLOC_CONF says otherwise, which the tests never set). */
+static void test_background_purging(void)
+{
+    bool opt = false, on = false;
+    size_t sz = sizeof(opt);
+    CHECK(mallctl("opt.background_thread", &opt, &sz, NULL, 0) == 0);
+    CHECK(opt);
+    sz = sizeof(on);
+    CHECK(mallctl("background_thread", &on, &sz, NULL, 0) == 0);
+    CHECK(on);
+}
+#endif
+
 int main(void)
 {
     RUN(test_blocks);
+#ifdef REDRESS_JEMALLOC
+    RUN(test_background_purging);
+#endif
     return check_summary();
 }
