@@ -180,6 +180,12 @@ static inline double kb_rank_term(double idf, double w)
     return idf * w * (KB_BM25_K1 + 1) / (w + KB_BM25_K1);
 }
 
+/* x as printf's "%.4f" writes it, into buf (KB_FIXED4_MAX bytes), and the value strtod reads
+ * back from that text into *value; returns the text's length.  Exact, and without printf's
+ * and strtod's general paths for |x| < 1e11 (kb_search.c, "Writing them"). */
+#define KB_FIXED4_MAX 340
+int kb_fixed4(double x, char *buf, double *value);
+
 typedef struct kb_memidx kb_memidx_t;
 
 /* A term of the candidates' query: its text, kb_text_hash and kb_rank() idf (<= 0: it matches
@@ -206,11 +212,18 @@ void kb_memidx_unref(kb_memidx_t *ix);
  * their number or KB_ERR_NOMEM. */
 int kb_memidx_candidates(const kb_memidx_t *ix, const kb_memq_t *q, int nq, const double *w, int nw,
                          const char *category, int limit, uint32_t *docs, long long *ids);
+/* A query term that a document holds: which one (an index into the query), the columns it is
+ * in (bit c), and its frequency in each of them, in column order (cut at 65535). */
+typedef struct kb_memtf {
+    unsigned short term;
+    unsigned char cols;
+    const uint16_t *tf;
+} kb_memtf_t;
 /* What the re-ranker reads of documents docs[0..n), as kb_doc_analyze would give it: each
- * column's length in positions into pos[k], and the frequency of term q[i] in column c into
- * tf[k * nq + i][c] (cut at 65535; the caller zeroes tf).  Returns 0 or KB_ERR_NOMEM. */
+ * column's length in positions into pos[k], and the query terms that document k holds into
+ * tf[k * nq ..], ntf[k] of them, in query order.  Returns 0 or KB_ERR_NOMEM. */
 int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb_memq_t *q, int nq,
-                    int (*pos)[KB_DOC_COLS], unsigned short (*tf)[KB_DOC_COLS]);
+                    int (*pos)[KB_DOC_COLS], kb_memtf_t *tf, int *ntf);
 /* Indexes built so far, and the bytes the kept ones take. */
 void kb_memidx_stats(unsigned long *builds, size_t *bytes);
 

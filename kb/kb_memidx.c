@@ -447,6 +447,9 @@ int kb_memidx_candidates(const kb_memidx_t *ix, const kb_memq_t *q, int nq, cons
     scored *v = NULL;
     int n = 0, rc = KB_ERR_NOMEM;
 
+    double cwt[256]; /* a column mask's weight, computed at its first posting */
+    unsigned char have[256] = {0};
+
     if (!score || !seen || !matched)
         goto out;
     for (int i = 0; i < nq; i++) {
@@ -461,10 +464,16 @@ int kb_memidx_candidates(const kb_memidx_t *ix, const kb_memq_t *q, int nq, cons
             }
             if (q[i].idf <= 0)
                 continue;
-            double cw = 0;
-            for (int c = 0; c < nw && c < 8; c++)
-                if (ix->pcol[p] & (1u << c))
-                    cw += w[c];
+            uint8_t m = ix->pcol[p];
+            if (!have[m]) {
+                double cw = 0;
+                for (int c = 0; c < nw && c < 8; c++)
+                    if (m & (1u << c))
+                        cw += w[c];
+                cwt[m] = cw;
+                have[m] = 1;
+            }
+            double cw = cwt[m];
             if (cw > 0)
                 score[d] += kb_rank_term(q[i].idf, cw);
         }
@@ -509,7 +518,7 @@ out:
 }
 
 int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb_memq_t *q, int nq,
-                    int (*pos)[KB_DOC_COLS], unsigned short (*tf)[KB_DOC_COLS])
+                    int (*pos)[KB_DOC_COLS], kb_memtf_t *tf, int *ntf)
 {
     int *at = malloc(((size_t)ix->ndocs + 1) * sizeof(*at)); /* document -> its place, or -1 */
     if (!at)
@@ -517,21 +526,19 @@ int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb
     memset(at, 0xff, ((size_t)ix->ndocs + 1) * sizeof(*at));
     for (int k = 0; k < n; k++) {
         at[docs[k]] = k;
+        ntf[k] = 0;
         for (int c = 0; c < KB_DOC_COLS; c++)
             pos[k][c] = (int)ix->pos[(size_t)docs[k] * KB_DOC_COLS + (size_t)c];
     }
-    for (int i = 0; i < nq; i++) {
+    for (int i = 0; i < nq; i++) { /* in query order, so each document's list is too */
         const mterm *t = term_of(ix, &q[i]);
         if (!t)
             continue;
         for (uint32_t p = t->post; p < t->post + t->npost; p++) {
             int k = at[ix->pdoc[p]];
-            if (k < 0)
-                continue;
-            const uint16_t *f = ix->tf + ix->ptf[p];
-            for (int c = 0; c < KB_DOC_COLS; c++)
-                if (ix->pcol[p] & (1u << c))
-                    tf[(size_t)k * (size_t)nq + (size_t)i][c] = *f++;
+            if (k >= 0)
+                tf[(size_t)k * (size_t)nq + (size_t)ntf[k]++] =
+                    (kb_memtf_t){(unsigned short)i, ix->pcol[p], ix->tf + ix->ptf[p]};
         }
     }
     free(at);

@@ -103,6 +103,19 @@ typedef struct query {
     short slot[256];                      /* hash of term text -> index + 1 */
     int nchars;                           /* characters analyzed */
     unsigned char in_bi[Q_MAX_CHARS + 1]; /* character c is inside one of the query's bigrams */
+    /* coverage()'s view of the tokens, set by coverage_prepare() once the idfs are known:
+     * what a hit term credits (characters [from, to), fully or by half), then the characters
+     * that count and their weights, and the sum of all weights */
+    struct {
+        short term, from, to;
+        unsigned char half;
+    } cred[Q_MAX_TOKS];
+    struct {
+        int at;
+        double w;
+    } cw[Q_MAX_TOKS];
+    int ncred, ncw;
+    double cov_all;
 } query;
 
 /* One table as the search sees it; FTS columns in table order. */
@@ -651,6 +664,112 @@ typedef struct rank_args {
     double idf[MATCH_MAX + 16];
 } rank_args;
 
+/*
+ * Writing them (build_match).  kb_rank() reads its arguments as text, and a small table's
+ * candidates from memory must be scored with the very values it reads (kb_memidx.c): each
+ * argument is written here and its value kept beside it in a rank_args, the value that strtod
+ * gives for the text.  An idf is written with four decimals, as "%.4f" writes it, from an
+ * exact count of ten-thousandths (kb_fixed4); q / 10000.0 is then that text's value, since a
+ * division of two exact doubles is correctly rounded, as strtod is.  printf's and strtod's
+ * general paths cost 6-7 % of a search.  test_kb_search checks text and value against
+ * snprintf and strtod for a million values and every tie.
+ */
+
+/* |x| in ten-thousandths, rounded half to even from x's exact binary value as printf's "%.4f"
+ * rounds it, into *q, and its sign into *neg.  Returns 0, or -1 when x is not finite or too
+ * large (|x| >= 1e11, where q might not be exact as a double). */
+static int ten_thousandths(double x, int *neg, uint64_t *q)
+{
+    if (!isfinite(x) || fabs(x) >= 1e11)
+        return -1;
+    int e;
+    double f = frexp(fabs(x), &e); /* |x| = f * 2^e, f 0 or in [0.5, 1) */
+    unsigned __int128 p = (unsigned __int128)(uint64_t)ldexp(f, 53) * 10000u; /* * 2^(e - 53) */
+    int s = 53 - e;
+    *neg = signbit(x) != 0;
+    if (s <= 0) {
+        *q = (uint64_t)(p << -s);
+        return 0;
+    }
+    if (s > 120) { /* p < 2^67: below half a unit */
+        *q = 0;
+        return 0;
+    }
+    unsigned __int128 one = (unsigned __int128)1 << s, r = p & (one - 1), half = one >> 1;
+    uint64_t v = (uint64_t)(p >> s);
+    *q = v + (r > half || (r == half && (v & 1)));
+    return 0;
+}
+
+int kb_fixed4(double x, char *buf, double *value)
+{
+    int neg, n = 0;
+    uint64_t q;
+    if (ten_thousandths(x, &neg, &q) != 0) {
+        n = snprintf(buf, KB_FIXED4_MAX, "%.4f", x);
+        *value = strtod(buf, NULL);
+        return n;
+    }
+    char d[24];
+    int nd = 0;
+    for (uint64_t i = q / 10000; nd == 0 || i > 0; i /= 10)
+        d[nd++] = (char)('0' + i % 10);
+    if (neg)
+        buf[n++] = '-';
+    while (nd > 0)
+        buf[n++] = d[--nd];
+    buf[n++] = '.';
+    for (unsigned f = (unsigned)(q % 10000), k = 1000; k > 0; f %= k, k /= 10)
+        buf[n++] = (char)('0' + f / k);
+    buf[n] = 0;
+    *value = neg ? -((double)q / 10000.0) : (double)q / 10000.0;
+    return n;
+}
+
+/* Appends x to args as "%.4f " writes it (and its value to a) when there is room. */
+static void args_idf(char *args, size_t *al, size_t acap, rank_args *a, double x)
+{
+    char tmp[KB_FIXED4_MAX + 1];
+    double v;
+    int n = kb_fixed4(x, tmp, &v);
+    tmp[n++] = ' ';
+    tmp[n] = 0;
+    if (*al + (size_t)n < acap) {
+        memcpy(args + *al, tmp, (size_t)n + 1);
+        *al += (size_t)n;
+    }
+    if (a->nphrase < (int)(sizeof(a->idf) / sizeof(a->idf[0])))
+        a->idf[a->nphrase++] = v;
+}
+
+/* Appends column weight w to args as "%g" writes it (and its value to a). */
+static void args_weight(char *args, size_t *al, size_t acap, rank_args *a, double w)
+{
+    char tmp[48];
+    int n = 0;
+    double v = w;
+    if (*al > 0)
+        tmp[n++] = ' ';
+    if (w >= 0 && w < 1e6 && w == (double)(int)w) { /* "%g" writes these as integers */
+        char d[8];
+        int nd = 0;
+        for (int i = (int)w; nd == 0 || i > 0; i /= 10)
+            d[nd++] = (char)('0' + i % 10);
+        while (nd > 0)
+            tmp[n++] = d[--nd];
+        tmp[n] = 0;
+    } else {
+        n += snprintf(tmp + n, sizeof(tmp) - (size_t)n, "%g", w);
+        v = strtod(tmp, NULL);
+    }
+    if (*al + (size_t)n < acap) {
+        memcpy(args + *al, tmp, (size_t)n + 1);
+        *al += (size_t)n;
+    }
+    if (a->ncol < 8)
+        a->w[a->ncol++] = v;
+}
+
 /* Reads kb_rank()'s arguments 'w0 w1 ..;idf0 idf1 ..' (as build_match writes them). */
 static void rank_args_parse(const char *p, rank_args *a)
 {
@@ -726,15 +845,17 @@ static int by_df(const void *a, const void *b, void *ctx)
     return x < y ? -1 : x > y ? 1 : *(const int *)a - *(const int *)b;
 }
 
-/* Chooses terms and writes the MATCH expression.  Returns the number of terms chosen (0: no
- * term occurs) and sets *fallback when only an over-budget term is left. */
+/* Chooses terms and writes the MATCH expression, and kb_rank()'s arguments as text (args) and
+ * as values (ra, zeroed by the caller).  Returns the number of terms chosen (0: no term
+ * occurs) and sets *fallback when only an over-budget term is left. */
 static int build_match(query *q, const table_def *td, const char *category,
                        const kb_search_opts_t *o, char *buf, size_t cap, char *args, size_t acap,
-                       int *fallback, int *ncat)
+                       rank_args *ra, int *fallback, int *ncat)
 {
     size_t al = 0;
+    args[0] = 0;
     for (int c = 0; c < td->ncols; c++)
-        al += (size_t)snprintf(args + al, acap - al, "%s%g", c ? " " : "", td->weights[c]);
+        args_weight(args, &al, acap, ra, td->weights[c]);
     al += (size_t)snprintf(args + al, acap - al, ";");
     int order[Q_MAX_TERMS], n = 0, chosen = 0;
     double sum = 0;
@@ -780,6 +901,8 @@ static int build_match(query *q, const table_def *td, const char *category,
             l = snprintf(buf + len, cap - len, "%s\"%.*s\"", first ? "" : " AND ", (int)(p - s), s);
             len += (size_t)l;
             al += (size_t)snprintf(args + al, acap - al, "0 ");
+            if (ra->nphrase < (int)(sizeof(ra->idf) / sizeof(ra->idf[0])))
+                ra->idf[ra->nphrase++] = 0;
             (*ncat)++;
             first = 0;
         }
@@ -801,7 +924,7 @@ static int build_match(query *q, const table_def *td, const char *category,
         if (w < 0 || al + 32 > acap)
             return 0;
         len += (size_t)w;
-        al += (size_t)snprintf(args + al, acap - al, "%.4f ", q->t[i].idf);
+        args_idf(args, &al, acap, ra, q->t[i].idf);
     }
     buf[len++] = ')';
     buf[len] = 0;
@@ -879,6 +1002,34 @@ static int doc_index(void *ctx, const kb_doc_index_t *ix)
     return 0;
 }
 
+/* The same from what the postings in memory give (kb_memidx_terms): the query terms that the
+ * document holds, e[0..ne) in query order, and its columns' lengths.  The same sums in the same
+ * order as bm25f over a doc with those frequencies, without the walk of every term and column. */
+static double bm25f_mem(const int *positions, const kb_memtf_t *e, int ne, const table_def *td,
+                        const tstats *ts, const query *q, double uni_weight, unsigned char *hit)
+{
+    double norm[KB_DOC_COLS], score = 0;
+    for (int c = 0; c < td->ncols; c++)
+        norm[c] = 1 - BM25_B + BM25_B * positions[c] / ts->avglen[c];
+    memset(hit, 0, (size_t)q->nt);
+    for (int j = 0; j < ne; j++) {
+        const uint16_t *f = e[j].tf;
+        double tfw = 0;
+        for (unsigned m = e[j].cols; m; m &= m - 1) { /* its columns, in order */
+            int c = __builtin_ctz(m);
+            unsigned v = *f++;
+            if (c < td->ncols && v != 0 && td->weights[c] != 0)
+                tfw += td->weights[c] * v / norm[c];
+        }
+        int i = e[j].term;
+        hit[i] = tfw > 0;
+        if (tfw > 0)
+            score += (q->t[i].in_bi ? uni_weight : 1.0) * q->t[i].idf * tfw * (KB_BM25_K1 + 1) /
+                     (tfw + KB_BM25_K1);
+    }
+    return score;
+}
+
 /* BM25F over all query terms; also fills hit[] (term occurs anywhere in the document). */
 static double bm25f(const doc *d, const table_def *td, const tstats *ts, const query *q,
                     double uni_weight, unsigned char *hit)
@@ -900,21 +1051,18 @@ static double bm25f(const doc *d, const table_def *td, const tstats *ts, const q
     return score;
 }
 
-static double coverage(const query *q, const unsigned char *hit)
+/* What coverage() needs of q's tokens, once per search: it runs for every candidate. */
+static void coverage_prepare(query *q)
 {
-    float credit[Q_MAX_CHARS + 1];
-    double got = 0, all = 0;
-
-    memset(credit, 0, sizeof(credit));
+    q->ncred = q->ncw = 0;
+    q->cov_all = 0;
     for (int i = 0; i < q->nk; i++) {
         const qtok *k = &q->k[i];
-        if (k->term < 0 || !hit[k->term])
+        if (k->term < 0 || k->cstart >= k->cend || k->cstart > Q_MAX_CHARS)
             continue;
-        float v = (k->kind == KB_TOK_UNI && k->cstart <= Q_MAX_CHARS && q->in_bi[k->cstart]) ? 0.5f
-                                                                                             : 1.0f;
-        for (int c = k->cstart; c < k->cend && c <= Q_MAX_CHARS; c++)
-            if (credit[c] < v)
-                credit[c] = v;
+        q->cred[q->ncred++] = (typeof(q->cred[0])){
+            k->term, (short)k->cstart, (short)(k->cend <= Q_MAX_CHARS ? k->cend : Q_MAX_CHARS + 1),
+            k->kind == KB_TOK_UNI && q->in_bi[k->cstart]};
     }
     for (int i = 0; i < q->nk; i++) {
         const qtok *k = &q->k[i];
@@ -924,11 +1072,33 @@ static double coverage(const query *q, const unsigned char *hit)
         double w = t->idf < 0.05 ? 0.05 : t->idf;
         if (t->func)
             w *= 0.2;
-        all += w;
+        q->cov_all += w;
         if (k->cstart <= Q_MAX_CHARS)
-            got += w * credit[k->cstart];
+            q->cw[q->ncw++] = (typeof(q->cw[0])){k->cstart, w};
     }
-    return all > 0 ? got / all : 0;
+}
+
+/* Each character's weight counts fully when a hit term covers it (a bigram, a word, a synonym
+ * group, a character the query has on its own), by half when only the character matched
+ * inside one of the query's bigrams.  Sums in token order, as the weights' total was. */
+static double coverage(const query *q, const unsigned char *hit)
+{
+    unsigned char credit[Q_MAX_CHARS + 1]; /* 0, 1 half, 2 full */
+    double got = 0;
+
+    memset(credit, 0, sizeof(credit));
+    for (int i = 0; i < q->ncred; i++) {
+        if (!hit[q->cred[i].term])
+            continue;
+        unsigned char v = q->cred[i].half ? 1 : 2;
+        for (int c = q->cred[i].from; c < q->cred[i].to; c++)
+            if (credit[c] < v)
+                credit[c] = v;
+    }
+    for (int i = 0; i < q->ncw; i++)
+        if (credit[q->cw[i].at]) /* adding 0 would leave got as it is */
+            got += q->cw[i].w * (credit[q->cw[i].at] == 2 ? 1.0 : 0.5);
+    return q->cov_all > 0 ? got / q->cov_all : 0;
 }
 
 static int by_start(const void *a, const void *b)
@@ -1121,14 +1291,12 @@ static int cand_ranges(cand *c, const table_def *td, const doc *d)
     return 0;
 }
 
-/* Appends candidate id of td scored from d (re-rank score, coverage), with its ranges from d,
- * or, without with_ranges, marked for hit_fill to take them.  Returns the candidate, or NULL
- * when out of memory. */
-static cand *add_scored(candvec *cv, const table_def *td, const tstats *ts, const query *q,
-                        const kb_search_opts_t *o, const doc *d, long long id, int with_ranges)
+/* Appends candidate id of td with its BM25F score and the query terms it holds (hit[]), and
+ * so its coverage; with its ranges from d, or, d NULL, marked for hit_fill to take them.
+ * Returns the candidate, or NULL when out of memory. */
+static cand *add_scored(candvec *cv, const table_def *td, const query *q, const kb_search_opts_t *o,
+                        double score, const unsigned char *hit, const doc *d, long long id)
 {
-    unsigned char hit[Q_MAX_TERMS];
-
     if (cv->n == cv->cap) {
         int cap = cv->cap ? cv->cap * 2 : 64;
         cand *v = realloc(cv->v, (size_t)cap * sizeof(*v));
@@ -1138,11 +1306,10 @@ static cand *add_scored(candvec *cv, const table_def *td, const tstats *ts, cons
         cv->cap = cap;
     }
     cand *c = &cv->v[cv->n];
-    *c = (cand){td->kind, id, 0, 0, td->snippet_order[0], NULL, 0};
-    c->score = bm25f(d, td, ts, q, o->uni_weight, hit);
+    *c = (cand){td->kind, id, score, 0, td->snippet_order[0], NULL, 0};
     c->coverage = coverage(q, hit);
     c->score *= 1 + o->cov_weight * c->coverage;
-    if (!with_ranges)
+    if (!d)
         c->nr = -1;
     else if (cand_ranges(c, td, d) != 0)
         return NULL;
@@ -1154,8 +1321,10 @@ static cand *add_scored(candvec *cv, const table_def *td, const tstats *ts, cons
 static int add_cand(candvec *cv, sqlite3_stmt *st, const table_def *td, const tstats *ts,
                     const query *q, const kb_search_opts_t *o, doc *d)
 {
+    unsigned char hit[Q_MAX_TERMS];
     analyze_row(st, td, q, d);
-    cand *c = add_scored(cv, td, ts, q, o, d, sqlite3_column_int64(st, 0), 1);
+    double score = bm25f(d, td, ts, q, o->uni_weight, hit);
+    cand *c = add_scored(cv, td, q, o, score, hit, d, sqlite3_column_int64(st, 0));
     if (c == NULL)
         return KB_ERR_NOMEM;
     if (!o->rerank) /* keep the candidate order */
@@ -1222,40 +1391,40 @@ out:
 /* Steps 4 and 5 from the table's postings in memory (kb_memidx.c): the candidates FTS5 would
  * give, re-ranked from the term frequencies and column lengths kept there (what the analysis of
  * each row gives), with no row read.  Their snippets' ranges are left to hit_fill, for those
- * that become hits.  args are kb_rank()'s, ncat the category's phrases that lead them.
+ * that become hits.  ra: kb_rank()'s arguments, ncat the category's phrases that lead them.
  * Returns 0 or KB_ERR_NOMEM. */
 static int mem_candidates(const table_def *td, const kb_memidx_t *ix, const query *q,
-                          const char *args, int ncat, const char *category,
-                          const kb_search_opts_t *o, const tstats *ts, doc *d, candvec *cv)
+                          const rank_args *ra, int ncat, const char *category,
+                          const kb_search_opts_t *o, const tstats *ts, candvec *cv)
 {
-    rank_args ra = {0};
     kb_memq_t sel[MATCH_MAX], all[Q_MAX_TERMS];
     int nsel = 0, nt = q->nt, rc = KB_ERR_NOMEM;
     size_t nc = (size_t)o->candidates + 1;
 
-    rank_args_parse(args, &ra);
     for (int i = 0; i < nt; i++) {
         all[i] = (kb_memq_t){q->t[i].text, q->t[i].len, q->t[i].hash, 0};
         if (q->t[i].selected && nsel < MATCH_MAX) {
             int k = ncat + nsel; /* the term's phrase in the MATCH, as kb_rank() numbers it */
             sel[nsel] = all[i];
-            sel[nsel++].idf = k < ra.nphrase ? ra.idf[k] : 0;
+            sel[nsel++].idf = k < ra->nphrase ? ra->idf[k] : 0;
         }
     }
     uint32_t *docs = malloc(nc * sizeof(*docs));
     long long *ids = malloc(nc * sizeof(*ids));
     int(*pos)[KB_DOC_COLS] = malloc(nc * sizeof(*pos));
-    unsigned short(*tf)[KB_DOC_COLS] = calloc(nc * (size_t)(nt > 0 ? nt : 1), sizeof(*tf));
-    if (!docs || !ids || !pos || !tf)
+    int *ntf = malloc(nc * sizeof(*ntf));
+    kb_memtf_t *tf = malloc(nc * (size_t)(nt > 0 ? nt : 1) * sizeof(*tf));
+    if (!docs || !ids || !pos || !ntf || !tf)
         goto out;
-    int n = kb_memidx_candidates(ix, sel, nsel, ra.w, ra.ncol, category, o->candidates, docs, ids);
-    if (n < 0 || kb_memidx_terms(ix, docs, n, all, nt, pos, tf) != 0)
+    int n =
+        kb_memidx_candidates(ix, sel, nsel, ra->w, ra->ncol, category, o->candidates, docs, ids);
+    if (n < 0 || kb_memidx_terms(ix, docs, n, all, nt, pos, tf, ntf) != 0)
         goto out;
     for (int k = 0; k < n; k++) {
-        memcpy(d->positions, pos[k], sizeof(d->positions));
-        memcpy(d->tf, tf + (size_t)k * (size_t)nt, (size_t)nt * sizeof(d->tf[0]));
-        d->nr = 0;
-        if (add_scored(cv, td, ts, q, o, d, ids[k], 0) == NULL)
+        unsigned char hit[Q_MAX_TERMS];
+        double score =
+            bm25f_mem(pos[k], tf + (size_t)k * (size_t)nt, ntf[k], td, ts, q, o->uni_weight, hit);
+        if (add_scored(cv, td, q, o, score, hit, NULL, ids[k]) == NULL)
             goto out;
     }
     rc = 0;
@@ -1263,6 +1432,7 @@ out:
     free(docs);
     free(ids);
     free(pos);
+    free(ntf);
     free(tf);
     return rc;
 }
@@ -1278,6 +1448,7 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const stamps *sp
     tstats ts;
     sqlite3_stmt *st = NULL;
     char match[8192], args[2048], sql[1024];
+    rank_args ra = {0};
     int rc, fallback, ncat, s;
     kb_synonyms_t *syn; /* one list for the query and the candidates */
     kb_memidx_t *ix = NULL;
@@ -1297,7 +1468,8 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const stamps *sp
     }
     if ((rc = est_df(sr, td, &ts, qp)) != 0)
         goto out;
-    if (build_match(qp, td, category, o, match, sizeof(match), args, sizeof(args), &fallback,
+    coverage_prepare(qp);
+    if (build_match(qp, td, category, o, match, sizeof(match), args, sizeof(args), &ra, &fallback,
                     &ncat) == 0) {
         rc = 0;
         goto out;
@@ -1306,7 +1478,7 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const stamps *sp
     if (!fallback && o->memidx && o->rerank && !o->fts_bm25 && ts.rows <= td->memidx_max &&
         (ix = kb_memidx_get(sr->db, td->kind, sp->table[table_index(td->kind)], sp->syn, syn,
                             td->sql_all, td->ncols, td->category_col)) != NULL) {
-        rc = mem_candidates(td, ix, qp, args, ncat, category, o, &ts, d, cv);
+        rc = mem_candidates(td, ix, qp, &ra, ncat, category, o, &ts, cv);
         goto out;
     }
     rc = KB_ERR_DB;
