@@ -224,6 +224,11 @@ typedef struct kb_memtf {
  * tf[k * nq ..], ntf[k] of them, in query order.  Returns 0 or KB_ERR_NOMEM. */
 int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb_memq_t *q, int nq,
                     int (*pos)[KB_DOC_COLS], kb_memtf_t *tf, int *ntf);
+/* Column i of document doc's row after (id, unused), as the index's query gave it: its text
+ * (NUL-terminated), or NULL for SQL NULL.  What a hit shows is read from here, not the table. */
+const char *kb_memidx_col(const kb_memidx_t *ix, uint32_t doc, int i);
+/* Document doc's id. */
+long long kb_memidx_id(const kb_memidx_t *ix, uint32_t doc);
 /* Indexes built so far, and the bytes the kept ones take. */
 void kb_memidx_stats(unsigned long *builds, size_t *bytes);
 

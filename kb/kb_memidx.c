@@ -12,7 +12,10 @@
  * rows is also kept here: for each distinct token of its text columns, the documents that hold
  * it, in which columns (all that detail=column gives kb_rank()) and how often, and each
  * document's column lengths (all that BM25F reads).  Scoring over them costs a few nanoseconds
- * a posting, and only the rows that become hits are read, for their fields and snippets.
+ * a posting.  Each row's columns are kept too (kb_memidx_col), so that a hit's fields and
+ * snippet need no read either: every commit of the chats empties the loop connection's page
+ * cache, and reading five hits' rows again was 8-10 % of a loop that searches on every
+ * message.
  *
  * Exactness.  The candidates and their scores are the ones FTS5 and the analysis of each row
  * give, to the bit:
@@ -39,7 +42,7 @@
  * past cases; FTS5 answers for a larger one): building analyzes every row again, about 10-14 us
  * a row, on the thread of the first search that sees a new stamp: up to ~55 ms after an edit of
  * the templates, ~10 ms after a case is added.  The bench's 1,000 templates and 107 cases take
- * 3.7 MB.
+ * 4.5 MB (3.7 MB without the rows).
  *
  * Sharing.  One index per table kind for the process, shared by every connection and thread:
  * a mutex guards the pointer and the reference counts.  A search holds a reference while it
@@ -64,6 +67,8 @@ struct kb_memidx {
     int ndocs;
     long long *id;    /* per document, ascending */
     uint32_t *catoff; /* per document, into text: its category slug, NUL-terminated */
+    int nrow;         /* the row's columns after (id, unused), kept for the hits */
+    uint32_t *rowoff; /* per document, nrow of them: into text + 1 (NUL-terminated), 0 NULL */
     uint32_t nterms, mask;
     uint64_t *slot; /* (hash << 32) | (term + 1); 0 = empty */
     mterm *term;
@@ -88,6 +93,7 @@ static void memidx_free(kb_memidx_t *ix)
         return;
     free(ix->id);
     free(ix->catoff);
+    free(ix->rowoff);
     free(ix->slot);
     free(ix->term);
     free(ix->pos);
@@ -134,7 +140,7 @@ typedef struct builder {
     kb_memidx_t *ix;
     uint32_t doc;
     int col;
-    size_t ntext, captext, capterm, capid, capcat, cappos;
+    size_t ntext, captext, capterm, capid, capcat, cappos, caprow;
     uint32_t *last;               /* per term: the last document that held it, + 1 */
     uint16_t (*tfc)[KB_DOC_COLS]; /* per term: its frequency in each column of the current
                                      document, cut at 65535 */
@@ -271,6 +277,20 @@ static kb_memidx_t *build(sqlite3 *db, const char *sql, int ncols, int category_
         if (!(p = grown(ix->catoff, &b.capcat, b.doc + 1, sizeof(*ix->catoff))))
             goto out;
         ix->catoff = p;
+        if (b.doc == 0)
+            ix->nrow = sqlite3_column_count(st) - 2;
+        if (!(p = grown(ix->rowoff, &b.caprow, (size_t)(b.doc + 1) * (size_t)ix->nrow,
+                        sizeof(*ix->rowoff))))
+            goto out;
+        ix->rowoff = p;
+        for (int i = 0; i < ix->nrow; i++) { /* the row as the hits show it */
+            const char *text = (const char *)sqlite3_column_text(st, 2 + i);
+            size_t len = (size_t)sqlite3_column_bytes(st, 2 + i);
+            ix->rowoff[(size_t)b.doc * (size_t)ix->nrow + (size_t)i] =
+                text ? (uint32_t)b.ntext + 1 : 0;
+            if (text && (add_text(&b, text, len) != 0 || add_text(&b, "", 1) != 0))
+                goto out;
+        }
         memset(&ix->pos[(size_t)b.doc * KB_DOC_COLS], 0, KB_DOC_COLS * sizeof(*ix->pos));
         ix->id[b.doc] = sqlite3_column_int64(st, 0);
         ix->catoff[b.doc] = (uint32_t)b.ntext;
@@ -342,7 +362,8 @@ static kb_memidx_t *build(sqlite3 *db, const char *sql, int ncols, int category_
                (size_t)__builtin_popcount(b.tr[i].cols) * sizeof(*ix->tf));
     ix->bytes = sizeof(*ix) +
                 (size_t)ix->ndocs *
-                    (sizeof(*ix->id) + sizeof(*ix->catoff) + KB_DOC_COLS * sizeof(*ix->pos)) +
+                    (sizeof(*ix->id) + sizeof(*ix->catoff) + KB_DOC_COLS * sizeof(*ix->pos) +
+                     (size_t)ix->nrow * sizeof(*ix->rowoff)) +
                 ((size_t)ix->mask + 1) * sizeof(*ix->slot) + ix->nterms * sizeof(*ix->term) +
                 b.ntr * (sizeof(*ix->pdoc) + 1 + sizeof(*ix->ptf)) + ntf * sizeof(*ix->tf) +
                 b.ntext;
@@ -543,6 +564,19 @@ int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb
     }
     free(at);
     return 0;
+}
+
+const char *kb_memidx_col(const kb_memidx_t *ix, uint32_t doc, int i)
+{
+    if (i < 0 || i >= ix->nrow || doc >= (uint32_t)ix->ndocs)
+        return NULL;
+    uint32_t off = ix->rowoff[(size_t)doc * (size_t)ix->nrow + (size_t)i];
+    return off ? ix->text + off - 1 : NULL;
+}
+
+long long kb_memidx_id(const kb_memidx_t *ix, uint32_t doc)
+{
+    return ix->id[doc];
 }
 
 void kb_memidx_stats(unsigned long *builds, size_t *bytes)

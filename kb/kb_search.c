@@ -33,8 +33,9 @@
  *                 pass.  Candidates from memory are scored from the frequencies kept there,
  *                 and the snippet's ranges are taken in step 6, for the hits only.
  *   6. hits       the candidates of both tables are merged by score; only the best `limit`
- *                 rows are read again by id (same snapshot) for the fields and the snippet
- *                 (and analyzed, when they came from memory, for the snippet's ranges).
+ *                 rows are read again by id (same snapshot) for the fields and the snippet;
+ *                 those from memory are read from the copy of the rows kept there, and
+ *                 analyzed for the snippet's ranges.
  *
  * Work is bounded by the constants: at most Q_MAX_TERMS samples of <= DF_SAMPLE rows,
  * POSTING_BUDGET postings for the MATCH, CANDIDATES re-ranked.
@@ -324,14 +325,18 @@ typedef struct stamps {
 
 enum { ST_STATS, ST_DF, ST_RANKED, ST_BM25, ST_RECENT, ST_GET, ST_PER_TABLE };
 
-/* A connection's statements, prepared on first use.  A searcher (kb_searcher_open) keeps them
- * between searches; kb_search_ex finalizes them when it returns.  Every statement is reset as
- * soon as its rows are read, so none holds a read transaction between searches. */
+/* A connection's statements, prepared on first use, and a search's large scratch (a query per
+ * table, 60 KB each, and a document, 8 KB: past jemalloc's thread cache, a malloc and free of
+ * each cost 2-3 % of a loop that searches on every message).  A searcher (kb_searcher_open)
+ * keeps both between searches; kb_search_ex lets them go when it returns.  Every statement is
+ * reset as soon as its rows are read, so none holds a read transaction between searches. */
 struct kb_searcher {
     sqlite3 *db;
     int keep;
     sqlite3_stmt *st[2][ST_PER_TABLE];
     sqlite3_stmt *begin, *commit, *stamps;
+    query *q[2];
+    struct doc *d;
 };
 
 static sqlite3_stmt *stmt(kb_searcher_t *s, sqlite3_stmt **slot, const char *sql)
@@ -350,8 +355,13 @@ static sqlite3_stmt *table_stmt(kb_searcher_t *s, const table_def *td, int which
     return stmt(s, &s->st[table_index(td->kind)][which], sql);
 }
 
-static void finalize_all(kb_searcher_t *s)
+static void release_all(kb_searcher_t *s)
 {
+    free(s->q[0]);
+    free(s->q[1]);
+    free(s->d);
+    s->q[0] = s->q[1] = NULL;
+    s->d = NULL;
     for (int t = 0; t < 2; t++)
         for (int i = 0; i < ST_PER_TABLE; i++) {
             sqlite3_finalize(s->st[t][i]);
@@ -1197,17 +1207,48 @@ typedef struct cand {
     kb_kind_t kind;
     long long id;
     double score, coverage;
-    int col;  /* snippet column: the first in snippet_order with a highlighted match */
-    range *r; /* that column's ranges (malloc'ed, NULL for none) */
-    int nr;   /* -1: not taken yet (from memory; hit_fill analyzes the row if it is a hit) */
+    int col;   /* snippet column: the first in snippet_order with a highlighted match */
+    range *r;  /* that column's ranges (malloc'ed, NULL for none) */
+    int nr;    /* -1: not taken yet (from memory; hit_fill analyzes the row if it is a hit) */
+    long mdoc; /* from memory: its document in the table's kept index; -1 otherwise */
 } cand;
 
 /* What a table's search leaves for its hits: the query (its chosen and highlighted terms are
- * the table's) and the synonym list the documents are analyzed with.  search() owns them. */
+ * the table's; the searcher's scratch) and the synonym list the documents are analyzed with
+ * (a reference that search() lets go). */
 typedef struct table_ctx {
     query *q;
     kb_synonyms_t *syn;
+    kb_memidx_t *ix; /* a reference to the postings in memory the candidates came from, or NULL */
 } table_ctx;
+
+/* A row as sql_get gives it (id, unused, the table's columns): from a statement, or, for a
+ * candidate from memory, from the copy kept with the postings (kb_memidx_col). */
+typedef struct row {
+    sqlite3_stmt *st; /* NULL: */
+    const kb_memidx_t *ix;
+    uint32_t doc;
+} row;
+
+static const char *row_text(const row *r, int i)
+{
+    return r->st ? (const char *)sqlite3_column_text(r->st, i)
+                 : kb_memidx_col(r->ix, r->doc, i - 2);
+}
+
+static long long row_id(const row *r)
+{
+    return r->st ? sqlite3_column_int64(r->st, 0) : kb_memidx_id(r->ix, r->doc);
+}
+
+/* An integer column, as sqlite3_column_int reads it. */
+static int row_int(const row *r, int i)
+{
+    if (r->st)
+        return sqlite3_column_int(r->st, i);
+    const char *s = row_text(r, i);
+    return s ? atoi(s) : 0;
+}
 
 typedef struct candvec {
     cand *v;
@@ -1223,9 +1264,9 @@ static void cands_free(candvec *cv)
     cv->n = cv->cap = 0;
 }
 
-static char *dup_text(sqlite3_stmt *st, int i)
+static char *dup_text(const row *r, int i)
 {
-    const char *s = (const char *)sqlite3_column_text(st, i);
+    const char *s = row_text(r, i);
     return strdup(s ? s : "");
 }
 
@@ -1251,16 +1292,15 @@ void kb_result_free(kb_result_t *r)
 }
 
 /* Analyzes the current row into d (term frequencies, column lengths, highlighted ranges). */
-static void analyze_row(sqlite3_stmt *st, const table_def *td, const query *q, doc *d)
+static void analyze_row(const row *r, const table_def *td, const query *q, doc *d)
 {
     memset(d->positions, 0, sizeof(d->positions));
     memset(d->tf, 0, sizeof(d->tf[0]) * (size_t)(q->nt > 0 ? q->nt : 1));
     d->nr = 0;
     const char *cols[KB_DOC_COLS];
     for (int c = 0; c < td->ncols; c++)
-        cols[c] = c == td->category_col ? NULL : (const char *)sqlite3_column_text(st, 2 + c);
-    kb_doc_analyze(td->kind, sqlite3_column_int64(st, 0), &d->a, cols, td->ncols, doc_tok,
-                   doc_index, d);
+        cols[c] = c == td->category_col ? NULL : row_text(r, 2 + c);
+    kb_doc_analyze(td->kind, row_id(r), &d->a, cols, td->ncols, doc_tok, doc_index, d);
 }
 
 /* Takes c's snippet column and that column's ranges from d's highlighted ranges.  Returns 0 or
@@ -1306,7 +1346,7 @@ static cand *add_scored(candvec *cv, const table_def *td, const query *q, const 
         cv->cap = cap;
     }
     cand *c = &cv->v[cv->n];
-    *c = (cand){td->kind, id, score, 0, td->snippet_order[0], NULL, 0};
+    *c = (cand){td->kind, id, score, 0, td->snippet_order[0], NULL, 0, -1};
     c->coverage = coverage(q, hit);
     c->score *= 1 + o->cov_weight * c->coverage;
     if (!d)
@@ -1322,7 +1362,8 @@ static int add_cand(candvec *cv, sqlite3_stmt *st, const table_def *td, const ts
                     const query *q, const kb_search_opts_t *o, doc *d)
 {
     unsigned char hit[Q_MAX_TERMS];
-    analyze_row(st, td, q, d);
+    row r = {.st = st};
+    analyze_row(&r, td, q, d);
     double score = bm25f(d, td, ts, q, o->uni_weight, hit);
     cand *c = add_scored(cv, td, q, o, score, hit, d, sqlite3_column_int64(st, 0));
     if (c == NULL)
@@ -1338,19 +1379,22 @@ static int add_cand(candvec *cv, sqlite3_stmt *st, const table_def *td, const ts
 static int hit_fill(kb_searcher_t *sr, cand *c, const table_ctx *tc, doc *d, kb_hit_t *h)
 {
     const table_def *td = &tables[table_index(c->kind)];
-    sqlite3_stmt *st = table_stmt(sr, td, ST_GET, td->sql_get);
+    sqlite3_stmt *st = NULL;
+    row r = {.ix = tc->ix, .doc = (uint32_t)c->mdoc};
     int rc = KB_ERR_DB;
 
     memset(h, 0, sizeof(*h));
-    if (st == NULL)
-        return KB_ERR_DB;
-    sqlite3_bind_int64(st, 1, c->id);
-    if (sqlite3_step(st) != SQLITE_ROW)
-        goto out;
+    if (c->mdoc < 0 || !tc->ix) { /* not from memory: read again by id */
+        if ((st = r.st = table_stmt(sr, td, ST_GET, td->sql_get)) == NULL)
+            return KB_ERR_DB;
+        sqlite3_bind_int64(st, 1, c->id);
+        if (sqlite3_step(st) != SQLITE_ROW)
+            goto out;
+    }
     if (c->nr < 0) { /* its ranges, as the analysis of a candidate row takes them */
         d->q = tc->q;
         d->a = (kb_analyzer_t){.cjk = KB_CJK_UNIBI, .query = 0, .syn = tc->syn};
-        analyze_row(st, td, tc->q, d);
+        analyze_row(&r, td, tc->q, d);
         if (cand_ranges(c, td, d) != 0) {
             rc = KB_ERR_NOMEM;
             goto out;
@@ -1360,19 +1404,19 @@ static int hit_fill(kb_searcher_t *sr, cand *c, const table_ctx *tc, doc *d, kb_
     h->id = c->id;
     h->score = c->score;
     h->coverage = c->coverage;
-    h->title = dup_text(st, 2);
-    h->category = dup_text(st, 2 + td->category_col);
+    h->title = dup_text(&r, 2);
+    h->category = dup_text(&r, 2 + td->category_col);
     if (td->kind == KB_TEMPLATE) {
-        h->text = dup_text(st, 6);
-        h->key = dup_text(st, 8);
-        h->deadline = dup_text(st, 9);
-        h->compensation = dup_text(st, 10);
-        h->severity = sqlite3_column_int(st, 11);
+        h->text = dup_text(&r, 6);
+        h->key = dup_text(&r, 8);
+        h->deadline = dup_text(&r, 9);
+        h->compensation = dup_text(&r, 10);
+        h->severity = row_int(&r, 11);
     } else {
-        h->text = dup_text(st, 5);
-        h->key = dup_text(st, 6);
+        h->text = dup_text(&r, 5);
+        h->key = dup_text(&r, 6);
     }
-    const char *col = (const char *)sqlite3_column_text(st, 2 + c->col);
+    const char *col = row_text(&r, 2 + c->col);
     range rs[MAX_RANGES];
     if (c->nr > 0) /* snippet() sorts and merges in place; c->r is NULL without ranges */
         memcpy(rs, c->r, (size_t)c->nr * sizeof(range));
@@ -1382,7 +1426,8 @@ static int hit_fill(kb_searcher_t *sr, cand *c, const table_ctx *tc, doc *d, kb_
         (td->kind == KB_TEMPLATE && (!h->deadline || !h->compensation)))
         rc = KB_ERR_NOMEM;
 out:
-    sqlite3_reset(st);
+    if (st)
+        sqlite3_reset(st);
     if (rc != 0)
         hit_clear(h);
     return rc;
@@ -1424,8 +1469,10 @@ static int mem_candidates(const table_def *td, const kb_memidx_t *ix, const quer
         unsigned char hit[Q_MAX_TERMS];
         double score =
             bm25f_mem(pos[k], tf + (size_t)k * (size_t)nt, ntf[k], td, ts, q, o->uni_weight, hit);
-        if (add_scored(cv, td, q, o, score, hit, NULL, ids[k]) == NULL)
+        cand *c = add_scored(cv, td, q, o, score, hit, NULL, ids[k]);
+        if (c == NULL)
             goto out;
+        c->mdoc = (long)docs[k];
     }
     rc = 0;
 out:
@@ -1438,7 +1485,7 @@ out:
 }
 
 /* Searches one table and appends its candidates; leaves its query and synonym list in *tc for
- * the hits (the caller frees them, also on failure).  d: scratch.  Returns 0 or a negative
+ * the hits (the caller lets the list go, also on failure).  d: scratch.  Returns 0 or a negative
  * code. */
 static int search_table(kb_searcher_t *sr, const table_def *td, const stamps *sp, const char *text,
                         const char *category, const kb_search_opts_t *o, table_ctx *tc, doc *d,
@@ -1456,7 +1503,10 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const stamps *sp
     rc = table_stats(sr, td, sp, &ts);
     if (rc <= 0)
         return rc;
-    if ((qp = tc->q = malloc(sizeof(*qp))) == NULL)
+    int ti = table_index(td->kind);
+    if (!sr->q[ti])
+        sr->q[ti] = malloc(sizeof(*qp));
+    if ((qp = tc->q = sr->q[ti]) == NULL)
         return KB_ERR_NOMEM;
     syn = tc->syn = kb_synonyms_current();
     kb_analyzer_t a = {.cjk = o->cjk, .query = 0, .syn = syn};
@@ -1479,6 +1529,8 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const stamps *sp
         (ix = kb_memidx_get(sr->db, td->kind, sp->table[table_index(td->kind)], sp->syn, syn,
                             td->sql_all, td->ncols, td->category_col)) != NULL) {
         rc = mem_candidates(td, ix, qp, &ra, ncat, category, o, &ts, cv);
+        tc->ix = ix; /* the hits are read from it */
+        ix = NULL;
         goto out;
     }
     rc = KB_ERR_DB;
@@ -1560,13 +1612,12 @@ void kb_search_defaults(kb_search_opts_t *o)
     o->memidx = 1;
 }
 
-static void tables_free(table_ctx *tc, doc *d)
+static void tables_free(table_ctx *tc)
 {
     for (int i = 0; i < 2; i++) {
-        free(tc[i].q);
-        kb_synonyms_unref(tc[i].syn);
+        kb_synonyms_unref(tc[i].syn); /* (their queries are the searcher's) */
+        kb_memidx_unref(tc[i].ix);
     }
-    free(d);
 }
 
 /* Both tables in one read transaction (unless the caller has one open): one snapshot for the
@@ -1576,14 +1627,13 @@ static int search(kb_searcher_t *sr, const char *text, const char *category, int
 {
     kb_result_t *r = calloc(1, sizeof(*r));
     candvec cv = {NULL, 0, 0};
-    table_ctx tc[2] = {{NULL, NULL}, {NULL, NULL}};
-    doc *d = malloc(sizeof(*d)); /* large: on the heap */
+    table_ctx tc[2] = {{NULL, NULL, NULL}, {NULL, NULL, NULL}};
+    doc *d = sr->d ? sr->d : (sr->d = malloc(sizeof(*d))); /* large: the searcher's */
     int rc = 0, tx = 0;
 
     *out = NULL;
     if (r == NULL || d == NULL) {
         free(r);
-        free(d);
         return KB_ERR_NOMEM;
     }
     if (limit < 1)
@@ -1628,7 +1678,7 @@ static int search(kb_searcher_t *sr, const char *text, const char *category, int
         goto fail;
     cands_free(&cv);
 done:
-    tables_free(tc, d);
+    tables_free(tc);
     r->confidence = confidence(r);
     *out = r;
     return 0;
@@ -1638,7 +1688,7 @@ fail:
     if (tx && !sqlite3_get_autocommit(sr->db) && exec_kept(sr, &sr->commit, "COMMIT") != 0)
         sqlite3_exec(sr->db, "ROLLBACK", NULL, NULL, NULL);
     cands_free(&cv);
-    tables_free(tc, d);
+    tables_free(tc);
     kb_result_free(r);
     return rc;
 }
@@ -1648,7 +1698,7 @@ int kb_search_ex(sqlite3 *db, const char *text, const char *category, int limit,
 {
     kb_searcher_t sr = {.db = db, .keep = 0};
     int rc = search(&sr, text, category, limit, o, out);
-    finalize_all(&sr);
+    release_all(&sr);
     return rc;
 }
 
@@ -1672,7 +1722,7 @@ kb_searcher_t *kb_searcher_open(sqlite3 *db)
 void kb_searcher_close(kb_searcher_t *s)
 {
     if (s) {
-        finalize_all(s);
+        release_all(s);
         free(s);
     }
 }
