@@ -195,6 +195,7 @@ typedef struct kb_memq {
     int len;
     unsigned hash;
     double idf;
+    int term; /* set by kb_memidx_lookup: the index's term, or -1 when no document has it */
 } kb_memq_t;
 
 /* The in-memory postings of the table of that kind as of stamp (kb_meta's templates_stamp or
@@ -206,9 +207,12 @@ typedef struct kb_memq {
 kb_memidx_t *kb_memidx_get(sqlite3 *db, kb_kind_t kind, const char *stamp, const char *db_syn,
                            const kb_synonyms_t *syn, const char *sql, int ncols, int category_col);
 void kb_memidx_unref(kb_memidx_t *ix);
-/* The documents holding any of q[0..nq) in a text column, of category (NULL: any), scored as
- * kb_rank() scores them with column weights w[0..nw): the best `limit`, by score and then the
- * lowest id first, into docs[] (the index's numbers, for kb_memidx_terms) and ids[].  Returns
+/* Looks each of q[0..nq) up in the index (q[i].term), as kb_memidx_candidates and
+ * kb_memidx_terms need. */
+void kb_memidx_lookup(const kb_memidx_t *ix, kb_memq_t *q, int nq);
+/* The documents holding any of q[0..nq) (looked up) in a text column, of category (NULL: any),
+ * scored as kb_rank() scores them with column weights w[0..nw): the best `limit`, by score and then
+ * the lowest id first, into docs[] (the index's numbers, for kb_memidx_terms) and ids[].  Returns
  * their number or KB_ERR_NOMEM. */
 int kb_memidx_candidates(const kb_memidx_t *ix, const kb_memq_t *q, int nq, const double *w, int nw,
                          const char *category, int limit, uint32_t *docs, long long *ids);
@@ -219,8 +223,8 @@ typedef struct kb_memtf {
     unsigned char cols;
     const uint16_t *tf;
 } kb_memtf_t;
-/* What the re-ranker reads of documents docs[0..n), as kb_doc_analyze would give it: each
- * column's length in positions into pos[k], and the query terms that document k holds into
+/* What the re-ranker reads of documents docs[0..n) (q looked up), as kb_doc_analyze would give it:
+ * each column's length in positions into pos[k], and the query terms that document k holds into
  * tf[k * nq ..], ntf[k] of them, in query order.  Returns 0 or KB_ERR_NOMEM. */
 int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb_memq_t *q, int nq,
                     int (*pos)[KB_DOC_COLS], kb_memtf_t *tf, int *ntf);

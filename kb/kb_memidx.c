@@ -420,11 +420,22 @@ kb_memidx_t *kb_memidx_get(sqlite3 *db, kb_kind_t kind, const char *stamp, const
 
 /* ---- candidates ---- */
 
-/* The term q names, or NULL when no document has it. */
+/* kb_memidx_terms walks a term's postings when they are at most this many per candidate, and
+ * otherwise looks each candidate up in them by bisection. */
+#define LONG_POSTINGS 8
+
+void kb_memidx_lookup(const kb_memidx_t *ix, kb_memq_t *q, int nq)
+{
+    for (int i = 0; i < nq; i++) {
+        const uint64_t *slot = find_slot(ix, q[i].text, (uint32_t)q[i].len, q[i].hash);
+        q[i].term = *slot ? (int)((uint32_t)*slot - 1) : -1;
+    }
+}
+
+/* The term q names (kb_memidx_lookup), or NULL when no document has it. */
 static const mterm *term_of(const kb_memidx_t *ix, const kb_memq_t *q)
 {
-    const uint64_t *slot = find_slot(ix, q->text, (uint32_t)q->len, q->hash);
-    return *slot ? &ix->term[(uint32_t)*slot - 1] : NULL;
+    return q->term >= 0 ? &ix->term[q->term] : NULL;
 }
 
 typedef struct scored {
@@ -542,8 +553,12 @@ int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb
                     int (*pos)[KB_DOC_COLS], kb_memtf_t *tf, int *ntf)
 {
     int *at = malloc(((size_t)ix->ndocs + 1) * sizeof(*at)); /* document -> its place, or -1 */
-    if (!at)
+    uint32_t *byd = malloc(((size_t)n + 1) * sizeof(*byd));  /* the candidates in document order */
+    if (!at || !byd) {
+        free(at);
+        free(byd);
         return KB_ERR_NOMEM;
+    }
     memset(at, 0xff, ((size_t)ix->ndocs + 1) * sizeof(*at));
     for (int k = 0; k < n; k++) {
         at[docs[k]] = k;
@@ -551,18 +566,43 @@ int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb
         for (int c = 0; c < KB_DOC_COLS; c++)
             pos[k][c] = (int)ix->pos[(size_t)docs[k] * KB_DOC_COLS + (size_t)c];
     }
+    for (int k = 0; k < n; k++) { /* (for the terms that many documents hold) */
+        int j = k;
+        for (; j > 0 && docs[byd[j - 1]] > docs[k]; j--)
+            byd[j] = byd[j - 1];
+        byd[j] = (uint32_t)k;
+    }
     for (int i = 0; i < nq; i++) { /* in query order, so each document's list is too */
         const mterm *t = term_of(ix, &q[i]);
         if (!t)
             continue;
-        for (uint32_t p = t->post; p < t->post + t->npost; p++) {
-            int k = at[ix->pdoc[p]];
-            if (k >= 0)
+        uint32_t p = t->post, end = t->post + t->npost;
+        if (t->npost <= (uint32_t)n * LONG_POSTINGS) { /* walk them */
+            for (; p < end; p++) {
+                int k = at[ix->pdoc[p]];
+                if (k >= 0)
+                    tf[(size_t)k * (size_t)nq + (size_t)ntf[k]++] =
+                        (kb_memtf_t){(unsigned short)i, ix->pcol[p], ix->tf + ix->ptf[p]};
+            }
+            continue;
+        }
+        for (int j = 0; j < n && p < end; j++) { /* look each candidate up, in order */
+            uint32_t k = byd[j], d = docs[k], lo = p, hi = end;
+            while (lo < hi) {
+                uint32_t mid = lo + (hi - lo) / 2;
+                if (ix->pdoc[mid] < d)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            p = lo;
+            if (p < end && ix->pdoc[p] == d)
                 tf[(size_t)k * (size_t)nq + (size_t)ntf[k]++] =
                     (kb_memtf_t){(unsigned short)i, ix->pcol[p], ix->tf + ix->ptf[p]};
         }
     }
     free(at);
+    free(byd);
     return 0;
 }
 

@@ -301,6 +301,23 @@ static void query_build(query *q, const char *text, const kb_analyzer_t *a)
     }
 }
 
+/* q as query_build made `from` of the same text with the same analyzer, for another table:
+ * its terms and tokens, without the table's document frequencies and choices. */
+static void query_copy(query *q, const query *from)
+{
+    q->nt = from->nt;
+    q->nk = from->nk;
+    q->nchars = from->nchars;
+    memcpy(q->t, from->t, (size_t)from->nt * sizeof(q->t[0]));
+    for (int i = 0; i < q->nt; i++) { /* as term_add leaves them */
+        q->t[i].df = q->t[i].idf = 0;
+        q->t[i].selected = 0;
+    }
+    memcpy(q->k, from->k, (size_t)from->nk * sizeof(q->k[0]));
+    memcpy(q->slot, from->slot, sizeof(q->slot));
+    memcpy(q->in_bi, from->in_bi, sizeof(q->in_bi));
+}
+
 /* ---- step 2: document frequencies ---- */
 
 typedef struct tstats {
@@ -1446,8 +1463,10 @@ static int mem_candidates(const table_def *td, const kb_memidx_t *ix, const quer
     int nsel = 0, nt = q->nt, rc = KB_ERR_NOMEM;
     size_t nc = (size_t)o->candidates + 1;
 
+    for (int i = 0; i < nt; i++)
+        all[i] = (kb_memq_t){q->t[i].text, q->t[i].len, q->t[i].hash, 0, -1};
+    kb_memidx_lookup(ix, all, nt);
     for (int i = 0; i < nt; i++) {
-        all[i] = (kb_memq_t){q->t[i].text, q->t[i].len, q->t[i].hash, 0};
         if (q->t[i].selected && nsel < MATCH_MAX) {
             int k = ncat + nsel; /* the term's phrase in the MATCH, as kb_rank() numbers it */
             sel[nsel] = all[i];
@@ -1485,11 +1504,12 @@ out:
 }
 
 /* Searches one table and appends its candidates; leaves its query and synonym list in *tc for
- * the hits (the caller lets the list go, also on failure).  d: scratch.  Returns 0 or a negative
- * code. */
+ * the hits (the caller lets the list go, also on failure).  prev: a table searched before in
+ * this search, whose query analysis is taken when it used the same synonym list.  d: scratch.
+ * Returns 0 or a negative code. */
 static int search_table(kb_searcher_t *sr, const table_def *td, const stamps *sp, const char *text,
-                        const char *category, const kb_search_opts_t *o, table_ctx *tc, doc *d,
-                        candvec *cv)
+                        const char *category, const kb_search_opts_t *o, const table_ctx *prev,
+                        table_ctx *tc, doc *d, candvec *cv)
 {
     query *qp; /* large: on the heap */
     tstats ts;
@@ -1510,7 +1530,10 @@ static int search_table(kb_searcher_t *sr, const table_def *td, const stamps *sp
         return KB_ERR_NOMEM;
     syn = tc->syn = kb_synonyms_current();
     kb_analyzer_t a = {.cjk = o->cjk, .query = 0, .syn = syn};
-    query_build(qp, text, &a);
+    if (prev && prev->q && prev->syn == syn) /* the other table's analysis of the same text */
+        query_copy(qp, prev->q);
+    else
+        query_build(qp, text, &a);
     d->a = (kb_analyzer_t){.cjk = KB_CJK_UNIBI, .query = 0, .syn = syn};
     if (qp->nt == 0) {
         rc = 0;
@@ -1658,7 +1681,8 @@ static int search(kb_searcher_t *sr, const char *text, const char *category, int
     for (int i = 0; i < 2; i++) {
         if (!(opts.tables & (1 << i)))
             continue;
-        rc = search_table(sr, &tables[i], &sp, text, category, &opts, &tc[i], d, &cv);
+        rc = search_table(sr, &tables[i], &sp, text, category, &opts, i > 0 ? &tc[0] : NULL, &tc[i],
+                          d, &cv);
         if (rc != 0)
             goto fail;
     }
