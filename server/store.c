@@ -121,7 +121,15 @@ struct store_tx {
         sqlite3_stmt *stmt;
     } cache[STMT_CACHE];
     int ncache;
+    /* the events' update of their conversation's row, held back to the end of the group (see
+     * "A turn's row update"): conversation 0 when none is held */
+    struct {
+        long long conversation, seq;
+        const char *ts;
+    } held;
 };
+
+static int flush_held(store_tx_t *tx);
 
 struct store {
     uv_loop_t *loop;
@@ -456,6 +464,9 @@ static void run_batch(store_t *s, op *batch)
             rc = o->work(&s->tx, o->arg);
             for (op *x = o->sub; x && rc == 0; x = x->next)
                 rc = x->work(&s->tx, x->arg);
+            if (rc == 0)
+                rc = flush_held(&s->tx);
+            s->tx.held.conversation = 0; /* (on failure, rolled back with the rest) */
             if (rc != 0)
                 tx_step(&s->tx, "ROLLBACK TO op");
             tx_step(&s->tx, "RELEASE op");
@@ -923,6 +934,31 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
+/*
+ * A turn's row update.  Every stored event moves its conversation's last_seq and updated_at,
+ * and a turn stores several (the customer's message, the bot's replies, a status): one UPDATE
+ * of the conversation's row each, and the row carries the flow's state (about 1 KB).  The
+ * update is held in the transaction instead and made once, when the group ends or an event of
+ * another conversation comes (flush_held): the row ends as the updates one by one would leave
+ * it (the highest seq, the last event's time), and no other write reads or sets those two
+ * columns.  A group that fails is rolled back with what it held.
+ */
+static int flush_held(store_tx_t *tx)
+{
+    if (tx->held.conversation == 0)
+        return 0;
+    sqlite3_stmt *st = store_tx_stmt(tx, "UPDATE conversations SET last_seq = MAX(last_seq, ?2),"
+                                         " updated_at = ?3 WHERE id = ?1");
+    long long conv = tx->held.conversation;
+    tx->held.conversation = 0;
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, conv);
+    sqlite3_bind_int64(st, 2, tx->held.seq);
+    sqlite3_bind_text(st, 3, tx->held.ts, -1, SQLITE_STATIC);
+    return step_done(tx->db, st);
+}
+
 static int work_event(store_tx_t *tx, void *arg)
 {
     const store_event_t *ev = ((event_op *)arg)->ev;
@@ -953,14 +989,16 @@ static int work_event(store_tx_t *tx, void *arg)
     }
     if (step_done(tx->db, st) != 0)
         return -1;
-    st = store_tx_stmt(tx, "UPDATE conversations SET last_seq = MAX(last_seq, ?2),"
-                           " updated_at = ?3 WHERE id = ?1");
-    if (!st)
-        return -1;
-    sqlite3_bind_int64(st, 1, ev->conversation);
-    sqlite3_bind_int64(st, 2, ev->seq);
-    sqlite3_bind_text(st, 3, ev->ts, -1, SQLITE_STATIC);
-    return step_done(tx->db, st);
+    if (tx->held.conversation != ev->conversation) {
+        if (flush_held(tx) != 0)
+            return -1;
+        tx->held.conversation = ev->conversation;
+        tx->held.seq = ev->seq;
+    } else if (ev->seq > tx->held.seq) {
+        tx->held.seq = ev->seq;
+    }
+    tx->held.ts = ev->ts; /* (the op, and so its text, lives until the batch is done) */
+    return 0;
 }
 
 static void done_event(void *arg, int rc)
