@@ -972,6 +972,7 @@ typedef struct doc {
     unsigned short tf[Q_MAX_TERMS][KB_DOC_COLS];
     range r[MAX_RANGES];
     int nr;
+    int ranges_only; /* only the snippet's ranges are wanted (a hit from memory): no tf */
 } doc;
 
 static int doc_tok(void *ctx, int col, const kb_tok_t *tok)
@@ -982,7 +983,7 @@ static int doc_tok(void *ctx, int col, const kb_tok_t *tok)
     int i = term_find(d->q, tok->text, tok->len, kb_text_hash(tok->text, tok->len));
     if (i < 0)
         return 0;
-    if (d->tf[i][col] < 65535)
+    if (!d->ranges_only && d->tf[i][col] < 65535)
         d->tf[i][col]++;
     if (d->q->t[i].selected && d->q->t[i].mark && d->nr < MAX_RANGES)
         d->r[d->nr++] = (range){col, tok->start, tok->end, d->q->t[i].idf};
@@ -1007,13 +1008,16 @@ static int doc_index(void *ctx, const kb_doc_index_t *ix)
         d->positions[c] = kb_doc_index_positions(ix, c);
     for (int i = 0; i < q->nt; i++) {
         const kb_doc_occ_t *o;
+        int ranged = q->t[i].selected && q->t[i].mark;
+        if (d->ranges_only && !ranged)
+            continue;
         int n = kb_doc_index_find(ix, q->t[i].text, q->t[i].len, q->t[i].hash, &o);
         if (n == 0)
             continue;
-        for (int k = 0; k < n; k++)
+        for (int k = 0; k < n && !d->ranges_only; k++)
             if (d->tf[i][o[k].col] < 65535)
                 d->tf[i][o[k].col]++;
-        if (q->t[i].selected && q->t[i].mark)
+        if (ranged)
             m[nm++] = (typeof(m[0])){o, n, 0, q->t[i].idf};
     }
     while (d->nr < MAX_RANGES) {
@@ -1309,11 +1313,15 @@ void kb_result_free(kb_result_t *r)
 }
 
 /* Analyzes the current row into d (term frequencies, column lengths, highlighted ranges). */
-static void analyze_row(const row *r, const table_def *td, const query *q, doc *d)
+/* Analyzes r into d: its columns' lengths, the query terms' frequencies and the ranges to
+ * highlight; with ranges_only (a hit from memory, whose score is known) only the ranges. */
+static void analyze_row(const row *r, const table_def *td, const query *q, doc *d, int ranges_only)
 {
     memset(d->positions, 0, sizeof(d->positions));
-    memset(d->tf, 0, sizeof(d->tf[0]) * (size_t)(q->nt > 0 ? q->nt : 1));
+    if (!ranges_only)
+        memset(d->tf, 0, sizeof(d->tf[0]) * (size_t)(q->nt > 0 ? q->nt : 1));
     d->nr = 0;
+    d->ranges_only = ranges_only;
     const char *cols[KB_DOC_COLS];
     for (int c = 0; c < td->ncols; c++)
         cols[c] = c == td->category_col ? NULL : row_text(r, 2 + c);
@@ -1380,7 +1388,7 @@ static int add_cand(candvec *cv, sqlite3_stmt *st, const table_def *td, const ts
 {
     unsigned char hit[Q_MAX_TERMS];
     row r = {.st = st};
-    analyze_row(&r, td, q, d);
+    analyze_row(&r, td, q, d, 0);
     double score = bm25f(d, td, ts, q, o->uni_weight, hit);
     cand *c = add_scored(cv, td, q, o, score, hit, d, sqlite3_column_int64(st, 0));
     if (c == NULL)
@@ -1411,7 +1419,7 @@ static int hit_fill(kb_searcher_t *sr, cand *c, const table_ctx *tc, doc *d, kb_
     if (c->nr < 0) { /* its ranges, as the analysis of a candidate row takes them */
         d->q = tc->q;
         d->a = (kb_analyzer_t){.cjk = KB_CJK_UNIBI, .query = 0, .syn = tc->syn};
-        analyze_row(&r, td, tc->q, d);
+        analyze_row(&r, td, tc->q, d, 1);
         if (cand_ranges(c, td, d) != 0) {
             rc = KB_ERR_NOMEM;
             goto out;
