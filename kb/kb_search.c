@@ -777,7 +777,7 @@ static void args_weight(char *args, size_t *al, size_t acap, rank_args *a, doubl
     double v = w;
     if (*al > 0)
         tmp[n++] = ' ';
-    if (w >= 0 && w < 1e6 && w == (double)(int)w) { /* "%g" writes these as integers */
+    if (!signbit(w) && w < 1e6 && w == (double)(int)w) { /* "%g" writes these as integers */
         char d[8];
         int nd = 0;
         for (int i = (int)w; nd == 0 || i > 0; i /= 10)
