@@ -66,9 +66,9 @@ struct kb_memidx {
     char syn[17];
     int ndocs;
     long long *id;    /* per document, ascending */
-    uint32_t *catoff; /* per document, into text: its category slug, NUL-terminated */
     int nrow;         /* the row's columns after (id, unused), kept for the hits */
     uint32_t *rowoff; /* per document, nrow of them: into text + 1 (NUL-terminated), 0 NULL */
+    int category_col; /* the row's column that holds the category slug */
     uint32_t nterms, mask;
     uint64_t *slot; /* (hash << 32) | (term + 1); 0 = empty */
     mterm *term;
@@ -92,7 +92,6 @@ static void memidx_free(kb_memidx_t *ix)
     if (!ix)
         return;
     free(ix->id);
-    free(ix->catoff);
     free(ix->rowoff);
     free(ix->slot);
     free(ix->term);
@@ -140,7 +139,7 @@ typedef struct builder {
     kb_memidx_t *ix;
     uint32_t doc;
     int col;
-    size_t ntext, captext, capterm, capid, capcat, cappos, caprow;
+    size_t ntext, captext, capterm, capid, cappos, caprow;
     uint32_t *last;               /* per term: the last document that held it, + 1 */
     uint16_t (*tfc)[KB_DOC_COLS]; /* per term: its frequency in each column of the current
                                      document, cut at 65535 */
@@ -261,6 +260,7 @@ static kb_memidx_t *build(sqlite3 *db, const char *sql, int ncols, int category_
     if (!ix || !(ix->slot = calloc(1024, sizeof(*ix->slot))))
         goto out;
     ix->mask = 1023;
+    ix->category_col = category_col;
     b.ix = ix;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         goto out;
@@ -274,9 +274,6 @@ static kb_memidx_t *build(sqlite3 *db, const char *sql, int ncols, int category_
         if (!(p = grown(ix->id, &b.capid, b.doc + 1, sizeof(*ix->id))))
             goto out;
         ix->id = p;
-        if (!(p = grown(ix->catoff, &b.capcat, b.doc + 1, sizeof(*ix->catoff))))
-            goto out;
-        ix->catoff = p;
         if (b.doc == 0)
             ix->nrow = sqlite3_column_count(st) - 2;
         if (!(p = grown(ix->rowoff, &b.caprow, (size_t)(b.doc + 1) * (size_t)ix->nrow,
@@ -293,20 +290,11 @@ static kb_memidx_t *build(sqlite3 *db, const char *sql, int ncols, int category_
         }
         memset(&ix->pos[(size_t)b.doc * KB_DOC_COLS], 0, KB_DOC_COLS * sizeof(*ix->pos));
         ix->id[b.doc] = sqlite3_column_int64(st, 0);
-        ix->catoff[b.doc] = (uint32_t)b.ntext;
-        if (category_col < 0 || category_col >= ncols) {
-            if (add_text(&b, "", 1) != 0)
-                goto out;
-        }
         for (int c = 0; c < ncols && c < 8; c++) {
             const char *text = (const char *)sqlite3_column_text(st, 2 + c);
             int len = sqlite3_column_bytes(st, 2 + c);
-            if (c == category_col) {
-                ix->catoff[b.doc] = (uint32_t)b.ntext;
-                if (add_text(&b, text ? text : "", (size_t)len) != 0 || add_text(&b, "", 1) != 0)
-                    goto out;
+            if (c == category_col) /* kept with the row above, for the filter */
                 continue;
-            }
             b.col = c;
             if (text && kb_analyze(&a, text, len, build_tok, &b) != 0)
                 goto out;
@@ -361,9 +349,8 @@ static kb_memidx_t *build(sqlite3 *db, const char *sql, int ncols, int category_
         memcpy(ix->tf + ix->ptf[b.tr[i].term], b.pool + b.tr[i].tf,
                (size_t)__builtin_popcount(b.tr[i].cols) * sizeof(*ix->tf));
     ix->bytes = sizeof(*ix) +
-                (size_t)ix->ndocs *
-                    (sizeof(*ix->id) + sizeof(*ix->catoff) + KB_DOC_COLS * sizeof(*ix->pos) +
-                     (size_t)ix->nrow * sizeof(*ix->rowoff)) +
+                (size_t)ix->ndocs * (sizeof(*ix->id) + KB_DOC_COLS * sizeof(*ix->pos) +
+                                     (size_t)ix->nrow * sizeof(*ix->rowoff)) +
                 ((size_t)ix->mask + 1) * sizeof(*ix->slot) + ix->nterms * sizeof(*ix->term) +
                 b.ntr * (sizeof(*ix->pdoc) + 1 + sizeof(*ix->ptf)) + ntf * sizeof(*ix->tf) +
                 b.ntext;
@@ -517,8 +504,11 @@ int kb_memidx_candidates(const kb_memidx_t *ix, const kb_memq_t *q, int nq, cons
     int nv = 0;
     for (int i = 0; i < n && limit > 0; i++) {
         uint32_t d = matched[i];
-        if (category && strcmp(ix->text + ix->catoff[d], category) != 0)
-            continue;
+        if (category) {
+            const char *slug = kb_memidx_col(ix, d, ix->category_col);
+            if (!slug || strcmp(slug, category) != 0)
+                continue;
+        }
         scored c = {score[d], ix->id[d], d};
         if (nv < limit) {
             int k = nv++;
