@@ -1033,6 +1033,37 @@ static int doc_index(void *ctx, const kb_doc_index_t *ix)
     return 0;
 }
 
+/* BM25F's pieces, one expression each for bm25f and bm25f_mem, so that both give the same bits:
+ * column c's length normalization for a document of those column lengths, and query term i's
+ * share for its weighted frequency tfw (> 0). */
+static double col_norm(const int *positions, const tstats *ts, int c)
+{
+    return 1 - BM25_B + BM25_B * positions[c] / ts->avglen[c];
+}
+
+static double term_share(const query *q, int i, double tfw, double uni_weight)
+{
+    return (q->t[i].in_bi ? uni_weight : 1.0) * q->t[i].idf * tfw * (KB_BM25_K1 + 1) /
+           (tfw + KB_BM25_K1);
+}
+
+/* BM25F over all query terms; also fills hit[] (term occurs anywhere in the document). */
+static double bm25f(const doc *d, const table_def *td, const tstats *ts, const query *q,
+                    double uni_weight, unsigned char *hit)
+{
+    double score = 0;
+    for (int i = 0; i < q->nt; i++) {
+        double tfw = 0;
+        for (int c = 0; c < td->ncols; c++)
+            if (d->tf[i][c] != 0 && td->weights[c] != 0)
+                tfw += td->weights[c] * d->tf[i][c] / col_norm(d->positions, ts, c);
+        hit[i] = tfw > 0;
+        if (tfw > 0)
+            score += term_share(q, i, tfw, uni_weight);
+    }
+    return score;
+}
+
 /* The same from what the postings in memory give (kb_memidx_terms): the query terms that the
  * document holds, e[0..ne) in query order, and its columns' lengths.  The same sums in the same
  * order as bm25f over a doc with those frequencies, without the walk of every term and column. */
@@ -1041,7 +1072,7 @@ static double bm25f_mem(const int *positions, const kb_memtf_t *e, int ne, const
 {
     double norm[KB_DOC_COLS], score = 0;
     for (int c = 0; c < td->ncols; c++)
-        norm[c] = 1 - BM25_B + BM25_B * positions[c] / ts->avglen[c];
+        norm[c] = col_norm(positions, ts, c);
     memset(hit, 0, (size_t)q->nt);
     for (int j = 0; j < ne; j++) {
         const uint16_t *f = e[j].tf;
@@ -1055,29 +1086,7 @@ static double bm25f_mem(const int *positions, const kb_memtf_t *e, int ne, const
         int i = e[j].term;
         hit[i] = tfw > 0;
         if (tfw > 0)
-            score += (q->t[i].in_bi ? uni_weight : 1.0) * q->t[i].idf * tfw * (KB_BM25_K1 + 1) /
-                     (tfw + KB_BM25_K1);
-    }
-    return score;
-}
-
-/* BM25F over all query terms; also fills hit[] (term occurs anywhere in the document). */
-static double bm25f(const doc *d, const table_def *td, const tstats *ts, const query *q,
-                    double uni_weight, unsigned char *hit)
-{
-    double score = 0;
-    for (int i = 0; i < q->nt; i++) {
-        double tfw = 0;
-        for (int c = 0; c < td->ncols; c++) {
-            if (d->tf[i][c] == 0 || td->weights[c] == 0)
-                continue;
-            double norm = 1 - BM25_B + BM25_B * d->positions[c] / ts->avglen[c];
-            tfw += td->weights[c] * d->tf[i][c] / norm;
-        }
-        hit[i] = tfw > 0;
-        if (tfw > 0)
-            score += (q->t[i].in_bi ? uni_weight : 1.0) * q->t[i].idf * tfw * (KB_BM25_K1 + 1) /
-                     (tfw + KB_BM25_K1);
+            score += term_share(q, i, tfw, uni_weight);
     }
     return score;
 }
