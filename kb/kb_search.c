@@ -1237,10 +1237,11 @@ typedef struct cand {
     kb_kind_t kind;
     long long id;
     double score, coverage;
-    int col;   /* snippet column: the first in snippet_order with a highlighted match */
-    range *r;  /* that column's ranges (malloc'ed, NULL for none) */
-    int nr;    /* -1: not taken yet (from memory; hit_fill analyzes the row if it is a hit) */
-    long mdoc; /* from memory: its document in the table's kept index; -1 otherwise */
+    int col;  /* snippet column: the first in snippet_order with a highlighted match */
+    range *r; /* that column's ranges (malloc'ed, NULL for none) */
+    int nr;
+    long mdoc; /* from memory: its document in the table's kept index, whose row hit_fill reads
+                  and analyzes for the ranges if it is a hit; -1 otherwise */
 } cand;
 
 /* What a table's search leaves for its hits: the query (its chosen and highlighted terms are
@@ -1366,7 +1367,7 @@ static int cand_ranges(cand *c, const table_def *td, const doc *d)
 }
 
 /* Appends candidate id of td with its BM25F score and the query terms it holds (hit[]), and
- * so its coverage; with its ranges from d, or, d NULL, marked for hit_fill to take them.
+ * so its coverage; with its ranges from d, or, d NULL (from memory), none until hit_fill.
  * Returns the candidate, or NULL when out of memory. */
 static cand *add_scored(candvec *cv, const table_def *td, const query *q, const kb_search_opts_t *o,
                         double score, const unsigned char *hit, const doc *d, long long id)
@@ -1383,9 +1384,7 @@ static cand *add_scored(candvec *cv, const table_def *td, const query *q, const 
     *c = (cand){td->kind, id, score, 0, td->snippet_order[0], NULL, 0, -1};
     c->coverage = coverage(q, hit);
     c->score *= 1 + o->cov_weight * c->coverage;
-    if (!d)
-        c->nr = -1;
-    else if (cand_ranges(c, td, d) != 0)
+    if (d && cand_ranges(c, td, d) != 0)
         return NULL;
     cv->n++;
     return c;
@@ -1407,9 +1406,10 @@ static int add_cand(candvec *cv, sqlite3_stmt *st, const table_def *td, const ts
     return 0;
 }
 
-/* Fills hit h from candidate c: its row read again by id, and analyzed for the snippet's ranges
- * when c has none yet (tc: its table's query and synonyms; d: scratch).  Returns 0,
- * KB_ERR_NOMEM or KB_ERR_DB (also when the row is gone, which one snapshot rules out). */
+/* Fills hit h from candidate c: its row read again by id or, from memory, taken from the copy
+ * kept there and analyzed for the snippet's ranges (tc: its table's query, synonyms and kept
+ * postings; d: scratch).  Returns 0, KB_ERR_NOMEM or KB_ERR_DB (also when the row is gone,
+ * which one snapshot rules out). */
 static int hit_fill(kb_searcher_t *sr, cand *c, const table_ctx *tc, doc *d, kb_hit_t *h)
 {
     const table_def *td = &tables[table_index(c->kind)];
@@ -1418,14 +1418,13 @@ static int hit_fill(kb_searcher_t *sr, cand *c, const table_ctx *tc, doc *d, kb_
     int rc = KB_ERR_DB;
 
     memset(h, 0, sizeof(*h));
-    if (c->mdoc < 0 || !tc->ix) { /* not from memory: read again by id */
+    if (c->mdoc < 0) { /* not from memory: read again by id */
         if ((st = r.st = table_stmt(sr, td, ST_GET, td->sql_get)) == NULL)
             return KB_ERR_DB;
         sqlite3_bind_int64(st, 1, c->id);
         if (sqlite3_step(st) != SQLITE_ROW)
             goto out;
-    }
-    if (c->nr < 0) { /* its ranges, as the analysis of a candidate row takes them */
+    } else { /* its ranges, as the analysis of a candidate row takes them */
         d->q = tc->q;
         d->a = (kb_analyzer_t){.cjk = KB_CJK_UNIBI, .query = 0, .syn = tc->syn};
         analyze_row(&r, td, tc->q, d, 1);
