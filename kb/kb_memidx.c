@@ -42,7 +42,7 @@
  * past cases; FTS5 answers for a larger one): building analyzes every row again, about 10-14 us
  * a row, on the thread of the first search that sees a new stamp: up to ~55 ms after an edit of
  * the templates, ~10 ms after a case is added.  The bench's 1,000 templates and 107 cases take
- * 4.5 MB (3.7 MB without the rows).
+ * 4.4 MB (3.7 MB without the rows).
  *
  * Sharing.  One index per table kind for the process, shared by every connection and thread:
  * a mutex guards the pointer and the reference counts.  A search holds a reference while it
