@@ -17,9 +17,11 @@
 
 #include <sqlite3.h>
 #include <stdio.h>
-#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define NOPS 10
 
@@ -609,10 +611,149 @@ static void committed_ops_are_delivered_without_polling(void)
     CHECK(rig_close(&r) == 6);
 }
 
+/* Conversation 7's row in the file at path has these last_seq, updated_at and flow_state. */
+static int row_is(const char *path, long long seq, const char *ts, const char *state)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int ok = 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT last_seq, updated_at, flow_state FROM conversations"
+                           " WHERE id = 7",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        const char *at = (const char *)sqlite3_column_text(st, 1);
+        const char *fs = (const char *)sqlite3_column_text(st, 2);
+        ok = sqlite3_column_int64(st, 0) == seq && at && strcmp(at, ts) == 0 && fs &&
+             strcmp(fs, state) == 0;
+        if (!ok)
+            fprintf(stderr, "row: %lld %s %s\n", (long long)sqlite3_column_int64(st, 0),
+                    at ? at : "NULL", fs ? fs : "NULL");
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return ok;
+}
+
+/* A turn's events and its flow state, in one group, leave the conversation's row as one write
+ * each would: the highest seq, the last event's time, the state; also with an event stored
+ * after the state (the events' row update is held to the group's end, "A turn's row update"). */
+static void a_turn_leaves_its_row_as_each_write_would(void)
+{
+    rig r;
+    rc_job made = {&r, 1, 99, 0}, saved[2] = {{&r, 2, 99, 0}, {&r, 3, 99, 0}};
+    rc_job evj[5];
+    store_event_t ev[5];
+    if (rig_open(&r, "turnrow", "0", "512", "1000") != 0) {
+        CHECK(0);
+        return;
+    }
+    store_conv_t c = {.id = 7, .token = "t-turnrow", .customer_id = "u-1", .channel = "web"};
+    CHECK(store_create_conversation(r.store, &c, on_rc, &made) == 0);
+    run_until(&r, 1);
+    CHECK(made.rc == 0);
+    for (int i = 0; i < 5; i++) {
+        ev[i] = (store_event_t){.conversation = 7,
+                                .seq = i + 1,
+                                .kind = "message",
+                                .sender = i % 2 ? "bot" : "customer",
+                                .text = "text"};
+        snprintf(ev[i].ts, sizeof(ev[i].ts), "2026-11-28T08:00:0%d.000Z", i + 1);
+        evj[i] = (rc_job){&r, 4 + i, 99, 0};
+    }
+    /* group 1: two events, the state, one more event after it */
+    store_group_begin(r.store);
+    CHECK(store_append_event(r.store, &ev[0], on_rc, &evj[0]) == 0);
+    CHECK(store_append_event(r.store, &ev[1], on_rc, &evj[1]) == 0);
+    CHECK(store_save_flow_state(r.store, 7, "{\"step\":\"a\"}", on_rc, &saved[0]) == 0);
+    CHECK(store_append_event(r.store, &ev[2], on_rc, &evj[2]) == 0);
+    store_group_end(r.store);
+    run_until(&r, 5);
+    CHECK(row_is(r.db, 3, "2026-11-28T08:00:03.000Z", "{\"step\":\"a\"}"));
+    /* group 2: events, then the state */
+    store_group_begin(r.store);
+    CHECK(store_append_event(r.store, &ev[3], on_rc, &evj[3]) == 0);
+    CHECK(store_append_event(r.store, &ev[4], on_rc, &evj[4]) == 0);
+    CHECK(store_save_flow_state(r.store, 7, "{\"step\":\"b\"}", on_rc, &saved[1]) == 0);
+    store_group_end(r.store);
+    run_until(&r, 8);
+    for (int i = 0; i < 5; i++)
+        CHECK(evj[i].rc == 0);
+    CHECK(saved[0].rc == 0 && saved[1].rc == 0);
+    CHECK(rig_close(&r) == -1); /* (no scratch table here) */
+    CHECK(row_is(r.db, 5, "2026-11-28T08:00:05.000Z", "{\"step\":\"b\"}"));
+}
+
+/* Rewrites every row of a 64-row table of 2 KB texts: some 64 pages that a savepoint must be
+ * able to put back. */
+static int work_rewrite(store_tx_t *tx, void *arg)
+{
+    rc_job *j = arg;
+    sqlite3_stmt *st = store_tx_stmt(tx, "CREATE TABLE IF NOT EXISTS wide(n INTEGER PRIMARY KEY,"
+                                         " pad TEXT)");
+    if (!st || sqlite3_step(st) != SQLITE_DONE)
+        return -1;
+    sqlite3_reset(st);
+    st = store_tx_stmt(tx, "INSERT INTO wide(n, pad) WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL"
+                           " SELECT n + 1 FROM k WHERE n < 64) SELECT n, '' FROM k"
+                           " WHERE NOT EXISTS (SELECT 1 FROM wide)");
+    if (!st || sqlite3_step(st) != SQLITE_DONE)
+        return -1;
+    sqlite3_reset(st);
+    st = store_tx_stmt(tx, "UPDATE wide SET pad = printf('%.*c', 2000, char(64 + ?))");
+    if (!st)
+        return -1;
+    sqlite3_bind_int(st, 1, j->n);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? work_rc_insert(tx, arg) : -1;
+}
+
+/* A group that rewrites more than SQLite's 64 KiB of statement journal keeps that journal in
+ * memory (the writer's temp_store=MEMORY): no temporary file is made for it.  Before, every such
+ * transaction created, wrote and deleted one in SQLITE_TMPDIR (main() points that at a directory
+ * this test watches), and those writes were half the writer's pwrite calls under load. */
+static void a_large_group_writes_no_temporary_file(void)
+{
+    rig r;
+    rc_job j[3];
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s/sqlite-tmp", tmpdir);
+    int fd = inotify_init1(IN_NONBLOCK);
+    CHECK(fd >= 0 && inotify_add_watch(fd, dir, IN_CREATE) >= 0);
+    if (rig_open(&r, "largegroup", "0", "512", "1000") != 0) {
+        CHECK(0);
+        return;
+    }
+    for (int i = 0; i < 3; i++) { /* the first creates the rows, the next two rewrite them */
+        j[i] = (rc_job){&r, i + 1, 99, 0};
+        store_group_begin(r.store);
+        CHECK(store_submit(r.store, work_rewrite, on_rc, &j[i]) == 0);
+        store_group_end(r.store);
+        run_until(&r, i + 1);
+        CHECK(j[i].rc == 0);
+    }
+    CHECK(rig_close(&r) == 3);
+    char ev[4096];
+    ssize_t n = read(fd, ev, sizeof(ev));
+    if (n > 0)
+        fprintf(stderr, "a temporary file was made: %s\n", ((struct inotify_event *)ev)->name);
+    CHECK(n < 0);
+    close(fd);
+}
+
 int main(void)
 {
+    char sqlite_tmp[600];
     if (scratch_make() != 0) {
         perror("mkdtemp");
+        return 1;
+    }
+    /* before SQLite first initializes, which is when it reads the variable */
+    snprintf(sqlite_tmp, sizeof(sqlite_tmp), "%s/sqlite-tmp", tmpdir);
+    if (mkdir(sqlite_tmp, 0700) != 0 || setenv("SQLITE_TMPDIR", sqlite_tmp, 1) != 0) {
+        perror(sqlite_tmp);
         return 1;
     }
     RUN(busy_store_commits_arrivals_together);
@@ -623,6 +764,8 @@ int main(void)
     RUN(a_slow_disk_keeps_the_log_short);
     RUN(a_group_commits_as_one);
     RUN(a_failing_op_fails_its_whole_group);
+    RUN(a_large_group_writes_no_temporary_file);
+    RUN(a_turn_leaves_its_row_as_each_write_would);
     RUN(an_idle_writer_is_woken_by_the_loop);
     RUN(committed_ops_are_delivered_without_polling);
     scratch_remove();
