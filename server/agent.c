@@ -28,11 +28,15 @@
  * so they include every event stored before the transition.
  *
  * The queue is pushed to agents and positions to customers from agent_mgr_tick() when it
- * changed (dirty), at most every agent.queue_push_ms.
+ * changed (dirty), at most every agent.queue_push_ms.  Its order is kept as hand-offs change
+ * (agent_queue.c): every change of a hand-off's state, priority or times ends with
+ * queue_sync(), which moves its one entry.  Should memory run out there, the queue is marked
+ * stale and rebuilt from the list at its next use (queue_fresh).
  */
 #include "agent.h"
 
 #include "agent_proto.h"
+#include "agent_queue.h"
 #include "agent_store.h"
 #include "complaint.h"
 #include "kb.h"
@@ -62,6 +66,8 @@ typedef struct handoff {
     int sent_pos, sent_wait; /* the last queued status the customer got */
     uint64_t acked_ms;       /* callback: last automatic acknowledgement */
     char cb_reason[16];      /* callback: no_agent | after_hours | wait_timeout ("" unknown) */
+    agent_qkey qk;           /* its key in am->queue, while inq */
+    int inq;
 } handoff;
 
 struct agent_sock {
@@ -88,6 +94,8 @@ struct agent_mgr {
     unsigned long long next_serial;
     long long next_id;
     double handle_avg; /* seconds per hand-off, running average */
+    agent_queue queue; /* queued and call-back hand-offs in queue order (queue_sync) */
+    int queue_stale;   /* queue must be rebuilt from `open` before its next use */
     int dirty;
     uint64_t pushed_ms, checked_ms, rechecked_ms;
     int open_min, close_min; /* agent.hours, minutes of the local day */
@@ -378,6 +386,82 @@ static void op_done(void *arg, int rc)
     free(o);
 }
 
+/* ---- the queue's order ---- */
+
+static agent_qkey key_of(const handoff *h)
+{
+    int cb = h->row.state == AGENT_CALLBACK;
+    return (agent_qkey){cb, h->row.priority, cb ? h->row.due : h->row.queued_at, h->row.id};
+}
+
+static int waiting(const handoff *h)
+{
+    return h->row.state == AGENT_QUEUED || h->row.state == AGENT_CALLBACK;
+}
+
+/* Puts h at its place in the queue after a change of its state, priority or times, or takes it
+ * out (it no longer waits, or is about to be freed: gone = 1). */
+static void queue_sync(agent_mgr_t *am, handoff *h, int gone)
+{
+    if (h->inq && agent_queue_remove(&am->queue, &h->qk) != 0) {
+        log_error("agent", "%s: not found at its place in the queue; rebuilding it", h->name);
+        am->queue_stale = 1;
+    }
+    h->inq = 0;
+    if (gone || !waiting(h) || am->queue_stale)
+        return;
+    h->qk = key_of(h);
+    if (agent_queue_insert(&am->queue, &h->qk, h) == 0)
+        h->inq = 1;
+    else
+        am->queue_stale = 1;
+}
+
+/* Rebuilds the queue when it is stale.  0, or -1 when out of memory (still stale). */
+static int queue_fresh(agent_mgr_t *am)
+{
+    if (!am->queue_stale)
+        return 0;
+    agent_queue_clear(&am->queue);
+    for (handoff *h = am->open; h; h = h->next) {
+        h->inq = 0;
+        if (!waiting(h))
+            continue;
+        h->qk = key_of(h);
+        if (agent_queue_append(&am->queue, &h->qk, h) != 0) {
+            agent_queue_clear(&am->queue);
+            for (handoff *x = am->open; x; x = x->next)
+                x->inq = 0;
+            return -1;
+        }
+        h->inq = 1;
+    }
+    agent_queue_sort(&am->queue);
+    am->queue_stale = 0;
+    return 0;
+}
+
+/* A copy of the queue for a push or a welcome (what they call may change the queue); *n set.
+ * NULL when it is empty or out of memory (*n = -1). */
+static agent_qent *queue_copy(agent_mgr_t *am, int *n)
+{
+    *n = 0;
+    if (queue_fresh(am) != 0) {
+        *n = -1;
+        return NULL;
+    }
+    if (am->queue.n == 0)
+        return NULL;
+    agent_qent *v = malloc(sizeof(*v) * (size_t)am->queue.n);
+    if (!v) {
+        *n = -1;
+        return NULL;
+    }
+    memcpy(v, am->queue.v, sizeof(*v) * (size_t)am->queue.n);
+    *n = am->queue.n;
+    return v;
+}
+
 /* ---- transitions ---- */
 
 static void end_handoff(agent_mgr_t *am, handoff *h, const char *why)
@@ -388,6 +472,7 @@ static void end_handoff(agent_mgr_t *am, handoff *h, const char *why)
     if (h->s)
         session_set_handoff(h->s, 0);
     map_del(am->by_conv, h->name);
+    queue_sync(am, h, 1);
     if (h->prev)
         h->prev->next = h->next;
     else
@@ -408,6 +493,7 @@ static void to_callback(agent_mgr_t *am, handoff *h, const char *why)
 
     h->row.state = AGENT_CALLBACK;
     h->row.due = base + am->cfg->agent_callback_s;
+    queue_sync(am, h, 0);
     snprintf(h->cb_reason, sizeof(h->cb_reason), "%s", why);
     save_row(am, h, NULL, NULL, NULL);
     if (s)
@@ -482,6 +568,7 @@ int agent_escalate(agent_mgr_t *am, session_t *s, const char *reason, int priori
     if (am->open)
         am->open->prev = h;
     am->open = h;
+    queue_sync(am, h, 0);
     h->s = s;
     session_set_handoff(s, 1);
     metrics.handoffs++;
@@ -540,40 +627,6 @@ void agent_event(agent_mgr_t *am, session_t *s, const store_event_t *ev)
 
 /* ---- the queue ---- */
 
-static int cmp_queue(const void *pa, const void *pb)
-{
-    const handoff *a = *(handoff *const *)pa, *b = *(handoff *const *)pb;
-    int ca = a->row.state == AGENT_CALLBACK, cb = b->row.state == AGENT_CALLBACK;
-    if (ca != cb)
-        return ca - cb;
-    if (a->row.priority != b->row.priority)
-        return b->row.priority - a->row.priority;
-    double ta = ca ? a->row.due : a->row.queued_at, tb = cb ? b->row.due : b->row.queued_at;
-    if (ta != tb)
-        return ta < tb ? -1 : 1;
-    return a->row.id < b->row.id ? -1 : 1;
-}
-
-/* Queued and callback hand-offs in queue order; *n set.  NULL when none (or no memory). */
-static handoff **sorted_queue(agent_mgr_t *am, int *n)
-{
-    int count = 0;
-    for (handoff *h = am->open; h; h = h->next)
-        if (h->row.state == AGENT_QUEUED || h->row.state == AGENT_CALLBACK)
-            count++;
-    *n = 0;
-    if (count == 0)
-        return NULL;
-    handoff **v = malloc(sizeof(*v) * (size_t)count);
-    if (!v)
-        return NULL;
-    for (handoff *h = am->open; h; h = h->next)
-        if (h->row.state == AGENT_QUEUED || h->row.state == AGENT_CALLBACK)
-            v[(*n)++] = h;
-    qsort(v, (size_t)*n, sizeof(*v), cmp_queue);
-    return v;
-}
-
 static void fill_item(agent_mgr_t *am, agent_item_t *it, const handoff *h, int position, double now)
 {
     it->conversation = h->name;
@@ -612,7 +665,7 @@ typedef struct group_count {
  * call-backs) and, when wait is not NULL, wait[i] = the customer's estimated wait.  Each
  * group's count of agents is computed once.  Returns 0, or -1 when out of memory.
  */
-static int positions(agent_mgr_t *am, handoff **v, int n, int *pos, int *wait)
+static int positions(agent_mgr_t *am, const agent_qent *v, int n, int *pos, int *wait)
 {
     map_t *groups = map_new();
     group_count *counts = calloc((size_t)n + 1, sizeof(*counts));
@@ -621,13 +674,14 @@ static int positions(agent_mgr_t *am, handoff **v, int n, int *pos, int *wait)
         goto out;
     for (int i = 0; i < n; i++) {
         pos[i] = 0;
-        if (v[i]->row.state != AGENT_QUEUED)
+        if (v[i].k.callback)
             continue;
-        group_count *g = map_get(groups, v[i]->row.group);
+        const handoff *h = v[i].item;
+        group_count *g = map_get(groups, h->row.group);
         if (!g) {
             g = &counts[used++];
-            g->agents = wait ? agents_for(am, v[i]->row.group) : 0;
-            if (map_put(groups, v[i]->row.group, g) != 0)
+            g->agents = wait ? agents_for(am, h->row.group) : 0;
+            if (map_put(groups, h->row.group, g) != 0)
                 goto out;
         }
         pos[i] = ++g->queued;
@@ -641,7 +695,7 @@ out:
     return rc;
 }
 
-static char *queue_for(agent_sock_t *a, handoff **v, const int *pos, int n, double now,
+static char *queue_for(agent_sock_t *a, const agent_qent *v, const int *pos, int n, double now,
                        int as_array)
 {
     agent_item_t *items = calloc(QUEUE_ITEMS_MAX, sizeof(*items));
@@ -649,11 +703,12 @@ static char *queue_for(agent_sock_t *a, handoff **v, const int *pos, int n, doub
     if (!items)
         return NULL;
     for (int i = 0; i < n; i++) {
-        if (!a->supervisor && !serves(a, v[i]->row.group))
+        const handoff *h = v[i].item;
+        if (!a->supervisor && !serves(a, h->row.group))
             continue;
         total++;
         if (k < QUEUE_ITEMS_MAX)
-            fill_item(a->am, &items[k++], v[i], pos[i], now);
+            fill_item(a->am, &items[k++], h, pos[i], now);
     }
     char *json =
         as_array ? agent_proto_items_array(items, k) : agent_proto_items("queue", items, k, total);
@@ -683,10 +738,11 @@ static char *mine_for(agent_mgr_t *am, agent_sock_t *a, double now, int as_array
 /* Pushes the queue to every socket and positions to queued customers. */
 static void push(agent_mgr_t *am)
 {
-    int n = 0;
+    int n;
     double now = now_s(am);
-    handoff **v = sorted_queue(am, &n);
-    int *pos = calloc((size_t)n + 1, sizeof(*pos)), *waits = calloc((size_t)n + 1, sizeof(*waits));
+    agent_qent *v = queue_copy(am, &n);
+    int *pos = n >= 0 ? calloc((size_t)n + 1, sizeof(*pos)) : NULL;
+    int *waits = n >= 0 ? calloc((size_t)n + 1, sizeof(*waits)) : NULL;
     if (!pos || !waits || positions(am, v, n, pos, waits) != 0) {
         free(pos);
         free(waits);
@@ -695,9 +751,9 @@ static void push(agent_mgr_t *am)
         return;
     }
     for (int i = 0; i < n; i++) {
-        handoff *h = v[i];
-        if (h->row.state != AGENT_QUEUED)
+        if (v[i].k.callback)
             continue;
+        handoff *h = v[i].item;
         int wait = waits[i];
         if (pos[i] == h->sent_pos && wait == h->sent_wait)
             continue;
@@ -724,14 +780,15 @@ void agent_mgr_tick(agent_mgr_t *am)
     if (t - am->checked_ms >= 1000) {
         double now = now_s(am);
         am->checked_ms = t;
-        for (handoff *h = am->open, *next; h; h = next) {
-            next = h->next;
-            if (h->row.state != AGENT_QUEUED)
-                continue;
+        /* the queued ones lead the queue; a call-back moves behind them (i stays) */
+        for (int i = 0; queue_fresh(am) == 0 && i < am->queue.n && !am->queue.v[i].k.callback;) {
+            handoff *h = am->queue.v[i].item;
             if (now - h->row.queued_at >= am->cfg->agent_max_wait_s)
                 to_callback(am, h, "wait_timeout");
             else if (!in_hours(am, now))
                 to_callback(am, h, "after_hours");
+            else
+                i++;
         }
     }
     if (t - am->rechecked_ms >= SESSION_RECHECK_MS) {
@@ -775,6 +832,7 @@ static void do_claim(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
     }
     double now = now_s(am);
     h->row.state = AGENT_ACTIVE;
+    queue_sync(am, h, 0);
     snprintf(h->row.agent, sizeof(h->row.agent), "%s", a->user.username);
     h->row.claimed_at = now;
     am->dirty = 1;
@@ -912,6 +970,7 @@ static void do_transfer(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
         }
         queue_transfer_note(am, a, h, r); /* before the row: the new owner's context has it */
         h->row.state = AGENT_ACTIVE;
+        queue_sync(am, h, 0);
         snprintf(h->row.agent, sizeof(h->row.agent), "%s", r->to_agent);
         h->row.claimed_at = now_s(am);
         h->row.transfers++;
@@ -937,6 +996,7 @@ static void do_transfer(agent_mgr_t *am, agent_sock_t *a, const agent_req_t *r)
         h->row.agent[0] = '\0';
         snprintf(h->row.group, sizeof(h->row.group), "%s", r->to_group);
         h->row.queued_at = now_s(am);
+        queue_sync(am, h, 0);
         h->row.claimed_at = 0;
         h->row.transfers++;
         h->sent_pos = h->sent_wait = 0;
@@ -975,6 +1035,7 @@ static session_t *end_agent_part(agent_mgr_t *am, handoff *h, agent_hstate_t sta
     session_t *s = session_of(am, h);
     learn_handle_time(am, h, now);
     h->row.state = state;
+    queue_sync(am, h, 0);
     h->row.ended_at = now;
     return s;
 }
@@ -1114,10 +1175,10 @@ agent_sock_t *agent_ws_open(agent_mgr_t *am, struct ws_conn *c, const auth_user_
         am->socks->prev = a;
     am->socks = a;
 
-    int n = 0;
+    int n;
     double now = now_s(am);
-    handoff **v = sorted_queue(am, &n);
-    int *pos = calloc((size_t)n + 1, sizeof(*pos));
+    agent_qent *v = queue_copy(am, &n);
+    int *pos = n >= 0 ? calloc((size_t)n + 1, sizeof(*pos)) : NULL;
     if (pos && positions(am, v, n, pos, NULL) != 0) {
         free(pos);
         pos = NULL;
@@ -1215,6 +1276,7 @@ agent_mgr_t *agent_mgr_new(server_t *srv)
     }
     if (am->open)
         log_notice("agent", "%zu open hand-offs loaded", map_count(am->by_conv));
+    am->queue_stale = 1; /* built at its first use */
     am->dirty = 1;
     return am;
 fail:
@@ -1247,5 +1309,6 @@ void agent_mgr_free(agent_mgr_t *am)
     }
     agent_store_free(am->as);
     map_free(am->by_conv);
+    agent_queue_free(&am->queue);
     free(am);
 }

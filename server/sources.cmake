@@ -30,6 +30,7 @@ set(REDRESS_SERVER_SOURCES
   server/agent_proto.c
   server/agent_store.c
   server/agent_ctx.c
+  server/agent_queue.c
   # complaint records, deadlines, webhooks
   server/complaint.c
   server/complaint_sla.c

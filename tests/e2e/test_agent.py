@@ -219,6 +219,51 @@ def test_escalation_queue_and_claim_race(server_factory):
     run(go())
 
 
+def test_queue_order_follows_claims(server_factory):
+    """Three chats queue in the order they came, with positions 1-3; a claim from the middle
+    moves only the chats behind it up, and the agents' list keeps the order (agent_queue.c
+    keeps it as hand-offs change rather than sorting at each push)."""
+    srv = start(server_factory, *ALWAYS)
+    wang = staff(srv, "wang", "agent", "王小明")
+
+    def order(snap):
+        return [(it["conversation"], it["position"]) for it in snap["items"]]
+
+    async def listing(agent, *convs):
+        """The first queue snapshot that lists exactly convs (older ones stay in the backlog)."""
+        return await agent.wait(lambda f: f["type"] == "queue" and
+                                sorted(it["conversation"] for it in f["items"]) == sorted(convs))
+
+    async def go():
+        a = await connect_agent(srv, wang)
+        cs = []
+        for i in range(3):
+            c, _, _ = await customer_escalates(srv, f"u-order-{i}", f"顾客{i}")
+            q = await customer_queued(c)
+            # one agent: position x 300 s
+            assert q["detail"] == {"position": i + 1, "wait_s": HANDLE_S * (i + 1),
+                                   "group": "ecom"}, q
+            cs.append(c)
+        names = [c.conversation for c in cs]
+        snap = await listing(a, *names)
+        assert order(snap) == [(names[0], 1), (names[1], 2), (names[2], 3)], snap
+
+        await claimed(a, cs[1])
+        q = await customer_queued(cs[2])
+        assert q["detail"]["position"] == 2 and q["detail"]["wait_s"] == 2 * HANDLE_S, q
+        snap = await listing(a, names[0], names[2])
+        assert order(snap) == [(names[0], 1), (names[2], 2)], snap
+
+        await claimed(a, cs[0])
+        q = await customer_queued(cs[2])
+        assert q["detail"]["position"] == 1 and q["detail"]["wait_s"] == HANDLE_S, q
+        snap = await listing(a, names[2])
+        assert order(snap) == [(names[2], 1)], snap
+        # the first customer heard no new position: a claim moves only those behind it
+        assert not [f for f in cs[0].frames if is_queued(f) and f["detail"]["position"] != 1]
+    run(go())
+
+
 # --------------------------------------------------------------------------- context packet
 
 
