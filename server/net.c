@@ -58,6 +58,7 @@ static void lws_log(int level, const char *line)
 #define GC_SLICE_NS 1000000 /* longest idle-time collection slice: a message waits at most this */
 
 static void on_tick(uv_timer_t *t);
+#define SWEEP_MORE_MS 5 /* the next slice of a session sweep cut short (session.c) */
 
 /* Second step of shutdown: every chat socket has closed (or the grace period ran out). */
 static void finish_shutdown(server_t *srv)
@@ -79,6 +80,7 @@ static void finish_shutdown(server_t *srv)
     srv->store = NULL;
     uv_timer_stop(&srv->tick);
     uv_close((uv_handle_t *)&srv->tick, NULL);
+    uv_close((uv_handle_t *)&srv->sweep_more, NULL);
     uv_close((uv_handle_t *)&srv->gc_prepare, NULL);
     uv_close((uv_handle_t *)&srv->gc_idle, NULL);
     uv_signal_stop(&srv->sigint);
@@ -96,6 +98,7 @@ static void begin_shutdown(server_t *srv)
     srv->stop_deadline_ms = util_now_ms() + SHUTDOWN_GRACE_MS;
     log_notice("server", "shutting down");
     ws_close_all(srv, 1001, "server shutting down");
+    uv_timer_stop(&srv->sweep_more);
     uv_timer_stop(&srv->tick);
     uv_timer_start(&srv->tick, on_tick, 20, 20);
 }
@@ -104,6 +107,13 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     log_notice("server", "signal %d", signum);
     begin_shutdown(h->data);
+}
+
+static void on_sweep_more(uv_timer_t *t)
+{
+    server_t *srv = t->data;
+    if (!srv->stopping && session_mgr_sweep(srv->sessions))
+        uv_timer_start(t, on_sweep_more, SWEEP_MORE_MS, 0);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -115,7 +125,8 @@ static void on_tick(uv_timer_t *t)
         return;
     }
     ws_sweep(srv);
-    session_mgr_sweep(srv->sessions);
+    if (session_mgr_sweep(srv->sessions))
+        uv_timer_start(&srv->sweep_more, on_sweep_more, SWEEP_MORE_MS, 0);
     agent_mgr_tick(srv->agents);
     complaint_mgr_tick(srv->complaints);
     webhook_tick(srv->webhooks);
@@ -306,7 +317,8 @@ int server_run(const config_t *cfg)
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_timer_init(&srv->loop, &srv->tick);
-    srv->tick.data = srv;
+    uv_timer_init(&srv->loop, &srv->sweep_more);
+    srv->tick.data = srv->sweep_more.data = srv;
     uv_timer_start(&srv->tick, on_tick, 250, 250);
     uv_prepare_init(&srv->loop, &srv->gc_prepare);
     uv_idle_init(&srv->loop, &srv->gc_idle);

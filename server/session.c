@@ -34,7 +34,10 @@
  * detach, hand-off, a run call (new timer, new run), creation and loading, the end of the
  * creation.  Whatever moves it later need not: the sweep finds nothing to do and requeues.
  * A flow timer is queued at most 60 s ahead and looked at again then, as the flows' clock is
- * the wall clock.
+ * the wall clock.  A sweep stops after SWEEP_SLICE_NS and says so; the server calls it again
+ * a few milliseconds later (net.c), so that a burst of due sessions does not hold the loop:
+ * at 2,100 turns/s the open loop's sweeps, four a second with some 25 parks and frees each,
+ * took 1.4 ms on average and up to 3.1 ms, during which every turn in flight waited.
  *
  * Life of an event
  *   emit(): seq = ++next_seq, appended to `pending`, queued in the store
@@ -322,9 +325,11 @@ static int wake(long long id, void *arg)
 
 #define DUE_SCAN_MS 5000
 #define DUE_SCAN_MAX 50
+#define SWEEP_SLICE_NS 500000 /* a sweep's longest stretch (see "The sweep") */
 
-void session_mgr_sweep(session_mgr_t *m)
+int session_mgr_sweep(session_mgr_t *m)
 {
+    uint64_t start = uv_hrtime();
     if (m->flow && !m->stopping && util_now_ms() - m->due_scan_ms >= DUE_SCAN_MS) {
         m->due_scan_ms = util_now_ms();
         store_due_conversations(m->store, session_mgr_now(m), DUE_SCAN_MAX, wake, m);
@@ -333,6 +338,8 @@ void session_mgr_sweep(session_mgr_t *m)
     double wall = 0;
     timeq_item *first;
     while ((first = timeq_first(&m->sweepq)) && first->due <= (double)now) {
+        if (uv_hrtime() - start >= SWEEP_SLICE_NS)
+            return 1;
         session_t *s = TIMEQ_OWNER(first, session_t, sweep);
         if (has_timer(s) && !m->stopping) {
             if (wall == 0)
@@ -356,6 +363,7 @@ void session_mgr_sweep(session_mgr_t *m)
         if (s->sweep.idx >= 0 && s->sweep.due <= (double)now) /* waits for the store */
             timeq_set(&m->sweepq, &s->sweep, (double)(now + SWEEP_MS));
     }
+    return 0;
 }
 
 static session_t *session_new(session_mgr_t *m)

@@ -42,8 +42,9 @@ session_t *session_mgr_load(session_mgr_t *m, long long id);
 void session_mgr_stop(session_mgr_t *m);
 /* Frees every session.  Call after the store is closed. */
 void session_mgr_free(session_mgr_t *m);
-/* Evicts detached idle sessions; called periodically by the server. */
-void session_mgr_sweep(session_mgr_t *m);
+/* Fires due flow timers, parks idle runs, frees detached sessions; called periodically by the
+ * server.  Returns 1 when it stopped at its time slice with more due (call again soon), else 0. */
+int session_mgr_sweep(session_mgr_t *m);
 
 /* hello: starts a new conversation for c, or resumes one.  Errors are sent to c. */
 void session_hello(session_mgr_t *m, ws_conn_t *c, const proto_in_t *in);
