@@ -29,11 +29,13 @@
 #   perf       perf record of the server during the closed-loop run, then during the mixed
 #              run (perf-mixed): the top functions
 #   smoke      a short functional run of every mode against both servers (ctest); fails unless
-#              every turn is answered and each server thread's CPU per turn can be read; no
-#              timing is checked
+#              every turn is answered and each server thread's CPU per turn and the machine's
+#              CPU times can be read; no timing is checked
 #
 # Closed and open runs also report server_threads: each server thread's CPU per turn and its
-# time per turn runnable but waiting for a core (/proc/PID/task/TID/schedstat).  The open loop
+# time per turn runnable but waiting for a core (/proc/PID/task/TID/schedstat), and machine:
+# the share of all cores' time that was busy, stolen by the hypervisor, and idle over the window
+# (/proc/stat; on a shared virtual machine steal varies from run to run).  The open loop
 # also reports server_latency: the server's own turn latency histograms over the window (GET
 # /metrics before and after, bench/server_metrics.py), so that the time a turn spends inside the
 # server (its run, then the wait for its commit) shows apart from what the load generator sees.
@@ -213,7 +215,8 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Per thread: tid, name, ns on a CPU, ns runnable but waiting for one
-# (/proc/PID/task/TID/schedstat).
+# (/proc/PID/task/TID/schedstat).  Also the machine's CPU times (the "cpu" line of /proc/stat)
+# into FILE's .cpu twin, for machine_json.
 sched_snap() { # PID FILE
     local t
     : >"$2"
@@ -221,6 +224,20 @@ sched_snap() { # PID FILE
         printf '%s %s %s\n' "${t##*/}" "$(tr ' ' '_' <"$t/comm")" \
             "$(cut -d' ' -f1,2 "$t/schedstat")" >>"$2" 2>/dev/null || true
     done
+    grep '^cpu ' /proc/stat >"${2%.txt}.cpu"
+}
+# The whole machine between two sched_snap: {"busy_percent", "steal_percent", "idle_percent"}
+# of all its cores' time.  Steal is time the hypervisor gave another guest while this one had
+# work: it shows when a run's latency tail comes from the machine rather than the server.
+machine_json() { # CPU0 CPU1
+    paste -d' ' "$1" "$2" | awk '{
+        n = (NF - 2) / 2
+        for (i = 2; i <= n + 1; i++) d[i - 1] = $(i + n + 1) - $i
+        idle = d[4] + d[5]; steal = d[8]; total = 0
+        for (i = 1; i <= 8; i++) total += d[i]
+        if (total <= 0) { print "null"; exit }
+        printf "{\"busy_percent\": %.1f, \"steal_percent\": %.1f, \"idle_percent\": %.1f}\n",
+            (total - idle - steal) * 100 / total, steal * 100 / total, idle * 100 / total }'
 }
 # GET /metrics of the running server into FILE (empty when it does not answer)
 metrics_snap() { # FILE
@@ -248,6 +265,9 @@ sched_json() { # FILE0 FILE1 TURNS
 window_threads() { # DIR
     sched_json "$1/sched0.txt" "$1/sched1.txt" \
         "$(jq ".turns.turns_per_s * $DURATION" "$1/merged.json")"
+}
+window_machine() { # DIR
+    machine_json "$1/sched0.cpu" "$1/sched1.cpu" 2>/dev/null || echo null
 }
 calc() { awk "BEGIN { printf \"%.1f\", $1 }"; }
 
@@ -428,7 +448,7 @@ closed_run() { # KIND DIR CONNS [IDLE_BACKGROUND]
     stop_server "$dir"
     threads=$(window_threads "$dir")
     jq --arg kind "$kind" --argjson conns "$conns" --argjson idle "$idle" --arg bg_cmd "$bg_cmd" \
-        --argjson threads "$threads" \
+        --argjson threads "$threads" --argjson machine "$(window_machine "$dir")" \
         --argjson cpu "$(calc "($c1 - $c0) * 100 / $CLK_TCK / $DURATION")" --argjson loadavg "$LOADAVG" \
         --arg flags "$([ "$kind" = echo ] && echo "${ECHO_FLAGS[*]}" || echo "${SERVER_FLAGS[*]}")" \
         --arg server_cmd "$SERVER_CMD" --arg loadgen_cmd "$LG_CMD" \
@@ -440,7 +460,7 @@ closed_run() { # KIND DIR CONNS [IDLE_BACKGROUND]
           server_cpu_percent: $cpu,
           server_cpu_us_per_turn: (if .turns.turns_per_s > 0
                                    then ($cpu * 10000 / .turns.turns_per_s | round) else null end),
-          server_threads: $threads,
+          server_threads: $threads, machine: $machine,
           loadgen_cpu_s: .loadgen_cpu_s, loadavg_1min: $loadavg, extra_flags: $flags,
           server_cmd: $server_cmd, loadgen_cmd: ($bg_cmd + $loadgen_cmd)}' \
         "$dir/merged.json" >"$dir/result.json"
@@ -570,7 +590,7 @@ phase_open() {
     threads=$(window_threads "$dir")
     server=$(server_latency "$dir/metrics0.txt" "$dir/metrics1.txt")
     jq --arg reload "$reload_state" --argjson probe_code "$code" --argjson threads "$threads" \
-        --argjson server "$server" \
+        --argjson server "$server" --argjson machine "$(window_machine "$dir")" \
         --argjson rate "$rate" --argjson conns "$conns" \
         --rawfile reloads "$dir/reloads.txt" --argjson loadavg "$LOADAVG" \
         --arg server_cmd "$SERVER_CMD" --arg loadgen_cmd "$LG_CMD" \
@@ -583,6 +603,7 @@ phase_open() {
           lost_detail: (.turns | {timeout_unacked, timeout_unanswered, lost_unacked,
                                   lost_unanswered, closed_unacked, closed_unanswered}),
           rejected: .turns.rejected, errors: .errors, server_threads: $threads,
+          machine: $machine,
           server_latency: $server, reload: $reload, reload_probe_http: $probe_code,
           loadavg_1min: $loadavg,
           reloads: ($reloads | split("\n") | map(select(length > 0) | split(" ")
@@ -703,6 +724,10 @@ phase_smoke() {
         threads=$(sched_json "$dir/sched0.txt" "$dir/sched1.txt" \
             "$(get "$dir/closed/merged.json" turns.done)")
         jq -e "$want" <<<"$threads" >/dev/null || die "per-thread CPU of $kind: $threads"
+        local machine # the machine's CPU times over the same window add up
+        machine=$(machine_json "$dir/sched0.cpu" "$dir/sched1.cpu")
+        jq -e '.busy_percent > 0 and ([.busy_percent, .steal_percent, .idle_percent] | add
+            | . > 99 and . < 101)' <<<"$machine" >/dev/null || die "machine CPU: $machine"
         lg_start "$dir/open" open 10 50 --max-runtime 60 --turn-timeout 10
         lg_wait_ready "$dir/open" 30
         [ "$kind" = echo ] || metrics_snap "$dir/metrics0.txt"
