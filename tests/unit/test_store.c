@@ -39,14 +39,22 @@ typedef struct job {
     int n;
 } job;
 
+/* Runs one statement without parameters in the writer's transaction.  0 or -1. */
+static int run_sql(store_tx_t *tx, const char *sql)
+{
+    sqlite3_stmt *st = store_tx_stmt(tx, sql);
+    int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+    if (st)
+        sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 static int work_insert(store_tx_t *tx, void *arg)
 {
     job *j = arg;
-    sqlite3_stmt *st = store_tx_stmt(tx, "CREATE TABLE IF NOT EXISTS scratch(n INTEGER)");
-    if (!st || sqlite3_step(st) != SQLITE_DONE)
+    if (run_sql(tx, "CREATE TABLE IF NOT EXISTS scratch(n INTEGER)") != 0)
         return -1;
-    sqlite3_reset(st);
-    st = store_tx_stmt(tx, "INSERT INTO scratch(n) VALUES (?)");
+    sqlite3_stmt *st = store_tx_stmt(tx, "INSERT INTO scratch(n) VALUES (?)");
     if (!st)
         return -1;
     sqlite3_bind_int(st, 1, j->n);
@@ -690,18 +698,13 @@ static void a_turn_leaves_its_row_as_each_write_would(void)
 static int work_rewrite(store_tx_t *tx, void *arg)
 {
     rc_job *j = arg;
-    sqlite3_stmt *st = store_tx_stmt(tx, "CREATE TABLE IF NOT EXISTS wide(n INTEGER PRIMARY KEY,"
-                                         " pad TEXT)");
-    if (!st || sqlite3_step(st) != SQLITE_DONE)
+    if (run_sql(tx, "CREATE TABLE IF NOT EXISTS wide(n INTEGER PRIMARY KEY, pad TEXT)") != 0 ||
+        run_sql(tx, "INSERT INTO wide(n, pad) WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL"
+                    " SELECT n + 1 FROM k WHERE n < 64) SELECT n, '' FROM k"
+                    " WHERE NOT EXISTS (SELECT 1 FROM wide)") != 0)
         return -1;
-    sqlite3_reset(st);
-    st = store_tx_stmt(tx, "INSERT INTO wide(n, pad) WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL"
-                           " SELECT n + 1 FROM k WHERE n < 64) SELECT n, '' FROM k"
-                           " WHERE NOT EXISTS (SELECT 1 FROM wide)");
-    if (!st || sqlite3_step(st) != SQLITE_DONE)
-        return -1;
-    sqlite3_reset(st);
-    st = store_tx_stmt(tx, "UPDATE wide SET pad = printf('%.*c', 2000, char(64 + ?))");
+    sqlite3_stmt *st =
+        store_tx_stmt(tx, "UPDATE wide SET pad = printf('%.*c', 2000, char(64 + ?))");
     if (!st)
         return -1;
     sqlite3_bind_int(st, 1, j->n);
