@@ -7,8 +7,8 @@
  *
  * Start-up (server_run):  loop -> store (open, migrate, writer thread) -> auth -> sessions ->
  *   flow engine -> agent queue -> complaint records -> webhooks -> lws context (listen) ->
- *   signals + 4 Hz tick + idle-time collection of the flow VM -> "listening on ..." on stdout
- *   -> uv_run
+ *   signals + 4 Hz tick (and sweep_more, the session sweep's next slice when one was cut
+ *   short) + idle-time collection of the flow VM -> "listening on ..." on stdout -> uv_run
  * Shutdown (on_signal -> begin_shutdown): stop accepting; lws_context_destroy() closes every
  *   socket (CLOSED callbacks detach sessions) and its uv handles; sessions stop starting turns;
  *   store_close() drains the write queue; our handles close; uv_run returns when nothing is
