@@ -30,8 +30,8 @@
  * The queue is pushed to agents and positions to customers from agent_mgr_tick() when it
  * changed (dirty), at most every agent.queue_push_ms.  Its order is kept as hand-offs change
  * (agent_queue.c): every change of a hand-off's state, priority or times ends with
- * queue_sync(), which moves its one entry.  Should memory run out there, the queue is marked
- * stale and rebuilt from the list at its next use (queue_fresh).
+ * queue_sync(), which moves its one entry.  Should memory run out there, the queue is emptied
+ * and marked stale, and rebuilt from the list at its next use (queue_drop, queue_fresh).
  */
 #include "agent.h"
 
@@ -67,7 +67,7 @@ typedef struct handoff {
     uint64_t acked_ms;       /* callback: last automatic acknowledgement */
     char cb_reason[16];      /* callback: no_agent | after_hours | wait_timeout ("" unknown) */
     agent_qkey qk;           /* its key in am->queue, while inq */
-    int inq;
+    int inq;                 /* (meaningless while the queue is stale) */
 } handoff;
 
 struct agent_sock {
@@ -95,7 +95,7 @@ struct agent_mgr {
     long long next_id;
     double handle_avg; /* seconds per hand-off, running average */
     agent_queue queue; /* queued and call-back hand-offs in queue order (queue_sync) */
-    int queue_stale;   /* queue must be rebuilt from `open` before its next use */
+    int queue_stale;   /* queue is empty and must be rebuilt from `open` (queue_drop) */
     int dirty;
     uint64_t pushed_ms, checked_ms, rechecked_ms;
     int open_min, close_min; /* agent.hours, minutes of the local day */
@@ -399,22 +399,33 @@ static int waiting(const handoff *h)
     return h->row.state == AGENT_QUEUED || h->row.state == AGENT_CALLBACK;
 }
 
+/* The queue is rebuilt from the list at its next use (queue_fresh); until then it is empty and
+ * the hand-offs' inq mean nothing. */
+static void queue_drop(agent_mgr_t *am)
+{
+    am->queue_stale = 1;
+    agent_queue_clear(&am->queue);
+}
+
 /* Puts h at its place in the queue after a change of its state, priority or times, or takes it
  * out (it no longer waits, or is about to be freed: gone = 1). */
 static void queue_sync(agent_mgr_t *am, handoff *h, int gone)
 {
+    if (am->queue_stale)
+        return;
     if (h->inq && agent_queue_remove(&am->queue, &h->qk) != 0) {
         log_error("agent", "%s: not found at its place in the queue; rebuilding it", h->name);
-        am->queue_stale = 1;
+        queue_drop(am);
+        return;
     }
     h->inq = 0;
-    if (gone || !waiting(h) || am->queue_stale)
+    if (gone || !waiting(h))
         return;
     h->qk = key_of(h);
     if (agent_queue_insert(&am->queue, &h->qk, h) == 0)
         h->inq = 1;
     else
-        am->queue_stale = 1;
+        queue_drop(am);
 }
 
 /* Rebuilds the queue when it is stale.  0, or -1 when out of memory (still stale). */
@@ -422,7 +433,6 @@ static int queue_fresh(agent_mgr_t *am)
 {
     if (!am->queue_stale)
         return 0;
-    agent_queue_clear(&am->queue);
     for (handoff *h = am->open; h; h = h->next) {
         h->inq = 0;
         if (!waiting(h))
@@ -430,8 +440,6 @@ static int queue_fresh(agent_mgr_t *am)
         h->qk = key_of(h);
         if (agent_queue_append(&am->queue, &h->qk, h) != 0) {
             agent_queue_clear(&am->queue);
-            for (handoff *x = am->open; x; x = x->next)
-                x->inq = 0;
             return -1;
         }
         h->inq = 1;
@@ -1276,7 +1284,7 @@ agent_mgr_t *agent_mgr_new(server_t *srv)
     }
     if (am->open)
         log_notice("agent", "%zu open hand-offs loaded", map_count(am->by_conv));
-    am->queue_stale = 1; /* built at its first use */
+    queue_drop(am); /* built at its first use */
     am->dirty = 1;
     return am;
 fail:
