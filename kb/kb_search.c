@@ -1237,9 +1237,9 @@ typedef struct cand {
     kb_kind_t kind;
     long long id;
     double score, coverage;
-    int col;  /* snippet column: the first in snippet_order with a highlighted match */
-    range *r; /* that column's ranges (malloc'ed, NULL for none) */
-    int nr;
+    int col;   /* snippet column: the first in snippet_order with a highlighted match */
+    range *r;  /* that column's ranges (malloc'ed, NULL for none) */
+    int nr;    /* r's length */
     long mdoc; /* from memory: its document in the table's kept index, whose row hit_fill reads
                   and analyzes for the ranges if it is a hit; -1 otherwise */
 } cand;
