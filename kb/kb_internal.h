@@ -212,8 +212,8 @@ void kb_memidx_unref(kb_memidx_t *ix);
 void kb_memidx_lookup(const kb_memidx_t *ix, kb_memq_t *q, int nq);
 /* The documents holding any of q[0..nq) (looked up) in a text column, of category (NULL: any),
  * scored as kb_rank() scores them with column weights w[0..nw): the best `limit`, by score and then
- * the lowest id first, into docs[] (the index's numbers, for kb_memidx_terms) and ids[].  Returns
- * their number or KB_ERR_NOMEM. */
+ * the lowest id first, in no particular order, into docs[] (the index's numbers, for
+ * kb_memidx_terms) and ids[].  Returns their number or KB_ERR_NOMEM. */
 int kb_memidx_candidates(const kb_memidx_t *ix, const kb_memq_t *q, int nq, const double *w, int nw,
                          const char *category, int limit, uint32_t *docs, long long *ids);
 /* A query term that a document holds: which one (an index into the query), the columns it is

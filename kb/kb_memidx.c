@@ -12,10 +12,12 @@
  * rows is also kept here: for each distinct token of its text columns, the documents that hold
  * it, in which columns (all that detail=column gives kb_rank()) and how often, and each
  * document's column lengths (all that BM25F reads).  Scoring over them costs a few nanoseconds
- * a posting.  Each row's columns are kept too (kb_memidx_col), so that a hit's fields and
- * snippet need no read either: every commit of the chats empties the loop connection's page
- * cache, and reading five hits' rows again was 8-10 % of a loop that searches on every
- * message.
+ * a posting.  The re-rank needs only the candidates' postings of each query term: a common
+ * term (in one document in 16 or more) also has a bitmap of its documents, where a candidate's
+ * posting is found in a few instructions (maps_build), instead of walking all of them.  Each row's
+ * columns are kept too (kb_memidx_col), so that a hit's fields and snippet need no read either:
+ * every commit of the chats empties the loop connection's page cache, and reading five hits' rows
+ * again was 8-10 % of a loop that searches on every message.
  *
  * Exactness.  The candidates and their scores are the ones FTS5 and the analysis of each row
  * give, to the bit:
@@ -42,7 +44,7 @@
  * past cases; FTS5 answers for a larger one): building analyzes every row again, about 10-14 us
  * a row, on the thread of the first search that sees a new stamp: up to ~55 ms after an edit of
  * the templates, ~10 ms after a case is added.  The bench's 1,000 templates and 107 cases take
- * 4.4 MB (3.7 MB without the rows).
+ * 4.7 MB: 3.7 MB of postings, the rows, and 0.2 MB of common terms' document maps.
  *
  * Sharing.  One index per table kind for the process, shared by every connection and thread:
  * a mutex guards the pointer and the reference counts.  A search holds a reference while it
@@ -58,6 +60,7 @@
 typedef struct mterm {
     uint32_t off, len; /* into text */
     uint32_t post, npost;
+    uint32_t map; /* a common term's document map (see DENSE): into bits and rank, + 1; or 0 */
 } mterm;
 
 struct kb_memidx {
@@ -77,7 +80,10 @@ struct kb_memidx {
     uint8_t *pcol;  /* postings: the columns that hold the term (bit c) */
     uint32_t *ptf;  /* postings: into tf, the term's frequency in each of those columns */
     uint16_t *tf;
-    char *text; /* terms' texts, then categories */
+    uint64_t *bits; /* the document maps: bit d of a map, document d holds the term */
+    uint32_t *rank; /* per word of bits: the term's postings before it */
+    uint32_t words; /* per map */
+    char *text;     /* terms' texts, then categories */
     size_t bytes;
 };
 
@@ -100,6 +106,8 @@ static void memidx_free(kb_memidx_t *ix)
     free(ix->pcol);
     free(ix->ptf);
     free(ix->tf);
+    free(ix->bits);
+    free(ix->rank);
     free(ix->text);
     free(ix);
 }
@@ -129,6 +137,9 @@ static uint64_t *find_slot(const kb_memidx_t *ix, const char *s, uint32_t len, u
 }
 
 /* ---- building ---- */
+
+#define DENSE 16   /* a term held by one document in this many or more has a map (maps_build) */
+#define MAP_MIN 32 /* and one held by fewer documents than this has none */
 
 typedef struct triple {
     uint32_t term, doc, tf; /* tf: into the builder's pool, one per column in cols */
@@ -223,7 +234,7 @@ static int build_tok(void *ctx, const kb_tok_t *tok)
             b->tfc = f;
             b->capterm = n;
         }
-        ix->term[ix->nterms] = (mterm){(uint32_t)b->ntext, (uint32_t)tok->len, 0, 0};
+        ix->term[ix->nterms] = (mterm){(uint32_t)b->ntext, (uint32_t)tok->len, 0, 0, 0};
         b->last[ix->nterms] = 0;
         if (add_text(b, tok->text, (size_t)tok->len) != 0)
             return SQLITE_NOMEM;
@@ -242,6 +253,43 @@ static int build_tok(void *ctx, const kb_tok_t *tok)
     if (b->tfc[t][b->col] < 65535)
         b->tfc[t][b->col]++;
     ix->pos[(size_t)b->doc * KB_DOC_COLS + (size_t)b->col] += !tok->colocated;
+    return 0;
+}
+
+/* Gives each common term a map of the documents that hold it, with the rank of each word of the
+ * map (the term's postings before it): kb_memidx_terms finds a candidate's posting there in a
+ * few instructions instead of walking or bisecting the postings.  A term is common when at
+ * least one document in DENSE holds it (and MAP_MIN at least), so a map takes at most a third
+ * of the bytes of the postings it indexes.  Returns 0 or -1 when out of memory. */
+static int maps_build(kb_memidx_t *ix, size_t *bytes)
+{
+    uint32_t nmaps = 0;
+    ix->words = ((uint32_t)ix->ndocs + 63) / 64;
+    for (uint32_t t = 0; t < ix->nterms; t++) {
+        mterm *m = &ix->term[t];
+        m->map = 0;
+        if (m->npost >= MAP_MIN && (uint64_t)m->npost * DENSE >= (uint64_t)ix->ndocs)
+            m->map = ++nmaps;
+    }
+    size_t n = (size_t)nmaps * ix->words;
+    ix->bits = calloc(n + 1, sizeof(*ix->bits));
+    ix->rank = malloc((n + 1) * sizeof(*ix->rank));
+    if (!ix->bits || !ix->rank)
+        return -1;
+    for (uint32_t t = 0; t < ix->nterms; t++) {
+        const mterm *m = &ix->term[t];
+        if (!m->map)
+            continue;
+        uint64_t *bits = ix->bits + (size_t)(m->map - 1) * ix->words;
+        uint32_t *rank = ix->rank + (size_t)(m->map - 1) * ix->words;
+        for (uint32_t p = m->post; p < m->post + m->npost; p++)
+            bits[ix->pdoc[p] >> 6] |= (uint64_t)1 << (ix->pdoc[p] & 63);
+        for (uint32_t w = 0, below = 0; w < ix->words; w++) {
+            rank[w] = below;
+            below += (uint32_t)__builtin_popcountll(bits[w]);
+        }
+    }
+    *bytes = n * (sizeof(*ix->bits) + sizeof(*ix->rank));
     return 0;
 }
 
@@ -348,7 +396,10 @@ static kb_memidx_t *build(sqlite3 *db, const char *sql, int ncols, int category_
     for (size_t i = 0; i < b.ntr; i++)
         memcpy(ix->tf + ix->ptf[b.tr[i].term], b.pool + b.tr[i].tf,
                (size_t)__builtin_popcount(b.tr[i].cols) * sizeof(*ix->tf));
-    ix->bytes = sizeof(*ix) +
+    size_t mapbytes;
+    if (maps_build(ix, &mapbytes) != 0)
+        goto out;
+    ix->bytes = mapbytes + sizeof(*ix) +
                 (size_t)ix->ndocs * (sizeof(*ix->id) + KB_DOC_COLS * sizeof(*ix->pos) +
                                      (size_t)ix->nrow * sizeof(*ix->rowoff)) +
                 ((size_t)ix->mask + 1) * sizeof(*ix->slot) + ix->nterms * sizeof(*ix->term) +
@@ -497,7 +548,7 @@ int kb_memidx_candidates(const kb_memidx_t *ix, const kb_memq_t *q, int nq, cons
                 score[d] += kb_rank_term(q[i].idf, cw);
         }
     }
-    /* the best `limit` in a heap whose root is the worst of them, then those sorted */
+    /* the best `limit` in a heap whose root is the worst of them */
     v = malloc(((size_t)(limit > 0 ? limit : 1)) * sizeof(*v));
     if (!v)
         goto out;
@@ -524,9 +575,7 @@ int kb_memidx_candidates(const kb_memidx_t *ix, const kb_memq_t *q, int nq, cons
             sift_down(v, nv, 0);
         }
     }
-    if (nv > 1)
-        qsort(v, (size_t)nv, sizeof(*v), by_rank);
-    rc = nv;
+    rc = nv; /* in heap order: the re-rank orders them (by_score, a total order) */
     for (int i = 0; i < rc; i++) {
         ids[i] = v[i].id;
         docs[i] = v[i].doc;
@@ -567,6 +616,21 @@ int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb
         if (!t)
             continue;
         uint32_t p = t->post, end = t->post + t->npost;
+        if (t->map && t->npost > (uint32_t)n) { /* look each candidate up in its map */
+            const uint64_t *bits = ix->bits + (size_t)(t->map - 1) * ix->words;
+            const uint32_t *rank = ix->rank + (size_t)(t->map - 1) * ix->words;
+            for (int k = 0; k < n; k++) {
+                uint32_t d = docs[k];
+                uint64_t w = bits[d >> 6];
+                if (!(w >> (d & 63) & 1))
+                    continue;
+                p = t->post + rank[d >> 6] +
+                    (uint32_t)__builtin_popcountll(w & (((uint64_t)1 << (d & 63)) - 1));
+                tf[(size_t)k * (size_t)nq + (size_t)ntf[k]++] =
+                    (kb_memtf_t){(unsigned short)i, ix->pcol[p], ix->tf + ix->ptf[p]};
+            }
+            continue;
+        }
         if (t->npost <= (uint32_t)n * LONG_POSTINGS) { /* walk them */
             for (; p < end; p++) {
                 int k = at[ix->pdoc[p]];

@@ -76,6 +76,7 @@
 #define SNIP_CHARS 60
 #define MAX_RANGES 256
 #define BM25_B 0.75
+#define COV_WORDS ((Q_MAX_CHARS + 1 + 63) / 64) /* a bit per character, 0..Q_MAX_CHARS */
 
 typedef struct qterm {
     char text[1 + 4 * KB_TOKEN_MAX + 1];
@@ -105,17 +106,14 @@ typedef struct query {
     int nchars;                           /* characters analyzed */
     unsigned char in_bi[Q_MAX_CHARS + 1]; /* character c is inside one of the query's bigrams */
     /* coverage()'s view of the tokens, set by coverage_prepare() once the idfs are known:
-     * what a hit term credits (characters [from, to), fully or by half), then the characters
-     * that count and their weights, and the sum of all weights */
-    struct {
-        short term, from, to;
-        unsigned char half;
-    } cred[Q_MAX_TOKS];
+     * the characters each term credits when hit (bit c of full or half: character c), then
+     * the characters that count and their weights, and the sum of all weights */
+    uint64_t full[Q_MAX_TERMS][COV_WORDS], half[Q_MAX_TERMS][COV_WORDS];
     struct {
         int at;
         double w;
     } cw[Q_MAX_TOKS];
-    int ncred, ncw;
+    int ncw, nwords; /* nwords: the words of full and half that any bit is set in */
     double cov_all;
 } query;
 
@@ -1047,19 +1045,27 @@ static double term_share(const query *q, int i, double tfw, double uni_weight)
            (tfw + KB_BM25_K1);
 }
 
-/* BM25F over all query terms; also fills hit[] (term occurs anywhere in the document). */
+/* The query terms a document holds (in a column that weighs), in query order. */
+typedef struct hitset {
+    int n;
+    short t[Q_MAX_TERMS];
+} hitset;
+
+/* BM25F over all query terms; also fills hs. */
 static double bm25f(const doc *d, const table_def *td, const tstats *ts, const query *q,
-                    double uni_weight, unsigned char *hit)
+                    double uni_weight, hitset *hs)
 {
     double score = 0;
+    hs->n = 0;
     for (int i = 0; i < q->nt; i++) {
         double tfw = 0;
         for (int c = 0; c < td->ncols; c++)
             if (d->tf[i][c] != 0 && td->weights[c] != 0)
                 tfw += td->weights[c] * d->tf[i][c] / col_norm(d->positions, ts, c);
-        hit[i] = tfw > 0;
-        if (tfw > 0)
+        if (tfw > 0) {
+            hs->t[hs->n++] = (short)i;
             score += term_share(q, i, tfw, uni_weight);
+        }
     }
     return score;
 }
@@ -1068,12 +1074,12 @@ static double bm25f(const doc *d, const table_def *td, const tstats *ts, const q
  * document holds, e[0..ne) in query order, and its columns' lengths.  The same sums in the same
  * order as bm25f over a doc with those frequencies, without the walk of every term and column. */
 static double bm25f_mem(const int *positions, const kb_memtf_t *e, int ne, const table_def *td,
-                        const tstats *ts, const query *q, double uni_weight, unsigned char *hit)
+                        const tstats *ts, const query *q, double uni_weight, hitset *hs)
 {
     double norm[KB_DOC_COLS], score = 0;
     for (int c = 0; c < td->ncols; c++)
         norm[c] = col_norm(positions, ts, c);
-    memset(hit, 0, (size_t)q->nt);
+    hs->n = 0;
     for (int j = 0; j < ne; j++) {
         const uint16_t *f = e[j].tf;
         double tfw = 0;
@@ -1084,25 +1090,37 @@ static double bm25f_mem(const int *positions, const kb_memtf_t *e, int ne, const
                 tfw += td->weights[c] * v / norm[c];
         }
         int i = e[j].term;
-        hit[i] = tfw > 0;
-        if (tfw > 0)
+        if (tfw > 0) {
+            hs->t[hs->n++] = (short)i;
             score += term_share(q, i, tfw, uni_weight);
+        }
     }
     return score;
+}
+
+/* Sets bits [from, to) of m. */
+static void set_bits(uint64_t *m, int from, int to)
+{
+    for (int c = from; c < to; c++)
+        m[c >> 6] |= (uint64_t)1 << (c & 63);
 }
 
 /* What coverage() needs of q's tokens, once per search: it runs for every candidate. */
 static void coverage_prepare(query *q)
 {
-    q->ncred = q->ncw = 0;
+    q->ncw = q->nwords = 0;
     q->cov_all = 0;
+    memset(q->full, 0, (size_t)q->nt * sizeof(q->full[0]));
+    memset(q->half, 0, (size_t)q->nt * sizeof(q->half[0]));
     for (int i = 0; i < q->nk; i++) {
         const qtok *k = &q->k[i];
         if (k->term < 0 || k->cstart >= k->cend || k->cstart > Q_MAX_CHARS)
             continue;
-        q->cred[q->ncred++] = (typeof(q->cred[0])){
-            k->term, (short)k->cstart, (short)(k->cend <= Q_MAX_CHARS ? k->cend : Q_MAX_CHARS + 1),
-            k->kind == KB_TOK_UNI && q->in_bi[k->cstart]};
+        int half = k->kind == KB_TOK_UNI && q->in_bi[k->cstart];
+        int to = k->cend <= Q_MAX_CHARS ? k->cend : Q_MAX_CHARS + 1;
+        set_bits(half ? q->half[k->term] : q->full[k->term], k->cstart, to);
+        if ((to + 63) / 64 > q->nwords)
+            q->nwords = (to + 63) / 64;
     }
     for (int i = 0; i < q->nk; i++) {
         const qtok *k = &q->k[i];
@@ -1121,23 +1139,26 @@ static void coverage_prepare(query *q)
 /* Each character's weight counts fully when a hit term covers it (a bigram, a word, a synonym
  * group, a character the query has on its own), by half when only the character matched
  * inside one of the query's bigrams.  Sums in token order, as the weights' total was. */
-static double coverage(const query *q, const unsigned char *hit)
+static double coverage(const query *q, const hitset *hs)
 {
-    unsigned char credit[Q_MAX_CHARS + 1]; /* 0, 1 half, 2 full */
+    uint64_t full[COV_WORDS] = {0}, half[COV_WORDS] = {0};
     double got = 0;
 
-    memset(credit, 0, sizeof(credit));
-    for (int i = 0; i < q->ncred; i++) {
-        if (!hit[q->cred[i].term])
-            continue;
-        unsigned char v = q->cred[i].half ? 1 : 2;
-        for (int c = q->cred[i].from; c < q->cred[i].to; c++)
-            if (credit[c] < v)
-                credit[c] = v;
+    for (int i = 0; i < hs->n; i++) {
+        int t = hs->t[i];
+        for (int w = 0; w < q->nwords; w++) {
+            full[w] |= q->full[t][w];
+            half[w] |= q->half[t][w];
+        }
     }
-    for (int i = 0; i < q->ncw; i++)
-        if (credit[q->cw[i].at]) /* adding 0 would leave got as it is */
-            got += q->cw[i].w * (credit[q->cw[i].at] == 2 ? 1.0 : 0.5);
+    for (int i = 0; i < q->ncw; i++) {
+        int c = q->cw[i].at;
+        uint64_t bit = (uint64_t)1 << (c & 63);
+        if (full[c >> 6] & bit) /* adding 0 would leave got as it is */
+            got += q->cw[i].w;
+        else if (half[c >> 6] & bit)
+            got += q->cw[i].w * 0.5;
+    }
     return q->cov_all > 0 ? got / q->cov_all : 0;
 }
 
@@ -1366,11 +1387,11 @@ static int cand_ranges(cand *c, const table_def *td, const doc *d)
     return 0;
 }
 
-/* Appends candidate id of td with its BM25F score and the query terms it holds (hit[]), and
+/* Appends candidate id of td with its BM25F score and the query terms it holds (hs), and
  * so its coverage; with its ranges from d, or, d NULL (from memory), none until hit_fill.
  * Returns the candidate, or NULL when out of memory. */
 static cand *add_scored(candvec *cv, const table_def *td, const query *q, const kb_search_opts_t *o,
-                        double score, const unsigned char *hit, const doc *d, long long id)
+                        double score, const hitset *hs, const doc *d, long long id)
 {
     if (cv->n == cv->cap) {
         int cap = cv->cap ? cv->cap * 2 : 64;
@@ -1382,7 +1403,7 @@ static cand *add_scored(candvec *cv, const table_def *td, const query *q, const 
     }
     cand *c = &cv->v[cv->n];
     *c = (cand){td->kind, id, score, 0, td->snippet_order[0], NULL, 0, -1};
-    c->coverage = coverage(q, hit);
+    c->coverage = coverage(q, hs);
     c->score *= 1 + o->cov_weight * c->coverage;
     if (d && cand_ranges(c, td, d) != 0)
         return NULL;
@@ -1394,11 +1415,11 @@ static cand *add_scored(candvec *cv, const table_def *td, const query *q, const 
 static int add_cand(candvec *cv, sqlite3_stmt *st, const table_def *td, const tstats *ts,
                     const query *q, const kb_search_opts_t *o, doc *d)
 {
-    unsigned char hit[Q_MAX_TERMS];
+    hitset hs;
     row r = {.st = st};
     analyze_row(&r, td, q, d, 0);
-    double score = bm25f(d, td, ts, q, o->uni_weight, hit);
-    cand *c = add_scored(cv, td, q, o, score, hit, d, sqlite3_column_int64(st, 0));
+    double score = bm25f(d, td, ts, q, o->uni_weight, &hs);
+    cand *c = add_scored(cv, td, q, o, score, &hs, d, sqlite3_column_int64(st, 0));
     if (c == NULL)
         return KB_ERR_NOMEM;
     if (!o->rerank) /* keep the candidate order */
@@ -1501,10 +1522,10 @@ static int mem_candidates(const table_def *td, const kb_memidx_t *ix, const quer
     if (n < 0 || kb_memidx_terms(ix, docs, n, all, nt, pos, tf, ntf) != 0)
         goto out;
     for (int k = 0; k < n; k++) {
-        unsigned char hit[Q_MAX_TERMS];
+        hitset hs;
         double score =
-            bm25f_mem(pos[k], tf + (size_t)k * (size_t)nt, ntf[k], td, ts, q, o->uni_weight, hit);
-        cand *c = add_scored(cv, td, q, o, score, hit, NULL, ids[k]);
+            bm25f_mem(pos[k], tf + (size_t)k * (size_t)nt, ntf[k], td, ts, q, o->uni_weight, &hs);
+        cand *c = add_scored(cv, td, q, o, score, &hs, NULL, ids[k]);
         if (c == NULL)
             goto out;
         c->mdoc = (long)docs[k];
@@ -1702,9 +1723,16 @@ static int search(kb_searcher_t *sr, const char *text, const char *category, int
         if (rc != 0)
             goto fail;
     }
-    if (cv.n > 1) /* qsort must not see the NULL of an empty vector */
-        qsort(cv.v, (size_t)cv.n, sizeof(*cv.v), by_score);
     int n = cv.n < limit ? cv.n : limit;
+    for (int i = 0; i < n; i++) { /* only the best n are shown: they are picked in order */
+        int best = i;
+        for (int j = i + 1; j < cv.n; j++)
+            if (by_score(&cv.v[j], &cv.v[best]) < 0)
+                best = j;
+        cand t = cv.v[i];
+        cv.v[i] = cv.v[best];
+        cv.v[best] = t;
+    }
     if (n > 0 && !(r->hits = calloc((size_t)n, sizeof(*r->hits)))) {
         rc = KB_ERR_NOMEM;
         goto fail;

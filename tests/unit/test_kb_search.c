@@ -542,29 +542,33 @@ static void memory_postings_match_fts5(void)
     CHECK(memidx_builds() == before + 2); /* templates and cases: built once, then kept */
 }
 
-/* Which documents make the cut when more match than there are candidates: 60 templates, each
+/* Which documents make the cut when more match than there are candidates: 300 templates, each
  * with some of the query's words (some the same, so kb_rank ties), in two categories.  Both
  * ways keep the same ones: kb_rank's order, its ties (the lowest id first) and each term's idf when
- * category words lead the MATCH. */
+ * category words lead the MATCH.  Each word is in about half of the templates, so that the
+ * re-rank finds the candidates' postings in the common terms' document maps (kb_memidx.c). */
 static void memory_postings_make_the_same_cut(void)
 {
     static const char *const words[] = {"行李", "破损", "赔偿", "延误", "改签", "退票"};
-    char *jsonl = malloc(64 * 1024);
+    enum { NTPL = 300, CAP = 256 * 1024 };
+    char *jsonl = malloc(CAP);
     size_t n = 0;
     CHECK(jsonl != NULL);
-    for (int i = 0; jsonl && i < 60; i++) {
+    for (int i = 0; jsonl && i < NTPL; i++) {
         char text[256] = "";
         for (int w = 0; w < 6; w++)
             if ((i >> (w % 4)) & 1 || w == i % 6)
-                strcat(text, words[w]);
-        n +=
-            (size_t)snprintf(jsonl + n, 64 * 1024 - n,
-                             "{\"kind\":\"template\",\"key\":\"cut-%02d\",\"title\":\"航空服务%d\","
-                             "\"category\":\"%s\",\"severity\":2,\"text\":\"%s。\"}\n",
-                             i, i % 7, i % 3 ? "travel.flight" : "general", text);
+                for (int k = i < 60 ? 0 : (i / 7 + w) % 3; k >= 0; k--) /* 1-3 times */
+                    strcat(text, words[w]);
+        n += (size_t)snprintf(
+            jsonl + n, CAP - n,
+            "{\"kind\":\"template\",\"key\":\"cut-%03d\",\"title\":\"航空服务%d%s\","
+            "\"category\":\"%s\",\"severity\":2,\"text\":\"%s。\"}\n",
+            i, i % 7, i >= 60 && i % 5 == 0 ? words[i % 6] : "",
+            i % 3 ? "travel.flight" : "general", text);
     }
     sqlite3 *db = kb_test_db();
-    CHECK(import_jsonl(db, jsonl ? jsonl : "") == 60);
+    CHECK(n < CAP && import_jsonl(db, jsonl ? jsonl : "") == NTPL);
     free(jsonl);
     const char *qs[] = {"行李破损了要赔偿", "航班延误改签退票", "行李延误", "退票赔偿"};
     const char *cats[] = {NULL, "travel.flight", "general"};
@@ -579,6 +583,35 @@ static void memory_postings_make_the_same_cut(void)
                 kb_result_free(b);
             }
     CHECK_MSG(ok, "the in-memory candidates make another cut than FTS5's");
+    CHECK(sqlite3_close(db) == SQLITE_OK);
+}
+
+/* Coverage weighs each query character: fully when a hit term covers it as a whole (a
+ * bigram), by half when only the character matched on its own inside one of the query's
+ * bigrams.  For "雨伞借用": a has it all (1), b' only 借用, and b 借用 with 雨 and 伞 apart, which
+ * adds half of what a's 雨伞 adds.  Both ways, memory and FTS5. */
+static void coverage_counts_lone_characters_by_half(void)
+{
+    static const char *const keys[] = {"cov-a", "cov-b", "cov-b2"};
+    sqlite3 *db = kb_test_db();
+    CHECK(import_jsonl(db, "{\"kind\":\"template\",\"key\":\"cov-a\",\"title\":\"雨伞借用\","
+                           "\"category\":\"general\",\"severity\":1,\"text\":\"前台。\"}\n"
+                           "{\"kind\":\"template\",\"key\":\"cov-b\",\"title\":\"借用\","
+                           "\"category\":\"general\",\"severity\":1,\"text\":\"下雨遮阳伞。\"}\n"
+                           "{\"kind\":\"template\",\"key\":\"cov-b2\",\"title\":\"借用\","
+                           "\"category\":\"general\",\"severity\":1,\"text\":\"前台。\"}\n") == 3);
+    for (int memidx = 0; memidx < 2; memidx++) {
+        kb_result_t *r = search_via(db, "雨伞借用", NULL, 10, memidx, 0);
+        double cov[3] = {-1, -1, -1};
+        for (int i = 0; i < r->count; i++)
+            for (int k = 0; k < 3; k++)
+                if (strcmp(r->hits[i].key, keys[k]) == 0)
+                    cov[k] = r->hits[i].coverage;
+        double whole = cov[0] - cov[2], half = cov[1] - cov[2];
+        CHECK_MSG(cov[0] == 1.0 && cov[2] > 0 && whole > 0 && fabs(2 * half - whole) < 1e-9,
+                  "memidx %d: coverage %.17g, %.17g, %.17g", memidx, cov[0], cov[1], cov[2]);
+        kb_result_free(r);
+    }
     CHECK(sqlite3_close(db) == SQLITE_OK);
 }
 
@@ -766,6 +799,7 @@ int main(void)
     RUN(searcher_keeps_statements);
     RUN(memory_postings_match_fts5);
     RUN(memory_postings_make_the_same_cut);
+    RUN(coverage_counts_lone_characters_by_half);
     RUN(memory_postings_follow_edits);
     RUN(statistics_follow_the_stamps);
     RUN(rank_arguments_are_what_printf_writes);
