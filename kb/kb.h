@@ -121,13 +121,21 @@ void kb_result_free(kb_result_t *r);
  * A searcher: kb_search on one connection with its statements kept prepared between calls (a
  * search prepares up to ten, about a tenth of its time).  Open it on a connection that has
  * kb_register'ed, use it from one thread at a time, and close it before the connection.  It
- * holds no transaction between searches.  kb_searcher_open returns NULL when out of memory.
+ * holds no transaction between searches, unless kb_searcher_hold asked it to: then the first
+ * search after kb_searcher_end opens a read transaction and leaves it open, and the searches
+ * after it reuse its snapshot and the stamps read in it, until kb_searcher_end commits it (the
+ * server: one snapshot per loop pass).  Hold it only on a connection that nothing else uses,
+ * and end it often: it sees no change made after it began, and the write-ahead log cannot
+ * restart behind it.  kb_searcher_open returns NULL when out of memory.
  */
 typedef struct kb_searcher kb_searcher_t;
 kb_searcher_t *kb_searcher_open(sqlite3 *db);
-void kb_searcher_close(kb_searcher_t *s);
+void kb_searcher_close(kb_searcher_t *s); /* ends a held snapshot first */
 int kb_searcher_search(kb_searcher_t *s, const char *text, const char *category, int limit,
                        kb_result_t **out);
+void kb_searcher_hold(kb_searcher_t *s);
+/* Ends the held snapshot, if one is open.  Returns 0 or KB_ERR_DB. */
+int kb_searcher_end(kb_searcher_t *s);
 
 /* ---- templates and cases ---- */
 

@@ -5,7 +5,10 @@
  * connection and inside one read transaction (one snapshot for both tables; unless the caller
  * has a transaction open).  kb_search prepares its statements on each call; a kb_searcher keeps
  * them prepared between calls (a tenth of a search), always reset after use so that none holds
- * a snapshot between searches:
+ * a snapshot between searches, unless it was asked to hold one (kb_searcher_hold): then the
+ * transaction and the stamps read in it serve the searches until kb_searcher_end.  On a
+ * connection whose cache every chat commit empties, a transaction's locks and the re-read of
+ * kb_meta's pages took 5 % of a loop that searches on every message (a seventh of a search):
  *
  *   1. terms      analyze the first Q_MAX_CHARS characters with the document analyzer
  *                 (kb_token.c): CJK characters, bigrams, words, synonym-group tokens.  At most
@@ -348,6 +351,9 @@ enum { ST_STATS, ST_DF, ST_RANKED, ST_BM25, ST_RECENT, ST_GET, ST_PER_TABLE };
 struct kb_searcher {
     sqlite3 *db;
     int keep;
+    int hold; /* kb_searcher_hold: a search leaves its read transaction open... */
+    int held; /* ...and one is: its stamps are held_sp */
+    stamps held_sp;
     sqlite3_stmt *st[2][ST_PER_TABLE];
     sqlite3_stmt *begin, *commit, *stamps;
     query *q[2];
@@ -1707,14 +1713,23 @@ static int search(kb_searcher_t *sr, const char *text, const char *category, int
     kb_search_opts_t opts = *o;
     if (opts.candidates < limit)
         opts.candidates = limit;
-    if (sqlite3_get_autocommit(sr->db)) {
-        if ((rc = exec_kept(sr, &sr->begin, "BEGIN")) != 0)
-            goto fail;
-        tx = 1;
-    }
     stamps sp;
-    if ((rc = read_stamps(sr, &sp)) != 0)
-        goto fail;
+    if (sr->held) { /* the snapshot of an earlier search, still open (kb_searcher_hold) */
+        sp = sr->held_sp;
+    } else {
+        if (sqlite3_get_autocommit(sr->db)) {
+            if ((rc = exec_kept(sr, &sr->begin, "BEGIN")) != 0)
+                goto fail;
+            tx = 1;
+        }
+        if ((rc = read_stamps(sr, &sp)) != 0)
+            goto fail;
+        if (tx && sr->hold) { /* kept open for the next searches, until kb_searcher_end */
+            sr->held = 1;
+            sr->held_sp = sp;
+            tx = 0;
+        }
+    }
     for (int i = 0; i < 2; i++) {
         if (!(opts.tables & (1 << i)))
             continue;
@@ -1753,8 +1768,10 @@ done:
 fail:
     /* a read transaction, so nothing to undo: COMMIT ends it without aborting statements of
      * others on the connection, as a ROLLBACK may */
-    if (tx && !sqlite3_get_autocommit(sr->db) && exec_kept(sr, &sr->commit, "COMMIT") != 0)
+    if ((tx || sr->held) && !sqlite3_get_autocommit(sr->db) &&
+        exec_kept(sr, &sr->commit, "COMMIT") != 0)
         sqlite3_exec(sr->db, "ROLLBACK", NULL, NULL, NULL);
+    sr->held = 0;
     cands_free(&cv);
     tables_free(tc);
     kb_result_free(r);
@@ -1787,9 +1804,25 @@ kb_searcher_t *kb_searcher_open(sqlite3 *db)
     return s;
 }
 
+void kb_searcher_hold(kb_searcher_t *s)
+{
+    s->hold = 1;
+}
+
+int kb_searcher_end(kb_searcher_t *s)
+{
+    if (!s || !s->held)
+        return 0;
+    s->held = 0;
+    if (sqlite3_get_autocommit(s->db)) /* ended by someone else */
+        return 0;
+    return exec_kept(s, &s->commit, "COMMIT");
+}
+
 void kb_searcher_close(kb_searcher_t *s)
 {
     if (s) {
+        kb_searcher_end(s);
         release_all(s);
         free(s);
     }

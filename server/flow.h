@@ -120,6 +120,13 @@ int flow_engine_reload(flow_engine_t *e, char *err, size_t errlen);
  * Returns 0, or FLOW_ERULES with "file:line: message" in err. */
 int flow_check_dir(const config_t *cfg, const char *rules_dir, char *err, size_t errlen);
 
+/* kb.search keeps one read snapshot of the knowledge base from the first search after
+ * flow_engine_pass_end to the next call of it (kb_searcher_hold): the server's searches share
+ * one transaction per loop pass, on a connection only they use (store_kb_reader).  The host
+ * calls flow_engine_pass_end before its loop sleeps, so no snapshot is older than a pass. */
+void flow_engine_kb_hold(flow_engine_t *e);
+void flow_engine_pass_end(flow_engine_t *e);
+
 /* Number of times the rules were (re)loaded successfully, starting at 1. */
 unsigned flow_engine_generation(const flow_engine_t *e);
 

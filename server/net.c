@@ -81,7 +81,7 @@ static void finish_shutdown(server_t *srv)
     uv_timer_stop(&srv->tick);
     uv_close((uv_handle_t *)&srv->tick, NULL);
     uv_close((uv_handle_t *)&srv->sweep_more, NULL);
-    uv_close((uv_handle_t *)&srv->gc_prepare, NULL);
+    uv_close((uv_handle_t *)&srv->pass_end, NULL);
     uv_close((uv_handle_t *)&srv->gc_idle, NULL);
     uv_signal_stop(&srv->sigint);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
@@ -130,11 +130,11 @@ static void on_tick(uv_timer_t *t)
     agent_mgr_tick(srv->agents);
     complaint_mgr_tick(srv->complaints);
     webhook_tick(srv->webhooks);
-    flow_engine_gc_quiet(srv->flow, util_now_ms()); /* gc_prepare then starts the slices */
+    flow_engine_gc_quiet(srv->flow, util_now_ms()); /* pass_end then starts the slices */
 }
 
 /*
- * Idle-time collection (flow_gc.c).  Before each poll, gc_prepare starts gc_idle when the flow
+ * Idle-time collection (flow_gc.c).  Before each poll, pass_end starts gc_idle when the flow
  * VM owes collection work; an active idle handle makes the poll not block, and gc_idle runs a
  * slice of at most GC_SLICE_NS each pass in which no socket, timer or store completion is
  * ready (a poll of the loop's epoll descriptor says so without taking its events).  It stops
@@ -157,9 +157,12 @@ static void on_gc_idle(uv_idle_t *h)
         uv_idle_stop(h);
 }
 
-static void on_gc_prepare(uv_prepare_t *h)
+/* Before each poll: the knowledge-base snapshot this pass's searches shared ends (see
+ * flow_engine_kb_hold), and gc_idle starts when the flow VM owes collection. */
+static void on_pass_end(uv_prepare_t *h)
 {
     server_t *srv = h->data;
+    flow_engine_pass_end(srv->flow);
     if (!srv->stopping && !uv_is_active((uv_handle_t *)&srv->gc_idle) &&
         flow_engine_gc_due(srv->flow))
         uv_idle_start(&srv->gc_idle, on_gc_idle);
@@ -287,10 +290,11 @@ int server_run(const config_t *cfg)
         log_error("server", "cannot create the session manager");
         goto out;
     }
-    if (flow_engine_create(&srv->flow, cfg, store_reader(srv->store), err, sizeof(err)) != 0) {
+    if (flow_engine_create(&srv->flow, cfg, store_kb_reader(srv->store), err, sizeof(err)) != 0) {
         log_error("server", "flows in %s: %s", cfg->rules_dir, err);
         goto out;
     }
+    flow_engine_kb_hold(srv->flow); /* one snapshot a pass, ended in on_pass_end */
     session_mgr_set_flow(srv->sessions, srv->flow);
     flow_engine_gc_idle(srv->flow, cfg->lua_idle_gc);
     if (!(srv->agents = agent_mgr_new(srv))) {
@@ -320,11 +324,11 @@ int server_run(const config_t *cfg)
     uv_timer_init(&srv->loop, &srv->sweep_more);
     srv->tick.data = srv->sweep_more.data = srv;
     uv_timer_start(&srv->tick, on_tick, 250, 250);
-    uv_prepare_init(&srv->loop, &srv->gc_prepare);
+    uv_prepare_init(&srv->loop, &srv->pass_end);
     uv_idle_init(&srv->loop, &srv->gc_idle);
-    srv->gc_prepare.data = srv->gc_idle.data = srv;
-    uv_prepare_start(&srv->gc_prepare, on_gc_prepare);
-    uv_unref((uv_handle_t *)&srv->gc_prepare);
+    srv->pass_end.data = srv->gc_idle.data = srv;
+    uv_prepare_start(&srv->pass_end, on_pass_end);
+    uv_unref((uv_handle_t *)&srv->pass_end);
     uv_unref((uv_handle_t *)&srv->gc_idle);
     ws_flush_begin(srv);
 

@@ -28,9 +28,10 @@ typedef struct server {
     struct webhook *webhooks;         /* outgoing webhooks (webhook.h) */
     uv_signal_t sigint, sigterm;
     uv_timer_t tick;
-    uv_timer_t sweep_more;   /* the session sweep's next slice, when one was cut short */
-    uv_prepare_t gc_prepare; /* each loop pass: start gc_idle when the flow VM owes collection */
-    uv_idle_t gc_idle;       /* active while it does: collection slices when no I/O is ready */
+    uv_timer_t sweep_more; /* the session sweep's next slice, when one was cut short */
+    uv_prepare_t pass_end; /* before each poll: end the pass's kb snapshot, start gc_idle when
+                              the flow VM owes collection */
+    uv_idle_t gc_idle;     /* active while it does: collection slices when no I/O is ready */
     uint64_t started_ms;
     int stopping;
     uint64_t stop_deadline_ms; /* shutdown: give clients until then to close */

@@ -5,6 +5,10 @@
  *   store_t is created and closed on the loop thread.  It owns:
  *     - writer: sqlite3 connection used only by the writer thread (after store_open returns);
  *     - reader: sqlite3 connection used only by the loop thread;
+ *     - kb reader: another, also the loop thread's, for the flows' knowledge-base searches
+ *       alone, which keep one read snapshot for a whole loop pass (kb_searcher_hold; a
+ *       transaction costs more than a search from memory), so that no other read of the loop
+ *       sees a snapshot older than the writer's last commit;
  *     - a queue of pending ops (mutex + condvar), a list of finished ops, a uv_async_t.
  *   An op is allocated by store_submit() and freed on the loop thread right after its done
  *   callback ran.  The threads are named redress-writer and redress-ckpt (top -H, perf,
@@ -174,7 +178,7 @@ struct store {
     int ckpt_running; /* the checkpointer is in one */
     int ckpt_copied;  /* log frames already copied into the file (0 after a restart) */
     store_tx_t tx;    /* writer connection + its statement cache */
-    sqlite3 *reader;
+    sqlite3 *reader, *kb_reader;
     sqlite3_stmt *r_find_conv, *r_find_client, *r_replay, *r_max_id, *r_customer, *r_token, *r_due;
     store_stats_t stats; /* guarded by lock */
 };
@@ -621,6 +625,8 @@ static void free_store(store_t *s)
         sqlite3_close(s->tx.db);
     if (s->reader)
         sqlite3_close(s->reader);
+    if (s->kb_reader)
+        sqlite3_close(s->kb_reader);
     uv_mutex_destroy(&s->lock);
     uv_cond_destroy(&s->wake);
     uv_cond_destroy(&s->ckpt_wake);
@@ -688,6 +694,9 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
     if (open_conn(path, cfg, &s->reader, err, errlen) != 0)
         goto fail;
     if (init && init(s->reader, 0, init_arg, err, errlen) != 0)
+        goto fail;
+    if (open_conn(path, cfg, &s->kb_reader, err, errlen) != 0 ||
+        (init && init(s->kb_reader, 0, init_arg, err, errlen) != 0))
         goto fail;
     /* a file database has a write-ahead log: its checkpoints move off the writer */
     if (strcmp(cfg->db_path, ":memory:") != 0) {
@@ -772,6 +781,11 @@ void store_close(store_t *s)
 sqlite3 *store_reader(store_t *s)
 {
     return s->reader;
+}
+
+sqlite3 *store_kb_reader(store_t *s)
+{
+    return s->kb_reader;
 }
 
 /* Appends o (with its group) to `pending`.  0, or -1 when the store is closing. */

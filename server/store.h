@@ -38,13 +38,16 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
 
 /*
  * Runs every queued operation, stops the writer thread, runs the remaining done callbacks,
- * closes both connections and frees the store once its async handle has closed (the loop must
+ * closes its connections and frees the store once its async handle has closed (the loop must
  * run after this call).  Call on the loop thread; s is invalid afterwards.
  */
 void store_close(store_t *s);
 
 /* The loop thread's read connection (owned by the store). */
 sqlite3 *store_reader(store_t *s);
+/* The loop thread's connection for the flows' knowledge-base searches only (owned by the
+ * store; the flow engine's searcher keeps a snapshot on it for a loop pass). */
+sqlite3 *store_kb_reader(store_t *s);
 
 /* ---- generic operations ---- */
 

@@ -4,6 +4,7 @@ the store refuses (undone whole)."""
 
 import asyncio
 import json
+import os
 
 import pytest
 
@@ -318,3 +319,39 @@ def test_failed_turn_is_undone_whole(server):
         assert states[1]["state"] == states[0]["state"]
 
     run(go())
+
+
+def test_search_sees_each_knowledge_base_edit_at_the_next_message(server_factory, source_dir):
+    """The flows' searches share one read snapshot per loop pass (flow_engine_kb_hold): a
+    template an editor adds, then deletes, between two messages is found by the next message's
+    search, and then no longer."""
+    from agent_client import http_request, staff
+
+    srv = server_factory("--rules.dir", os.path.join(source_dir, "tests", "data", "rules",
+                                                     "search"))
+    editor = staff(srv, "editor1", role="editor")
+    text = "量子雨伞出借登记"
+
+    async def go():
+        c = await connect(srv)
+        await c.hello(customer_id="u-kb")
+        replies = []
+        for i, edit in enumerate(("add", "delete", None)):
+            _, frames = await c.say(f"m-{i}", text)
+            replies.append(frames[-1]["text"])
+            if edit == "add":
+                status, _, doc = http_request(srv.port, "POST", "/api/kb/templates", {
+                    "key": "quantum-umbrella", "title": "量子雨伞出借", "category": "general",
+                    "severity": 1, "text": "前台可以登记出借量子雨伞。"}, cookie=editor)
+                assert status == 201, doc
+            elif edit == "delete":
+                status, _, doc = http_request(srv.port, "DELETE",
+                                              "/api/kb/templates/quantum-umbrella", cookie=editor)
+                assert status == 200, doc
+        await c.close()
+        return replies
+
+    before, added, deleted = run(go())
+    assert before != "quantum-umbrella"
+    assert added == "quantum-umbrella"
+    assert deleted == before

@@ -148,6 +148,56 @@ static int import_jsonl(sqlite3 *db, const char *jsonl)
     return n;
 }
 
+/* The key of a search's best hit on searcher s, or "" (a static buffer). */
+static const char *top_key(kb_searcher_t *s, const char *q)
+{
+    static char key[64];
+    kb_result_t *r = NULL;
+    key[0] = 0;
+    if (kb_searcher_search(s, q, NULL, 5, &r) == 0 && r->count > 0)
+        snprintf(key, sizeof(key), "%s", r->hits[0].key);
+    kb_result_free(r);
+    return key;
+}
+
+/* A held searcher (kb_searcher_hold) keeps the snapshot of its first search: a template added
+ * on another connection is not found until kb_searcher_end, and then it is. */
+static void held_snapshot_lasts_until_end(void)
+{
+    char err[256], path[64], side[80];
+    const char *q = "宠物托运受伤了，航班也延误了";
+    snprintf(path, sizeof(path), "/tmp/test_kb_hold_XXXXXX");
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    sqlite3 *db = NULL, *w = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK && kb_register(db) == 0 &&
+          sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) == SQLITE_OK &&
+          kb_migrate(db, err, sizeof(err)) == 0 &&
+          kb_import_file(db, kb_fixture("templates.jsonl"), "t", err, sizeof(err)) >= 0);
+    CHECK(sqlite3_open(path, &w) == SQLITE_OK && kb_register(w) == 0);
+    kb_searcher_t *s = kb_searcher_open(db);
+    CHECK(s != NULL);
+    kb_searcher_hold(s);
+    CHECK(strcmp(top_key(s, q), "pet-001") != 0);
+    CHECK(!sqlite3_get_autocommit(db)); /* the snapshot is held */
+    const char *add = kb_temp_file(pet_template);
+    CHECK(kb_import_file(w, add, "t", err, sizeof(err)) == 1);
+    unlink(add);
+    CHECK_MSG(strcmp(top_key(s, q), "pet-001") != 0, "a held snapshot saw a later import");
+    CHECK(kb_searcher_end(s) == 0 && sqlite3_get_autocommit(db));
+    CHECK(kb_searcher_end(s) == 0); /* nothing held: nothing to do */
+    CHECK_MSG(strcmp(top_key(s, q), "pet-001") == 0, "the next snapshot misses the import");
+    kb_searcher_close(s); /* ends the snapshot of that search */
+    CHECK(sqlite3_get_autocommit(db));
+    CHECK(sqlite3_close(w) == SQLITE_OK && sqlite3_close(db) == SQLITE_OK);
+    unlink(path);
+    snprintf(side, sizeof(side), "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", path);
+    unlink(side);
+}
+
 /* Document-frequency estimates are remembered for a database file while its statistics stay
  * the same: a repeated search gives the same hits and scores as a database that does not
  * cache (in memory), and a new document is found at once (the cache is dropped). */
@@ -800,6 +850,7 @@ int main(void)
     RUN(memory_postings_match_fts5);
     RUN(memory_postings_make_the_same_cut);
     RUN(coverage_counts_lone_characters_by_half);
+    RUN(held_snapshot_lasts_until_end);
     RUN(memory_postings_follow_edits);
     RUN(statistics_follow_the_stamps);
     RUN(rank_arguments_are_what_printf_writes);
