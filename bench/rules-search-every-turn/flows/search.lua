@@ -1,5 +1,5 @@
 -- Bench only: the issue's "a search per turn" (BENCHMARKS.md; run_server_bench.sh --server-flag
--- --rules.dir=bench/rules-search-every-turn).
+-- --rules.dir=bench/rules-search-every-turn).  tests/e2e/test_chat.py also chats with it.
 -- Every customer message is searched in the knowledge base as it is (no category), and the
 -- bot answers with the best hit's title, or says it found nothing.  The shipped complaint flow
 -- searches once per complaint, at its investigate step (about 1.5 % of the bench's turns).
