@@ -1714,6 +1714,8 @@ static int search(kb_searcher_t *sr, const char *text, const char *category, int
     if (opts.candidates < limit)
         opts.candidates = limit;
     stamps sp;
+    if (sr->held && sqlite3_get_autocommit(sr->db)) /* ended under it (an I/O error's rollback) */
+        sr->held = 0;
     if (sr->held) { /* the snapshot of an earlier search, still open (kb_searcher_hold) */
         sp = sr->held_sp;
     } else {
