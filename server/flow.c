@@ -385,13 +385,13 @@ size_t flow_engine_memory(const flow_engine_t *e)
 
 void flow_engine_kb_hold(flow_engine_t *e)
 {
-    if (e->searcher)
+    if (e && e->searcher)
         kb_searcher_hold(e->searcher);
 }
 
 void flow_engine_pass_end(flow_engine_t *e)
 {
-    if (e->searcher && kb_searcher_end(e->searcher) != 0)
+    if (e && e->searcher && kb_searcher_end(e->searcher) != 0)
         log_warn(MODULE, "kb snapshot end: %s", sqlite3_errmsg(e->kb));
 }
 
