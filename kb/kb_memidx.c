@@ -605,12 +605,7 @@ int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb
         for (int c = 0; c < KB_DOC_COLS; c++)
             pos[k][c] = (int)ix->pos[(size_t)docs[k] * KB_DOC_COLS + (size_t)c];
     }
-    for (int k = 0; k < n; k++) { /* (for the terms that many documents hold) */
-        int j = k;
-        for (; j > 0 && docs[byd[j - 1]] > docs[k]; j--)
-            byd[j] = byd[j - 1];
-        byd[j] = (uint32_t)k;
-    }
+    int sorted = 0;                /* byd, for the terms bisected below (few: most have a map) */
     for (int i = 0; i < nq; i++) { /* in query order, so each document's list is too */
         const mterm *t = term_of(ix, &q[i]);
         if (!t)
@@ -640,6 +635,13 @@ int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb
             }
             continue;
         }
+        for (int k = 0; k < n && !sorted; k++) {
+            int j = k;
+            for (; j > 0 && docs[byd[j - 1]] > docs[k]; j--)
+                byd[j] = byd[j - 1];
+            byd[j] = (uint32_t)k;
+        }
+        sorted = 1;
         for (int j = 0; j < n && p < end; j++) { /* look each candidate up, in order */
             uint32_t k = byd[j], d = docs[k], lo = p, hi = end;
             while (lo < hi) {
