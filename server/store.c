@@ -691,13 +691,11 @@ int store_open(store_t **out, uv_loop_t *loop, const config_t *cfg, store_conn_i
     /* "The savepoints' journal": in memory, never in a temporary file */
     if (exec_sql(s->tx.db, "PRAGMA temp_store=MEMORY", err, errlen) != 0)
         goto fail;
-    if (open_conn(path, cfg, &s->reader, err, errlen) != 0)
-        goto fail;
-    if (init && init(s->reader, 0, init_arg, err, errlen) != 0)
-        goto fail;
-    if (open_conn(path, cfg, &s->kb_reader, err, errlen) != 0 ||
-        (init && init(s->kb_reader, 0, init_arg, err, errlen) != 0))
-        goto fail;
+    sqlite3 **readers[] = {&s->reader, &s->kb_reader};
+    for (size_t i = 0; i < sizeof(readers) / sizeof(readers[0]); i++)
+        if (open_conn(path, cfg, readers[i], err, errlen) != 0 ||
+            (init && init(*readers[i], 0, init_arg, err, errlen) != 0))
+            goto fail;
     /* a file database has a write-ahead log: its checkpoints move off the writer */
     if (strcmp(cfg->db_path, ":memory:") != 0) {
         if (exec_sql(s->tx.db, "PRAGMA wal_autocheckpoint=0", err, errlen) != 0 ||
