@@ -588,6 +588,25 @@ out:
     return rc;
 }
 
+/* Appends posting p of query term i to candidate k's list (kb_memidx_terms). */
+static void take(const kb_memidx_t *ix, uint32_t p, int i, int k, int nq, kb_memtf_t *tf, int *ntf)
+{
+    tf[(size_t)k * (size_t)nq + (size_t)ntf[k]++] =
+        (kb_memtf_t){(unsigned short)i, ix->pcol[p], ix->tf + ix->ptf[p]};
+}
+
+/* byd[0..n): the candidates' places in docs, in document order (an insertion sort: n is the
+ * number of candidates, some forty). */
+static void by_document(const uint32_t *docs, int n, uint32_t *byd)
+{
+    for (int k = 0; k < n; k++) {
+        int j = k;
+        for (; j > 0 && docs[byd[j - 1]] > docs[k]; j--)
+            byd[j] = byd[j - 1];
+        byd[j] = (uint32_t)k;
+    }
+}
+
 int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb_memq_t *q, int nq,
                     int (*pos)[KB_DOC_COLS], kb_memtf_t *tf, int *ntf)
 {
@@ -621,8 +640,7 @@ int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb
                     continue;
                 p = t->post + rank[d >> 6] +
                     (uint32_t)__builtin_popcountll(w & (((uint64_t)1 << (d & 63)) - 1));
-                tf[(size_t)k * (size_t)nq + (size_t)ntf[k]++] =
-                    (kb_memtf_t){(unsigned short)i, ix->pcol[p], ix->tf + ix->ptf[p]};
+                take(ix, p, i, k, nq, tf, ntf);
             }
             continue;
         }
@@ -630,17 +648,12 @@ int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb
             for (; p < end; p++) {
                 int k = at[ix->pdoc[p]];
                 if (k >= 0)
-                    tf[(size_t)k * (size_t)nq + (size_t)ntf[k]++] =
-                        (kb_memtf_t){(unsigned short)i, ix->pcol[p], ix->tf + ix->ptf[p]};
+                    take(ix, p, i, k, nq, tf, ntf);
             }
             continue;
         }
-        for (int k = 0; k < n && !sorted; k++) {
-            int j = k;
-            for (; j > 0 && docs[byd[j - 1]] > docs[k]; j--)
-                byd[j] = byd[j - 1];
-            byd[j] = (uint32_t)k;
-        }
+        if (!sorted)
+            by_document(docs, n, byd);
         sorted = 1;
         for (int j = 0; j < n && p < end; j++) { /* look each candidate up, in order */
             uint32_t k = byd[j], d = docs[k], lo = p, hi = end;
@@ -653,8 +666,7 @@ int kb_memidx_terms(const kb_memidx_t *ix, const uint32_t *docs, int n, const kb
             }
             p = lo;
             if (p < end && ix->pdoc[p] == d)
-                tf[(size_t)k * (size_t)nq + (size_t)ntf[k]++] =
-                    (kb_memtf_t){(unsigned short)i, ix->pcol[p], ix->tf + ix->ptf[p]};
+                take(ix, p, i, (int)k, nq, tf, ntf);
         }
     }
     free(at);
