@@ -49,23 +49,42 @@ local HIGH, MID, CUES, GREETINGS = keywords.set(M.HIGH), keywords.set(M.MID), ke
 -- 每个类别编成一个关键词集合（keywords.set），一条消息每个类别只读一遍。
 -- Keywords longest first, one keyword set per category: counts(text, true) lets a match use up
 -- its text, so 没到账 does not also count as 到账.
-local SORTED, SETS = {}, {}
+-- 所有类别的词再合成一个集合 ANY（OWNERS[k] 是用到第 k 个词的类别）：一条消息先读一遍 ANY，
+-- 只有出现了自己的词的类别才需要再按长词优先细算，其余类别得 0 分。
+-- ANY holds every category's words once (OWNERS[k]: the categories that use entry k): one pass
+-- finds which categories have a word in the text at all; only those are counted longest first.
+local SORTED, SETS, ANY, OWNERS, AT = {}, {}, {}, {}, {}
 for _, slug in ipairs(ORDER) do
   local list, words = {}, {}
   for _, kw in ipairs(C[slug].keywords) do list[#list + 1] = { string.lower(kw[1]), kw[2] } end
   table.sort(list, function(a, b) return #a[1] > #b[1] end)
-  for i, kw in ipairs(list) do words[i] = kw[1] end
+  for i, kw in ipairs(list) do
+    local w = kw[1]
+    words[i] = w
+    if not AT[w] then
+      ANY[#ANY + 1] = w
+      AT[w] = #ANY
+      OWNERS[#ANY] = {}
+    end
+    table.insert(OWNERS[AT[w]], slug)
+  end
   SORTED[slug] = list
   SETS[slug] = keywords.set(words)
 end
+ANY = keywords.set(ANY)
 
 function M.scores(text)
   local base = string.lower(halfwidth(text))
-  local out = {}
+  local out, seen = {}, {}
+  for k in pairs(ANY:counts(base)) do
+    for _, slug in ipairs(OWNERS[k]) do seen[slug] = true end
+  end
   for _, slug in ipairs(ORDER) do
     local s, list = 0, SORTED[slug]
-    for k, n in pairs(SETS[slug]:counts(base, true)) do
-      s = s + list[k][2] * math.min(n, 2)
+    if seen[slug] then
+      for k, n in pairs(SETS[slug]:counts(base, true)) do
+        s = s + list[k][2] * math.min(n, 2)
+      end
     end
     out[slug] = s
   end

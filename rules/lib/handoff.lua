@@ -68,13 +68,15 @@ end
 local function alone(t)
   if #t > SHORT then return nil end
   local s = string.gsub(unpunct(t), "[%p%s]", "")
+  -- 没有一个要人工的词就不用往下看（去掉结尾的语气词不会凑出新词）
+  -- no word of ALONE at all: stripping the tail below cannot make one
+  if not ALONE_SET:find(s) then return nil end
   for _, w in ipairs(TAIL) do
     if #s > #w and ends_with(s, w) then s = sub(s, 1, #s - #w) end
   end
   if s == "" then return nil end
   if IS_ALONE[s] then return s end
   -- 同一个词重复几遍
-  if not ALONE_SET:find(s) then return nil end
   local rest = s
   for _, w in ipairs(ALONE) do rest = replace(rest, w, "") end
   if rest == "" then return s end

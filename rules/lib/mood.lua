@@ -129,13 +129,15 @@ end
 function M.score(text, recent)
   local t = halfwidth(text)
   local score, words = 0, {}
-  local hit = WORDS:counts(t)
-  for k, w in ipairs(A.words) do
-    local n = hit[k]
-    if n then
-      score = score + w[2] * math.min(n, 2)
-      words[#words + 1] = w[1]
-    end
+  -- 只看出现了的词，按词表顺序（和逐个查词表时的加法顺序、words 的顺序一样）
+  -- only the words that occur, in list order (the same sums and the same words list)
+  local hit, ks = WORDS:counts(t), {}
+  for k in pairs(hit) do ks[#ks + 1] = k end
+  table.sort(ks)
+  for _, k in ipairs(ks) do
+    local w = A.words[k]
+    score = score + w[2] * math.min(hit[k], 2)
+    words[#words + 1] = w[1]
   end
   for k in pairs(REPEATS:counts(t)) do score = score + A.repeats[k][2] end
   local bangs = count(t, "!")
