@@ -756,6 +756,55 @@ static void test_misuse(void)
     th_rmtree(dir);
 }
 
+/* chat:match, the answer-to-option matching of chat:choose, step by step (rules/README.md):
+ * exact, ordinal, contained word, part of one label, then most of the answer's characters in
+ * one label (clearly more than in any other; each character counted once).  The last option
+ * set has a label that is not valid UTF-8: step 5 must still count its characters. */
+static void test_choice_matching(void)
+{
+    static const struct {
+        const char *answer, *want;
+    } cases[] = {
+        {"换货", "3"},     {"2", "2"},        {"我要补发商品吧", "2"}, {"补发", "2"},
+        {"退货退款", "1"}, {"货款", "nil"},   {"退一下东西", "nil"},   {"B 款退东西吗", "nil"},
+        {"B 款退", "1"},   {"C 款退啊", "1"},
+    };
+    char dir[64], line[64];
+    CHECK(make_rules(dir, sizeof(dir),
+                     "local A = { '申请退款', '补发商品', '换货' }\n"
+                     "local B = { '退退款款', '换货' }\n"
+                     "local C = { '\\255退款', '换货' }\n"
+                     "return { start = 's',\n"
+                     "  on_message = function(chat, text)\n"
+                     "    local set, a = A, text\n"
+                     "    if text:sub(1, 2) == 'B ' then set, a = B, text:sub(3) end\n"
+                     "    if text:sub(1, 2) == 'C ' then set, a = C, text:sub(3) end\n"
+                     "    local _, i = chat:match(a, set)\n"
+                     "    chat:say(tostring(i))\n"
+                     "  end,\n"
+                     "  steps = { s = function(chat, st) chat:wait() end } }\n") == 0);
+    flow_engine_t *e = engine(dir);
+    flow_customer_t c = customer(NULL);
+    th_host h = {.now = 1000};
+    flow_run_t *r = NULL;
+    CHECK(flow_run_start(e, &th_ops, &h, &c, NULL, &r) == FLOW_OK);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        th_clear(&h);
+        CHECK(flow_run_input(r, cases[i].answer) == FLOW_OK);
+        snprintf(line, sizeof(line), "say %s", cases[i].want);
+        int found = 0;
+        for (int k = 0; k < h.n; k++)
+            found |= strcmp(h.line[k], line) == 0;
+        if (!found)
+            fprintf(stderr, "chat:match(%s): want %s\n", cases[i].answer, cases[i].want);
+        CHECK(found);
+    }
+    flow_run_free(r);
+    flow_engine_destroy(e);
+    th_free(&h);
+    th_rmtree(dir);
+}
+
 /* kb.search through the engine, against the fixture knowledge base in tests/data/flow. */
 static void test_kb_search(void)
 {
@@ -832,6 +881,7 @@ int main(void)
     test_check_errors();
     test_file_locals_per_run();
     test_misuse();
+    test_choice_matching();
     test_kb_search();
     printf("test_flow_engine: %d checks, %d failed\n", th_checks, th_failures);
     return th_failures ? 1 : 0;
