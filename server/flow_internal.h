@@ -97,8 +97,9 @@ struct flow_run {
     cJSON *pending_options; /* array of strings or NULL */
     cJSON *timers;          /* array of {id, due, name, arg} */
     long long next_timer;
-    cJSON *base; /* state at the start of the step: {state, timers, next_timer, t, last, turn} */
-    cJSON *log;  /* events of the step: {k:"in",x,t[,e]} {k:"timer",id,t} {k:"timeout",t} */
+    char *base;          /* JSON text of the state at the start of the step:
+                          * {state, timers, next_timer, t, turn, last}, printed once per step */
+    cJSON *log;          /* events of the step: {k:"in",x,t[,e]} {k:"timer",id,t} {k:"timeout",t} */
     cJSON *cur_state;    /* chat.state as of the end of the last call */
     cJSON *firing;       /* the timer being run (detached from timers) */
     cJSON *scratch;      /* a tree being pushed into Lua (freed by finish_call on an error) */

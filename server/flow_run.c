@@ -539,25 +539,32 @@ static lua_State *enter_step(lua_State *L, flow_run_t *r, const char *name)
     cJSON *st = state_json(L, r);
     if (!st)
         return NULL;
+    /* The snapshot is printed once here: every save of the step repeats the same text. */
     cJSON *b = cJSON_CreateObject();
     cJSON *log = cJSON_CreateArray();
-    if (!b || !log) {
+    char *text = NULL;
+    if (b && log) {
+        cJSON_Delete(r->cur_state);
+        r->cur_state = st;
+        st = NULL;
+        cJSON_AddItemReferenceToObject(b, "state", r->cur_state);
+        if (r->timers)
+            cJSON_AddItemReferenceToObject(b, "timers", r->timers);
+        cJSON_AddNumberToObject(b, "next_timer", (double)r->next_timer);
+        cJSON_AddNumberToObject(b, "t", r->now);
+        cJSON_AddNumberToObject(b, "turn", (double)r->turn);
+        if (r->last_text)
+            cJSON_AddStringToObject(b, "last", r->last_text);
+        text = json_print(b);
+    }
+    cJSON_Delete(b);
+    if (!text) {
         cJSON_Delete(st);
-        cJSON_Delete(b);
         cJSON_Delete(log);
         luaL_error(L, "not enough memory");
     }
-    cJSON_Delete(r->cur_state);
-    r->cur_state = dup(st);
-    cJSON_AddItemToObject(b, "state", st);
-    cJSON_AddItemToObject(b, "timers", dup(r->timers));
-    cJSON_AddNumberToObject(b, "next_timer", (double)r->next_timer);
-    cJSON_AddNumberToObject(b, "t", r->now);
-    cJSON_AddNumberToObject(b, "turn", (double)r->turn);
-    if (r->last_text)
-        cJSON_AddStringToObject(b, "last", r->last_text);
-    cJSON_Delete(r->base);
-    r->base = b;
+    free(r->base);
+    r->base = text;
     cJSON_Delete(r->log);
     r->log = log;
     return start_coroutine(L, r, step);
@@ -574,7 +581,7 @@ static void finish_flow(lua_State *L, flow_run_t *r)
     r->status = FLOW_RUN_DONE;
     r->waiting = 0;
     r->ask_due = 0;
-    cJSON_Delete(r->base);
+    free(r->base);
     r->base = NULL;
     cJSON_Delete(r->log);
     r->log = NULL;
@@ -1015,8 +1022,8 @@ static int restore(lua_State *L, call_ctx *c)
     r->now = cJSON_IsNumber(bt) ? bt->valuedouble : c->now;
     r->turn = cJSON_IsNumber(bturn) ? (long long)bturn->valuedouble : 0;
     set_str(&r->last_text, cJSON_IsString(blast) ? blast->valuestring : NULL);
-    cJSON_Delete(r->base);
-    r->base = dup(base);
+    free(r->base);
+    r->base = json_print(base);
     cJSON_Delete(r->log);
     r->log = cJSON_CreateArray();
     if (!r->timers || !r->base || !r->log)
@@ -1253,7 +1260,13 @@ static char *build_doc(flow_run_t *r, int with_state)
     if (r->escalations && cJSON_GetArraySize(r->escalations) > 0)
         cJSON_AddItemReferenceToObject(o, "escalations", r->escalations);
     if (r->status == FLOW_RUN_WAITING && r->step && r->base && r->log) {
-        cJSON_AddItemReferenceToObject(o, "base", r->base);
+        /* base is JSON text already: a raw item that points at it (not freed with o) */
+        cJSON *raw = cJSON_CreateNull();
+        if (raw) {
+            raw->type = cJSON_Raw | cJSON_IsReference;
+            raw->valuestring = r->base;
+        }
+        cJSON_AddItemToObject(o, "base", raw);
         cJSON_AddItemReferenceToObject(o, "log", r->log);
     }
     if (r->status == FLOW_RUN_FAILED && r->error)
@@ -1278,7 +1291,7 @@ static void fail_actions(flow_run_t *r)
     r->ask_due = 0;
     cJSON_Delete(r->timers);
     r->timers = cJSON_CreateArray();
-    cJSON_Delete(r->base);
+    free(r->base);
     r->base = NULL;
     cJSON_Delete(r->log);
     r->log = NULL;
@@ -1391,7 +1404,7 @@ static void free_fields(flow_run_t *r)
     free(r->pending_text);
     cJSON_Delete(r->pending_options);
     cJSON_Delete(r->timers);
-    cJSON_Delete(r->base);
+    free(r->base);
     cJSON_Delete(r->log);
     cJSON_Delete(r->cur_state);
     cJSON_Delete(r->firing);
