@@ -294,8 +294,10 @@ int flow_engine_reload(flow_engine_t *e, char *err, size_t errlen)
         return FLOW_EINVAL;
     int rc = load_rules(e, err, errlen);
     if (rc == FLOW_OK) {
-        log_notice(MODULE, "rules loaded from %s (generation %u, %zu KiB in the VM)", e->rules_dir,
-                   e->gen, e->mem_used / 1024);
+        log_notice(MODULE,
+                   "rules loaded from %s (generation %u, %zu KiB in the VM; %u files parsed, "
+                   "%u unchanged)",
+                   e->rules_dir, e->gen, e->mem_used / 1024, e->parsed, e->kept);
     } else {
         log_warn(MODULE, "rules reload rejected, keeping generation %u: %s", e->gen,
                  err ? err : "");
@@ -371,6 +373,12 @@ int flow_check_dir(const config_t *cfg, const char *rules_dir, char *err, size_t
     int rc = flow_engine_create(&e, &copy, NULL, err, errlen);
     flow_engine_destroy(e);
     return rc;
+}
+
+void flow_engine_files(const flow_engine_t *e, unsigned *parsed, unsigned *kept)
+{
+    *parsed = e ? e->parsed : 0;
+    *kept = e ? e->kept : 0;
 }
 
 unsigned flow_engine_generation(const flow_engine_t *e)

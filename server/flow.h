@@ -130,6 +130,10 @@ void flow_engine_pass_end(flow_engine_t *e);
 /* Number of times the rules were (re)loaded successfully, starting at 1. */
 unsigned flow_engine_generation(const flow_engine_t *e);
 
+/* Files the last load (a start, a reload, accepted or not) parsed, and how many it took
+ * compiled from the load before because their text was unchanged. */
+void flow_engine_files(const flow_engine_t *e, unsigned *parsed, unsigned *kept);
+
 /* Bytes the VM currently holds. */
 size_t flow_engine_memory(const flow_engine_t *e);
 

@@ -71,6 +71,7 @@ struct flow_engine {
     kb_searcher_t *searcher; /* kb.search on kb, statements kept (NULL without kb) */
     int gen_ref;             /* registry ref of the current generation table */
     unsigned gen;            /* its number */
+    unsigned parsed, kept;   /* files the last load parsed, and took compiled from the one before */
     /* runs */
     flow_run_t *current; /* the run whose Lua code executes now, or NULL */
     flow_run_t *runs;    /* every live run, doubly linked */

@@ -19,8 +19,9 @@
  * problem and the caller (flow.c) keeps the previous generation.  Every file is compiled as text
  * only (mode "t", binary signatures refused up front) with its own environment: the file's
  * source is compiled as `local _ENV = ...; <source>` on the same first line, so the compiled
- * chunk is a function of its environment.  Modules and lexicons run once per generation, their
- * results are shared and read-only through lib/lexicon views.  A flow file runs once per
+ * chunk is a function of its environment (so a file whose text has not changed since the last
+ * load keeps its compiled function: see COMPILED).  Modules and lexicons run once per generation,
+ * their results are shared and read-only through lib/lexicon views.  A flow file runs once per
  * conversation (flow_instantiate) in a fresh environment, so file-level variables are never
  * shared between conversations.
  *
@@ -82,6 +83,28 @@ static const char *read_parts(lua_State *L, void *ud, size_t *size)
     return NULL;
 }
 
+/*
+ * Compiled files are kept between loads (registry COMPILED: path -> {text, function}): a reload
+ * after an editor changed one file parses only that file (parsing was about half of a load:
+ * 17 of 30 million instructions for the shipped rules, measured with callgrind).  A chunk
+ * is a function of the environment it is called with (ENV_PREFIX), so one generation's chunk
+ * serves the next as well.  Each load lists what it used in COMPILED_NEXT, which replaces
+ * COMPILED when the load succeeds: files since deleted are forgotten.
+ */
+#define COMPILED "redress.compiled"
+#define COMPILED_NEXT "redress.compiled.next"
+
+/* COMPILED_NEXT[path] = the {text, function} entry at idx. */
+static void remember(lua_State *L, const char *path, int idx)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, COMPILED_NEXT);
+    if (lua_istable(L, -1)) {
+        lua_pushvalue(L, idx);
+        lua_setfield(L, -2, path);
+    }
+    lua_pop(L, 1);
+}
+
 /* Compiles path as text with the environment prefix; pushes the function.  Raises errors. */
 static void compile_file(lua_State *L, const char *path)
 {
@@ -113,13 +136,39 @@ static void compile_file(lua_State *L, const char *path)
     }
     if (got > 0 && text[0] == LUA_SIGNATURE[0])
         luaL_error(L, "%s: binary chunks are not allowed (rules are loaded as text only)", path);
+    /* The file as the last load compiled it: the same text gives the same function. */
+    lua_pushlstring(L, text, got);
+    int src = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, COMPILED);
+    if (lua_istable(L, -1) && lua_getfield(L, -1, path) == LUA_TTABLE) {
+        lua_rawgeti(L, -1, 1);
+        int same = lua_rawequal(L, -1, src);
+        lua_pop(L, 1);
+        if (same) {
+            flow_engine_of(L)->kept++;
+            remember(L, path, lua_gettop(L));
+            lua_rawgeti(L, -1, 2);
+            lua_replace(L, src - 1); /* the function where the userdata was */
+            lua_settop(L, src - 1);
+            return;
+        }
+    }
+    lua_settop(L, src);
     chunk_reader r = {{ENV_PREFIX, text}, {sizeof(ENV_PREFIX) - 1, got}, 0};
     lua_pushfstring(L, "@%s", path);
     int st = lua_load(L, read_parts, &r, lua_tostring(L, -1), "t");
+    flow_engine_of(L)->parsed++;
     if (st != LUA_OK)
-        lua_error(L);   /* "path:line: message" */
-    lua_replace(L, -3); /* drop the userdata and the chunk name */
+        lua_error(L); /* "path:line: message" */
+    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, src);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 2);
+    remember(L, path, lua_gettop(L));
     lua_pop(L, 1);
+    lua_replace(L, src - 1); /* the function where the userdata was */
+    lua_settop(L, src - 1);
 }
 
 static int name_ok(const char *n, size_t len)
@@ -699,6 +748,9 @@ int flow_load_generation(lua_State *L)
         return luaL_error(L, "%s: cannot open the rules directory: %s", dir, strerror(errno));
     closedir(d);
 
+    flow_engine_of(L)->parsed = flow_engine_of(L)->kept = 0;
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, COMPILED_NEXT);
     lua_createtable(L, 0, 6);
     int gen = lua_gettop(L);
     lua_pushinteger(L, ctx->gen);
@@ -741,6 +793,10 @@ int flow_load_generation(lua_State *L)
 
     load_flows(L, gen, dir);
     load_escalation(L, gen, dir);
+    lua_getfield(L, LUA_REGISTRYINDEX, COMPILED_NEXT);
+    lua_setfield(L, LUA_REGISTRYINDEX, COMPILED);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, COMPILED_NEXT);
     lua_settop(L, gen);
     return 1;
 }

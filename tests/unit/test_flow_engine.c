@@ -361,6 +361,70 @@ static void test_reload_rejected(void)
     th_rmtree(dir);
 }
 
+/* A reload parses only the files whose text changed: the others keep the function the load
+ * before compiled (path -> text -> function), with the same behaviour.  A rejected load leaves
+ * the kept functions as they were. */
+static unsigned files_parsed(flow_engine_t *e, unsigned *kept)
+{
+    unsigned parsed;
+    flow_engine_files(e, &parsed, kept);
+    return parsed;
+}
+
+static const char *said_first(flow_engine_t *e, th_host *h)
+{
+    flow_customer_t c = customer(NULL);
+    flow_run_t *r = NULL;
+    th_clear(h);
+    CHECK(flow_run_start(e, &th_ops, h, &c, NULL, &r) == FLOW_OK);
+    flow_run_free(r);
+    return h->n > 0 ? h->line[0] : "";
+}
+
+static void test_reload_keeps_compiled(void)
+{
+    static const char *SAY = "return { start = 's', steps = { s = function(chat)\n"
+                             "  chat:say(lib.words.hello .. ' %s') chat:wait() end } }\n";
+    char dir[64], err[1024] = "", flow[256];
+    unsigned kept = 0;
+    th_host h = {.now = 1000};
+    snprintf(flow, sizeof(flow), SAY, "v1");
+    CHECK(make_rules(dir, sizeof(dir), flow) == 0);
+    CHECK(th_put(dir, "lib/words.lua", "return { hello = 'hi' }\n") == 0);
+    flow_engine_t *e = engine(dir);
+    CHECK(e != NULL);
+    CHECK(files_parsed(e, &kept) == 2 && kept == 0);
+    CHECK(strcmp(said_first(e, &h), "say hi v1") == 0);
+
+    CHECK(flow_engine_reload(e, err, sizeof(err)) == FLOW_OK);
+    CHECK(files_parsed(e, &kept) == 0 && kept == 2);
+    CHECK(strcmp(said_first(e, &h), "say hi v1") == 0);
+
+    snprintf(flow, sizeof(flow), SAY, "v2");
+    CHECK(th_put(dir, "flows/main.lua", flow) == 0);
+    CHECK(flow_engine_reload(e, err, sizeof(err)) == FLOW_OK);
+    CHECK(files_parsed(e, &kept) == 1 && kept == 1);
+    CHECK(strcmp(said_first(e, &h), "say hi v2") == 0);
+
+    CHECK(th_put(dir, "lib/words.lua", "return { hello = 'hello' \n") == 0);
+    CHECK(flow_engine_reload(e, err, sizeof(err)) == FLOW_ERULES);
+    CHECK(strstr(err, "lib/words.lua:") != NULL);
+    CHECK(files_parsed(e, &kept) == 1 && kept == 0);
+    CHECK(strcmp(said_first(e, &h), "say hi v2") == 0);
+
+    /* back to the text of the last accepted load: nothing to parse */
+    CHECK(th_put(dir, "lib/words.lua", "return { hello = 'hi' }\n") == 0);
+    CHECK(flow_engine_reload(e, err, sizeof(err)) == FLOW_OK);
+    CHECK(files_parsed(e, &kept) == 0 && kept == 2);
+    CHECK(th_put(dir, "lib/words.lua", "return { hello = 'hey' }\n") == 0);
+    CHECK(flow_engine_reload(e, err, sizeof(err)) == FLOW_OK);
+    CHECK(files_parsed(e, &kept) == 1 && kept == 1);
+    CHECK(strcmp(said_first(e, &h), "say hey v2") == 0);
+    th_free(&h);
+    flow_engine_destroy(e);
+    th_rmtree(dir);
+}
+
 static const char *FLOW_BOMBS =
     "return {\n"
     "  default = true,\n"
@@ -872,6 +936,7 @@ int main(void)
     test_restart_timers();
     test_reload_mid_conversation();
     test_reload_rejected();
+    test_reload_keeps_compiled();
     test_isolation();
     test_isolation_interleaved();
     test_turn_cap();
