@@ -29,17 +29,28 @@
 #include <string.h>
 
 #define JSON_PRINT_MAX_DEPTH 1000 /* cJSON's own nesting limit for parsing */
+#define JSON_PRINT_FIRST 255      /* first buffer (util_buf grows it by doubling) */
 
 typedef util_buf jbuf;
 
+/* Most pieces are a few bytes and fit: they are copied in place, and the NUL is written once
+ * at the end (json_print); util_buf_add grows the buffer for the rest. */
 static void put(jbuf *b, const char *s, size_t n)
 {
-    util_buf_add(b, s, n);
+    if (b->len + n < b->cap) {
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+    } else {
+        util_buf_add(b, s, n);
+    }
 }
 
 static void put_char(jbuf *b, char c)
 {
-    util_buf_add(b, &c, 1);
+    if (b->len + 1 < b->cap)
+        b->p[b->len++] = c;
+    else
+        util_buf_add(b, &c, 1);
 }
 
 /* Writes u's decimal digits so that they end just before end; returns where they begin. */
@@ -179,10 +190,12 @@ char *json_print(const cJSON *item)
     jbuf b = {0};
     if (!item)
         return NULL;
+    util_buf_reserve(&b, JSON_PRINT_FIRST); /* a failure is seen below */
     put_item(&b, item, 0);
     if (b.failed || util_buf_reserve(&b, 0) != 0) {
         free(b.p);
         return NULL;
     }
+    b.p[b.len] = '\0';
     return b.p;
 }
