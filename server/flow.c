@@ -85,7 +85,7 @@ static void *flow_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         if (e->current && e->turn_net + (long long)grow > (long long)e->turn_cap)
             return NULL;
     }
-    void *p = heap_realloc(&e->heap, ptr, nsize);
+    void *p = heap_realloc(&e->heap, ptr, osize, nsize);
     if (p == NULL)
         return NULL;
     e->mem_used = e->mem_used - osize + nsize;

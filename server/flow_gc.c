@@ -95,6 +95,7 @@ static void cycle_ended(flow_engine_t *e, int full)
         e->gc_quiet_cycles++;
         if (e->calls == e->swept_calls) {
             uint64_t t0 = uv_hrtime();
+            heap_trim(&e->heap);
             heap_release_free();
             log_debug("flow", "quiet collection: VM at %zu bytes, free memory returned in %.2f ms",
                       e->mem_used, (double)(uv_hrtime() - t0) / 1e6);

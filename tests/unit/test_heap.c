@@ -72,8 +72,8 @@ static void test_blocks(void)
     CHECK(h.flags != 0); /* jemalloc gave an arena and a cache */
 #endif
     for (int i = 0; i < NBLOCKS; i++) {
-        len[i] = 1 + rnd() % 3000;
-        blk[i] = heap_realloc(&h, NULL, len[i]);
+        len[i] = (i & 1) ? 1 + rnd() % 300 : 1 + rnd() % 3000; /* half of them small */
+        blk[i] = heap_realloc(&h, NULL, 0, len[i]);
         CHECK(blk[i] != NULL);
         memset(blk[i], i & 0xff, len[i]);
         other[i] = malloc(1 + rnd() % 3000); /* the process heap, interleaved */
@@ -85,8 +85,9 @@ static void test_blocks(void)
     CHECK(foreign == 0);
     /* grow and shrink half of them: the common prefix survives */
     for (int i = 0; i < NBLOCKS; i += 2) {
-        size_t n = 1 + rnd() % 6000, keep = n < len[i] ? n : len[i];
-        unsigned char *p = heap_realloc(&h, blk[i], n);
+        size_t n = (rnd() & 1) ? 1 + rnd() % 300 : 1 + rnd() % 6000;
+        size_t keep = n < len[i] ? n : len[i];
+        unsigned char *p = heap_realloc(&h, blk[i], len[i], n);
         CHECK(p != NULL);
         if (!p)
             continue;
@@ -105,8 +106,10 @@ static void test_blocks(void)
     CHECK(wrong == 0);
     heap_free(&h, NULL, 0);
 #ifdef REDRESS_JEMALLOC
-    /* everything of the heap is free: with its cache flushed, the arena has no active page,
-     * although the process heap's blocks were allocated in between */
+    /* everything of the heap is free: with its small blocks and its cache flushed, the arena
+     * has no active page, although the process heap's blocks were allocated in between */
+    heap_trim(&h);
+    CHECK(h.kept == 0);
     mallctl("tcache.flush", NULL, NULL, &h.tcache, sizeof(h.tcache));
     CHECK(active_pages(h.arena) == 0);
 #endif
@@ -116,7 +119,7 @@ static void test_blocks(void)
     CHECK(h.flags == 0);
     /* a heap after a destroyed one */
     heap_init(&h);
-    void *p = heap_realloc(&h, NULL, 100);
+    void *p = heap_realloc(&h, NULL, 0, 100);
     CHECK(p != NULL);
 #ifdef REDRESS_JEMALLOC
     CHECK(arena_of(p) == h.arena);
@@ -127,6 +130,40 @@ static void test_blocks(void)
 }
 
 #ifdef REDRESS_JEMALLOC
+/* A freed small block is kept on its size class's list and is the next block of that class,
+ * growing within its class keeps the block, and the lists hold at most 256 KB. */
+static void test_small_blocks_kept(void)
+{
+    heap_t h;
+    static void *blk[9000];
+    heap_init(&h);
+    CHECK(h.flags != 0);
+    unsigned char *p = heap_realloc(&h, NULL, 0, 24);
+    CHECK(p != NULL);
+    memset(p, 7, 24);
+    CHECK(heap_realloc(&h, p, 24, 32) == p); /* 24 and 32 bytes: jemalloc's class of 32 */
+    CHECK(filled(p, 24, 7));
+    heap_free(&h, p, 32);
+    CHECK(h.kept == 32);
+    CHECK(heap_realloc(&h, NULL, 0, 17) == p);
+    CHECK(h.kept == 0);
+    memset(p, 9, 17);
+    unsigned char *q = heap_realloc(&h, p, 17, 200); /* another class: a copy */
+    CHECK(q != NULL && q != p && filled(q, 17, 9));
+    CHECK(h.kept == 32); /* p went on its list */
+    heap_free(&h, q, 200);
+    for (int i = 0; i < 9000; i++)
+        blk[i] = heap_realloc(&h, NULL, 0, 256);
+    for (int i = 0; i < 9000; i++)
+        heap_free(&h, blk[i], 256);
+    CHECK(h.kept == 2 * 1024 * 1024);
+    heap_trim(&h);
+    CHECK(h.kept == 0);
+    mallctl("tcache.flush", NULL, NULL, &h.tcache, sizeof(h.tcache));
+    CHECK(active_pages(h.arena) == 0);
+    heap_destroy(&h);
+}
+
 /* heap.c's malloc_conf took: jemalloc purges from threads of its own, not inside the loop's
  * malloc and free calls (unless MALLOC_CONF says otherwise, which the tests never set). */
 static void test_background_purging(void)
@@ -145,6 +182,7 @@ int main(void)
 {
     RUN(test_blocks);
 #ifdef REDRESS_JEMALLOC
+    RUN(test_small_blocks_kept);
     RUN(test_background_purging);
 #endif
     return check_summary();
