@@ -262,6 +262,7 @@ static int reload_entry(lua_State *L)
     lua_pushlightuserdata(L, &c->load);
     int st = lua_pcall(L, 1, 1, 0);
     if (st != LUA_OK) {
+        flow_load_rejected(L);
         if (st == LUA_ERRMEM)
             snprintf(c->err, c->errlen, "%s: not enough memory loading rules", c->load.dir);
         else

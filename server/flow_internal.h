@@ -181,6 +181,7 @@ typedef struct flow_load_ctx {
     unsigned gen;
 } flow_load_ctx;
 int flow_load_generation(lua_State *L); /* lua_CFunction; arg 1: flow_load_ctx light userdata */
+void flow_load_rejected(lua_State *L);  /* after a failed load: drop what it compiled */
 /* Pushes a fresh instance of flow `name` from the generation at gen_idx (runs the file's chunk in
  * a new environment); returns 0, or -1 when the flow does not exist (nothing pushed). */
 int flow_instantiate(lua_State *L, int gen_idx, const char *name);

@@ -94,6 +94,12 @@ static const char *read_parts(lua_State *L, void *ud, size_t *size)
 #define COMPILED "redress.compiled"
 #define COMPILED_NEXT "redress.compiled.next"
 
+void flow_load_rejected(lua_State *L)
+{
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, COMPILED_NEXT);
+}
+
 /* COMPILED_NEXT[path] = the {text, function} entry at idx. */
 static void remember(lua_State *L, const char *path, int idx)
 {
