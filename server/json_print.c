@@ -29,7 +29,6 @@
 #include <string.h>
 
 #define JSON_PRINT_MAX_DEPTH 1000 /* cJSON's own nesting limit for parsing */
-#define JSON_PRINT_FIRST 255      /* first buffer (util_buf grows it by doubling) */
 
 typedef util_buf jbuf;
 
@@ -47,10 +46,7 @@ static void put(jbuf *b, const char *s, size_t n)
 
 static void put_char(jbuf *b, char c)
 {
-    if (b->len + 1 < b->cap)
-        b->p[b->len++] = c;
-    else
-        util_buf_add(b, &c, 1);
+    put(b, &c, 1);
 }
 
 /* Writes u's decimal digits so that they end just before end; returns where they begin. */
@@ -190,7 +186,6 @@ char *json_print(const cJSON *item)
     jbuf b = {0};
     if (!item)
         return NULL;
-    util_buf_reserve(&b, JSON_PRINT_FIRST); /* a failure is seen below */
     put_item(&b, item, 0);
     if (b.failed || util_buf_reserve(&b, 0) != 0) {
         free(b.p);
