@@ -66,15 +66,25 @@ static int class_of(size_t size)
     return 8 + (int)((size - 128 + 31) >> 5);
 }
 
-static void *small_alloc(heap_t *h, int c)
+/* The first block of class c's list, taken off it; NULL when the list is empty. */
+static void *pop(heap_t *h, int c)
 {
     void *p = h->free[c];
     if (p) {
         h->free[c] = *(void **)p;
         h->kept -= class_size[c];
-        return p;
     }
-    return mallocx(class_size[c], h->flags);
+    return p;
+}
+
+/* A new block of size bytes: a kept one of its class when there is one. */
+static void *new_block(heap_t *h, size_t size)
+{
+    if (size > HEAP_SMALL)
+        return mallocx(size, h->flags);
+    int c = class_of(size);
+    void *p = pop(h, c);
+    return p ? p : mallocx(class_size[c], h->flags);
 }
 
 static void small_free(heap_t *h, void *p, int c)
@@ -112,12 +122,12 @@ void *heap_realloc(heap_t *h, void *p, size_t osize, size_t size)
     if (!h->flags)
         return realloc(p, size);
     if (!p)
-        return size <= HEAP_SMALL ? small_alloc(h, class_of(size)) : mallocx(size, h->flags);
+        return new_block(h, size);
     if (osize > HEAP_SMALL && size > HEAP_SMALL)
         return rallocx(p, size, h->flags);
     if (osize <= HEAP_SMALL && size <= HEAP_SMALL && class_of(osize) == class_of(size))
         return p; /* the block has room already */
-    void *q = size <= HEAP_SMALL ? small_alloc(h, class_of(size)) : mallocx(size, h->flags);
+    void *q = new_block(h, size);
     if (!q)
         return NULL;
     memcpy(q, p, osize < size ? osize : size);
@@ -140,12 +150,8 @@ void heap_free(heap_t *h, void *p, size_t size)
 void heap_trim(heap_t *h)
 {
     for (int c = 0; c < HEAP_CLASSES; c++)
-        while (h->free[c]) {
-            void *p = h->free[c];
-            h->free[c] = *(void **)p;
+        for (void *p; (p = pop(h, c)) != NULL;)
             sdallocx(p, class_size[c], h->flags);
-        }
-    h->kept = 0;
 }
 
 void heap_destroy(heap_t *h)
