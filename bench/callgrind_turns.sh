@@ -134,10 +134,12 @@ for f in "$OUT"/callgrind.out.1-*; do
     ann=$(callgrind_annotate --inclusive=yes "$f" 2>/dev/null)
     ir=$(awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }' <<<"$ann")
     [ -n "$ir" ] && [ "$ir" -ge "$n" ] || continue # threads idle in the window
-    name=loop
-    grep -q ':writer_main ' <<<"$ann" && name=writer
-    grep -q ':ckpt_main ' <<<"$ann" && name=checkpointer
-    case $f in *-01) name=loop ;; *) [ "$name" != loop ] || name=other ;; esac
+    name=other
+    case $f in
+    *-01) name=loop ;; # the first thread runs main()
+    *) grep -q ':writer_main ' <<<"$ann" && name=writer
+       grep -q ':ckpt_main ' <<<"$ann" && name=checkpointer ;;
+    esac
     printf '%-13s %15s instructions  %10.0f a turn  (%s)\n' "$name" "$ir" \
         "$(awk -v a="$ir" -v b="$n" 'BEGIN { print a / b }')" "$f"
 done
