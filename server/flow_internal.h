@@ -101,7 +101,7 @@ struct flow_run {
     char *base;          /* JSON text of the state at the start of the step:
                           * {state, timers, next_timer, t, turn, last}, printed once per step */
     cJSON *log;          /* events of the step: {k:"in",x,t[,e]} {k:"timer",id,t} {k:"timeout",t} */
-    cJSON *cur_state;    /* chat.state as of the end of the last call */
+    char *cur_state;     /* JSON text of chat.state as of the end of the last call */
     cJSON *firing;       /* the timer being run (detached from timers) */
     cJSON *scratch;      /* a tree being pushed into Lua (freed by finish_call on an error) */
     char *last_text;     /* the last customer message */
@@ -190,6 +190,8 @@ int flow_instantiate(lua_State *L, int gen_idx, const char *name);
 /* Converts the Lua value at idx.  Returns NULL with "where: problem" in err.  where names the
  * value for messages, e.g. "chat.state".  Runs no Lua code. */
 cJSON *flow_to_json(lua_State *L, int idx, const char *where, char *err, size_t errlen);
+/* The same value as compact JSON text (malloc'ed), or NULL with the error in err. */
+char *flow_to_json_text(lua_State *L, int idx, const char *where, char *err, size_t errlen);
 /* Pushes a Lua value for j.  May raise a memory error (call in protected mode). */
 void flow_push_json(lua_State *L, const cJSON *j);
 /* Replaces invalid UTF-8 in s by U+FFFD; returns a malloc'ed copy or NULL. */

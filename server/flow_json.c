@@ -10,12 +10,17 @@
  * "chat.state.offer.fn: a function cannot be saved".  No Lua code runs (raw access only), but
  * stack growth may raise a memory error, so call it in protected mode.
  *
+ * flow_to_json_text writes the JSON text straight from the Lua values (keys sorted, compact,
+ * what json_print would give for the tree); flow_to_json parses that text into a cJSON tree
+ * for callers that read the value.
+ *
  * JSON -> Lua (flow_push_json) makes plain tables; numbers that are whole and within 2^53
  * become integers.
  *
  * Ownership: returned cJSON trees and strings belong to the caller.
  */
 #include "flow_internal.h"
+#include "json_print.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -62,13 +67,25 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
+/* Every string of a state is checked on every save, and most of a state's bytes are Chinese
+ * text: ASCII and the three-byte characters of the BMP outside the surrogates are checked here
+ * in a few instructions each, the rest by utf8_seq. */
 int flow_utf8_valid(const char *s, size_t len)
 {
-    for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq((const unsigned char *)s + i, len - i);
-        if (n == 0)
-            return 0;
-        i += n;
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        unsigned c = p[0];
+        if (c < 0x80) {
+            p++;
+        } else if (c >= 0xE1 && c <= 0xEF && c != 0xED && end - p >= 3 && (p[1] & 0xC0) == 0x80 &&
+                   (p[2] & 0xC0) == 0x80) {
+            p += 3; /* U+1000..U+CFFF, U+E000..U+FFFF: no overlong form, no surrogate */
+        } else {
+            size_t n = utf8_seq(p, (size_t)(end - p));
+            if (n == 0)
+                return 0;
+            p += n;
+        }
     }
     return 1;
 }
@@ -98,7 +115,11 @@ char *flow_utf8_clean(const char *s, size_t len)
 
 /* ---- Lua -> JSON ---- */
 
-/* The path to the value being converted is kept as a stack of keys (borrowed from the tables,
+/* The text is written as the values are read: no tree in between.  A flow's state is printed
+ * about twice a turn (when a step begins, and when a call ends), and building a cJSON tree only
+ * to print and free it was most of that cost.
+ *
+ * The path to the value being converted is kept as a stack of keys (borrowed from the tables,
  * which hold them for the whole conversion) and list positions, and printed only for an error:
  * most states convert without one, and formatting a path per value was a third of the cost. */
 typedef struct jctx {
@@ -111,12 +132,13 @@ typedef struct jctx {
     int depth;
     char *err;
     size_t errlen;
+    util_buf out;
 } jctx;
 
-static cJSON *fail(jctx *c, const char *what)
+static int fail(jctx *c, const char *what)
 {
     if (!c->err || !c->errlen)
-        return NULL;
+        return -1;
     size_t o = (size_t)snprintf(c->err, c->errlen, "%s", c->where);
     for (int d = 0; d < c->depth && o < c->errlen; d++) {
         if (c->path[d].key)
@@ -126,21 +148,21 @@ static cJSON *fail(jctx *c, const char *what)
     }
     if (o < c->errlen)
         snprintf(c->err + o, c->errlen - o, ": %s", what);
-    return NULL;
+    return -1;
 }
 
-static cJSON *convert(jctx *c, int idx, int depth);
+static int convert(jctx *c, int idx, int depth);
 
 /* Converts a child, with ".key" or "[i]" on the path while it does. */
-static cJSON *convert_child(jctx *c, int idx, int depth, const char *key, lua_Integer i)
+static int convert_child(jctx *c, int idx, int depth, const char *key, lua_Integer i)
 {
     c->path[c->depth].key = key;
     c->path[c->depth].i = i;
     c->depth++;
-    cJSON *j = convert(c, idx, depth + 1);
-    if (j)
-        c->depth--;
-    return j;
+    if (convert(c, idx, depth + 1) != 0)
+        return -1;
+    c->depth--;
+    return 0;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -148,7 +170,40 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static cJSON *convert_table(jctx *c, int idx, int depth)
+/* Writes the object's members in key order (deterministic output); strs keys, all strings. */
+static int convert_object(jctx *c, int idx, int depth, lua_Integer strs)
+{
+    lua_State *L = c->L;
+    const char *small[32];
+    const char **keys = strs <= 32 ? small : malloc(sizeof(*keys) * (size_t)strs);
+    size_t nk = 0;
+    int rc = 0;
+    if (!keys)
+        return fail(c, "out of memory");
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        keys[nk++] = lua_tostring(L, -2); /* the strings stay alive in the table */
+        lua_pop(L, 1);
+    }
+    qsort(keys, nk, sizeof(*keys), cmp_str);
+    json_put(&c->out, "{", 1);
+    for (size_t i = 0; i < nk && rc == 0; i++) {
+        if (i > 0)
+            json_put(&c->out, ",", 1);
+        json_put_string(&c->out, keys[i]);
+        json_put(&c->out, ":", 1);
+        lua_pushstring(L, keys[i]);
+        lua_rawget(L, idx);
+        rc = convert_child(c, lua_gettop(L), depth, keys[i], 0);
+        lua_pop(L, 1);
+    }
+    json_put(&c->out, "}", 1);
+    if (keys != small)
+        free(keys);
+    return rc;
+}
+
+static int convert_table(jctx *c, int idx, int depth)
 {
     lua_State *L = c->L;
     if (depth > MAX_DEPTH)
@@ -156,9 +211,9 @@ static cJSON *convert_table(jctx *c, int idx, int depth)
     luaL_checkstack(L, 8, "flow_to_json");
     if (flow_push_view_target(L, idx)) {
         /* A read-only view (e.g. chat.customer): save what it shows. */
-        cJSON *j = convert_table(c, lua_gettop(L), depth);
+        int rc = convert_table(c, lua_gettop(L), depth);
         lua_pop(L, 1);
-        return j;
+        return rc;
     }
     lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
     lua_Integer count = 0, ints = 0, strs = 0;
@@ -176,67 +231,38 @@ static cJSON *convert_table(jctx *c, int idx, int depth)
         lua_pop(L, 1);
     }
     if (count > 0 && ints == count && count == n) {
-        cJSON *arr = cJSON_CreateArray();
-        if (!arr)
-            return fail(c, "out of memory");
+        json_put(&c->out, "[", 1);
         for (lua_Integer i = 1; i <= n; i++) {
+            if (i > 1)
+                json_put(&c->out, ",", 1);
             lua_rawgeti(L, idx, i);
-            cJSON *item = convert_child(c, lua_gettop(L), depth, NULL, i);
+            int rc = convert_child(c, lua_gettop(L), depth, NULL, i);
             lua_pop(L, 1);
-            if (!item) {
-                cJSON_Delete(arr);
-                return NULL;
-            }
-            cJSON_AddItemToArray(arr, item);
+            if (rc != 0)
+                return rc;
         }
-        return arr;
+        json_put(&c->out, "]", 1);
+        return 0;
     }
     if (ints > 0)
         return fail(c, "table mixes list items and named fields (or the list has holes)");
-    /* An object: sorted keys for deterministic output. */
-    const char *small[32];
-    const char **keys = strs <= 32 ? small : malloc(sizeof(*keys) * (size_t)strs);
-    cJSON *obj = cJSON_CreateObject();
-    size_t nk = 0;
-    if (!keys || !obj) {
-        if (keys != small)
-            free(keys);
-        cJSON_Delete(obj);
-        return fail(c, "out of memory");
-    }
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        keys[nk++] = lua_tostring(L, -2); /* the strings stay alive in the table */
-        lua_pop(L, 1);
-    }
-    qsort(keys, nk, sizeof(*keys), cmp_str);
-    for (size_t i = 0; i < nk; i++) {
-        lua_pushstring(L, keys[i]);
-        lua_rawget(L, idx);
-        cJSON *item = convert_child(c, lua_gettop(L), depth, keys[i], 0);
-        lua_pop(L, 1);
-        if (!item) {
-            if (keys != small)
-                free(keys);
-            cJSON_Delete(obj);
-            return NULL;
-        }
-        cJSON_AddItemToObject(obj, keys[i], item);
-    }
-    if (keys != small)
-        free(keys);
-    return obj;
+    return convert_object(c, idx, depth, strs);
 }
 
-static cJSON *convert(jctx *c, int idx, int depth)
+static int convert(jctx *c, int idx, int depth)
 {
     lua_State *L = c->L;
     idx = lua_absindex(L, idx);
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
-        return cJSON_CreateNull();
+        json_put(&c->out, "null", 4);
+        return 0;
     case LUA_TBOOLEAN:
-        return cJSON_CreateBool(lua_toboolean(L, idx));
+        if (lua_toboolean(L, idx))
+            json_put(&c->out, "true", 4);
+        else
+            json_put(&c->out, "false", 5);
+        return 0;
     case LUA_TNUMBER: {
         double d;
         if (lua_isinteger(L, idx)) {
@@ -249,7 +275,8 @@ static cJSON *convert(jctx *c, int idx, int depth)
             if (!isfinite(d))
                 return fail(c, "not a finite number");
         }
-        return cJSON_CreateNumber(d);
+        json_put_number(&c->out, d);
+        return 0;
     }
     case LUA_TSTRING: {
         size_t len;
@@ -257,15 +284,15 @@ static cJSON *convert(jctx *c, int idx, int depth)
         if (memchr(s, '\0', len))
             return fail(c, "string contains a NUL byte");
         if (flow_utf8_valid(s, len)) { /* the usual case: no cleaned copy */
-            cJSON *j = cJSON_CreateString(s);
-            return j ? j : fail(c, "out of memory");
+            json_put_string(&c->out, s);
+            return 0;
         }
         char *clean = flow_utf8_clean(s, len);
         if (!clean)
             return fail(c, "out of memory");
-        cJSON *j = cJSON_CreateString(clean);
+        json_put_string(&c->out, clean);
         free(clean);
-        return j ? j : fail(c, "out of memory");
+        return 0;
     }
     case LUA_TTABLE:
         return convert_table(c, idx, depth);
@@ -277,7 +304,7 @@ static cJSON *convert(jctx *c, int idx, int depth)
     }
 }
 
-cJSON *flow_to_json(lua_State *L, int idx, const char *where, char *err, size_t errlen)
+char *flow_to_json_text(lua_State *L, int idx, const char *where, char *err, size_t errlen)
 {
     jctx c;
     c.L = L;
@@ -287,9 +314,29 @@ cJSON *flow_to_json(lua_State *L, int idx, const char *where, char *err, size_t 
         err[0] = '\0';
     c.where = where ? where : "value";
     c.depth = 0;
+    memset(&c.out, 0, sizeof(c.out));
     int top = lua_gettop(L);
-    cJSON *j = convert(&c, idx, 0);
+    int rc = convert(&c, idx, 0);
     lua_settop(L, top);
+    if (rc != 0) {
+        free(c.out.p);
+        return NULL;
+    }
+    char *text = json_finish(&c.out);
+    if (!text)
+        fail(&c, "out of memory");
+    return text;
+}
+
+cJSON *flow_to_json(lua_State *L, int idx, const char *where, char *err, size_t errlen)
+{
+    char *text = flow_to_json_text(L, idx, where, err, errlen);
+    if (!text)
+        return NULL;
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    if (!j && err && errlen)
+        snprintf(err, errlen, "%s: out of memory", where ? where : "value");
     return j;
 }
 

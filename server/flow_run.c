@@ -153,6 +153,24 @@ static cJSON *dup(const cJSON *j)
     return j ? cJSON_Duplicate(j, 1) : NULL;
 }
 
+/* Adds JSON text the run owns (base, cur_state) to o as a raw item that points at it: printed
+ * as it is, not copied, not freed with o.  cJSON_CreateRaw would copy it on every save. */
+static void add_raw(cJSON *o, const char *key, char *text)
+{
+    cJSON *raw = cJSON_CreateNull();
+    if (raw) {
+        raw->type = cJSON_Raw | cJSON_IsReference;
+        raw->valuestring = text;
+    }
+    cJSON_AddItemToObject(o, key, raw);
+}
+
+/* The run's last state as a tree (for the escalation summary), or NULL. */
+static cJSON *parse_state(const flow_run_t *r)
+{
+    return r->cur_state ? cJSON_Parse(r->cur_state) : NULL;
+}
+
 /* ---- talking to the host ---- */
 
 int flow_run_say(flow_run_t *r, const char *text, const char *const *options, int n)
@@ -266,11 +284,13 @@ static void add_mood(cJSON *o, const cJSON *state)
  * reason, priority, group (when the rule gave one), flow, step, turn, customer, category,
  * severity, mood (with trend, the recent scores), slots, summary, expectation, solution,
  * deadlines, offered and refused (solution titles), last_text, error (flow_error only). */
+static const char *const summary_keys[] = {"category",    "severity", "slots",     "summary",
+                                           "expectation", "solution", "deadlines", NULL};
+
 static char *summary_json(flow_run_t *r, const cJSON *state, const char *reason, int priority,
                           const char *group, const char *error)
 {
-    static const char *const keys[] = {"category",    "severity", "slots",     "summary",
-                                       "expectation", "solution", "deadlines", NULL};
+    const char *const *keys = summary_keys;
     cJSON *o = cJSON_CreateObject();
     cJSON *cu = cJSON_CreateObject();
     char *s = NULL;
@@ -349,20 +369,44 @@ void flow_run_push_escalations(lua_State *L, flow_run_t *r)
     lua_remove(L, -2);
 }
 
+/* The fields of chat.state that the summary reads, as they are now: a table of only those is
+ * converted (a state's transcript and texts are most of it).  NULL when one cannot be saved. */
+static cJSON *summary_state(lua_State *L, flow_run_t *r)
+{
+    static const char *const more[] = {"mood", "offered", "refused", NULL};
+    int top = lua_gettop(L);
+    luaL_checkstack(L, 6, "summary_state");
+    flow_run_push_state(L, r);
+    if (flow_push_view_target(L, -1)) /* a view: what it shows */
+        lua_remove(L, -2);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_createtable(L, 0, 10);
+        for (int k = 0; k < 2; k++)
+            for (const char *const *key = k ? more : summary_keys; *key; key++) {
+                lua_pushstring(L, *key);
+                lua_pushvalue(L, -1);
+                lua_rawget(L, -4); /* raw: no metamethod of the flow's runs here */
+                lua_rawset(L, -3);
+            }
+    }
+    cJSON *state = flow_to_json(L, -1, "chat.state", NULL, 0);
+    lua_settop(L, top);
+    return state;
+}
+
 int flow_run_escalate(lua_State *L, flow_run_t *r, const char *reason, int priority,
                       const char *message, const char *group, const char *by)
 {
     if (r->replaying || r->escalated)
         return 0;
     cJSON *state = NULL;
-    if (L && r->ref != LUA_NOREF) {
-        flow_run_push_state(L, r);
-        state = flow_to_json(L, -1, "chat.state", NULL, 0);
-        lua_pop(L, 1);
-    }
+    if (L && r->ref != LUA_NOREF)
+        state = summary_state(L, r);
+    if (!state)
+        state = parse_state(r);
     if (message)
         flow_run_say(r, message, NULL, 0);
-    char *sum = summary_json(r, state ? state : r->cur_state, reason, priority, group, NULL);
+    char *sum = summary_json(r, state, reason, priority, group, NULL);
     cJSON_Delete(state);
     if (!sum)
         return -1;
@@ -477,12 +521,12 @@ static void upgrade(lua_State *L, flow_run_t *r, const char *step)
     lua_pop(L, 1);
 }
 
-/* Converts chat.state; fails the run when it cannot be saved.  Returns the JSON or NULL. */
-static cJSON *state_json(lua_State *L, flow_run_t *r)
+/* Converts chat.state; fails the run when it cannot be saved.  Returns the JSON text or NULL. */
+static char *state_json(lua_State *L, flow_run_t *r)
 {
     char err[512];
     flow_run_push_state(L, r);
-    cJSON *j = flow_to_json(L, -1, "chat.state", err, sizeof(err));
+    char *j = flow_to_json_text(L, -1, "chat.state", err, sizeof(err));
     lua_pop(L, 1);
     if (!j)
         run_fail(r, "%s", err);
@@ -494,9 +538,9 @@ static void capture_state(lua_State *L, flow_run_t *r)
 {
     if (r->fail_text || r->ref == LUA_NOREF)
         return;
-    cJSON *j = state_json(L, r);
+    char *j = state_json(L, r);
     if (j) {
-        cJSON_Delete(r->cur_state);
+        free(r->cur_state);
         r->cur_state = j;
     }
 }
@@ -536,7 +580,7 @@ static lua_State *enter_step(lua_State *L, flow_run_t *r, const char *name)
     char step[64];
     snprintf(step, sizeof(step), "%s", name);
     upgrade(L, r, step);
-    cJSON *st = state_json(L, r);
+    char *st = state_json(L, r);
     if (!st)
         return NULL;
     /* The snapshot is printed once here: every save of the step repeats the same text. */
@@ -544,10 +588,10 @@ static lua_State *enter_step(lua_State *L, flow_run_t *r, const char *name)
     cJSON *log = cJSON_CreateArray();
     char *text = NULL;
     if (b && log) {
-        cJSON_Delete(r->cur_state);
+        free(r->cur_state);
         r->cur_state = st;
         st = NULL;
-        cJSON_AddItemReferenceToObject(b, "state", r->cur_state);
+        add_raw(b, "state", r->cur_state);
         if (r->timers)
             cJSON_AddItemReferenceToObject(b, "timers", r->timers);
         cJSON_AddNumberToObject(b, "next_timer", (double)r->next_timer);
@@ -559,7 +603,7 @@ static lua_State *enter_step(lua_State *L, flow_run_t *r, const char *name)
     }
     cJSON_Delete(b);
     if (!text) {
-        cJSON_Delete(st);
+        free(st);
         cJSON_Delete(log);
         luaL_error(L, "not enough memory");
     }
@@ -1252,7 +1296,7 @@ static char *build_doc(flow_run_t *r, int with_state)
     else
         cJSON_AddItemToObject(o, "timers", cJSON_CreateArray());
     if (with_state && r->cur_state)
-        cJSON_AddItemReferenceToObject(o, "state", r->cur_state);
+        add_raw(o, "state", r->cur_state);
     else
         cJSON_AddItemToObject(o, "state", cJSON_CreateObject());
     if (r->last_text)
@@ -1260,13 +1304,7 @@ static char *build_doc(flow_run_t *r, int with_state)
     if (r->escalations && cJSON_GetArraySize(r->escalations) > 0)
         cJSON_AddItemReferenceToObject(o, "escalations", r->escalations);
     if (r->status == FLOW_RUN_WAITING && r->step && r->base && r->log) {
-        /* base is JSON text already: a raw item that points at it (not freed with o) */
-        cJSON *raw = cJSON_CreateNull();
-        if (raw) {
-            raw->type = cJSON_Raw | cJSON_IsReference;
-            raw->valuestring = r->base;
-        }
-        cJSON_AddItemToObject(o, "base", raw);
+        add_raw(o, "base", r->base);
         cJSON_AddItemReferenceToObject(o, "log", r->log);
     }
     if (r->status == FLOW_RUN_FAILED && r->error)
@@ -1302,7 +1340,9 @@ static void fail_actions(flow_run_t *r)
     }
     if (!r->escalated) {
         flow_run_say(r, r->error_message ? r->error_message : DEFAULT_ERROR_MESSAGE, NULL, 0);
-        char *sum = summary_json(r, r->cur_state, "flow_error", 2, NULL, r->error);
+        cJSON *state = parse_state(r);
+        char *sum = summary_json(r, state, "flow_error", 2, NULL, r->error);
+        cJSON_Delete(state);
         if (sum && r->ops->escalate(r->host, "flow_error", 2, sum) == 0) {
             r->escalated = 1;
             remember_escalation(r, "flow_error", 2, NULL, "error");
@@ -1406,7 +1446,7 @@ static void free_fields(flow_run_t *r)
     cJSON_Delete(r->timers);
     free(r->base);
     cJSON_Delete(r->log);
-    cJSON_Delete(r->cur_state);
+    free(r->cur_state);
     cJSON_Delete(r->firing);
     cJSON_Delete(r->scratch);
     cJSON_Delete(r->escalations);
@@ -1473,7 +1513,7 @@ int flow_run_start(flow_engine_t *e, const flow_host_ops *ops, void *host, const
         r->turn = cJSON_IsNumber(turn) ? (long long)turn->valuedouble : 0;
         r->next_timer = cJSON_IsNumber(next) ? (long long)next->valuedouble : 0;
         set_str(&r->last_text, cJSON_IsString(last) ? last->valuestring : NULL);
-        r->cur_state = cJSON_IsObject(state) ? dup(state) : NULL;
+        r->cur_state = cJSON_IsObject(state) ? json_print(state) : NULL;
     }
     r->next = e->runs;
     if (e->runs)

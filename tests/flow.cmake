@@ -6,6 +6,8 @@
 #   test_flow_gc        collection in idle time: calls do not collect, slices do, memory bounded
 #   test_flow_pattern   the budgeted pattern matcher against Lua's own, plus its budget
 #   test_flow_keywords  keyword sets (one-pass word matching) against string.find loops
+#   test_flow_json      Lua values to the JSON text a state is saved as: every type, refusals
+#                       with their path, views, and random values printed and read back
 #   test_flow_cli       `redress flow reload|check|test` (reload against a stand-in HTTP server)
 #   flow_check          `redress flow check` on the shipped rules
 #   flow_scripts        `redress flow test` on rules/tests/*.test with the sample knowledge base
@@ -16,6 +18,7 @@ add_redress_unit(test_flow_sandbox unit/test_flow_sandbox.c)
 add_redress_unit(test_flow_gc unit/test_flow_gc.c)
 add_redress_unit(test_flow_pattern unit/test_flow_pattern.c)
 add_redress_unit(test_flow_keywords unit/test_flow_keywords.c)
+add_redress_unit(test_flow_json unit/test_flow_json.c)
 add_redress_unit(test_flow_cli unit/test_flow_cli.c)
 
 add_test(NAME flow_check COMMAND redress flow check ${CMAKE_SOURCE_DIR}/rules)
