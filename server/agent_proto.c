@@ -315,10 +315,26 @@ void agent_iso(double t, char *out, size_t outlen)
     struct tm tm;
     gmtime_r(&sec, &tm);
     /* the unsigned remainders bound every field's width (25 bytes in all) */
-    snprintf(out, outlen, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ",
-             (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
-             (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
-             (unsigned)tm.tm_sec % 100u, (unsigned)(ms % 1000));
+    unsigned f[7] = {(unsigned)(tm.tm_year + 1900) % 10000u,
+                     (unsigned)(tm.tm_mon + 1) % 100u,
+                     (unsigned)tm.tm_mday % 100u,
+                     (unsigned)tm.tm_hour % 100u,
+                     (unsigned)tm.tm_min % 100u,
+                     (unsigned)tm.tm_sec % 100u,
+                     (unsigned)(ms % 1000)};
+    if (ms < 0 || outlen < 25) { /* before 1970, or a short buffer: as printf has it */
+        snprintf(out, outlen, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", f[0], f[1], f[2], f[3], f[4],
+                 f[5], f[6]);
+        return;
+    }
+    /* the same text without printf: 14,000 of these a minute of the bench's load (the
+     * complaint records' times), a sixth of an escalation's work */
+    static const char form[] = "0000-00-00T00:00:00.000Z";
+    static const unsigned char at[7] = {4, 7, 10, 13, 16, 19, 23}; /* where each field ends */
+    memcpy(out, form, sizeof(form));
+    for (int i = 0; i < 7; i++)
+        for (unsigned v = f[i], e = at[i]; v; v /= 10)
+            out[--e] = (char)('0' + v % 10);
 }
 
 static cJSON *item_json(const agent_item_t *it)

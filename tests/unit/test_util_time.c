@@ -3,9 +3,17 @@
  * It formats the date and time once a second and the milliseconds by hand, so check it against
  * gmtime_r + strftime of the same second, across second boundaries, from two threads, and with
  * short buffers (truncated like snprintf, always terminated).
+ *
+ * agent_iso (server/agent_proto.c), the time a complaint record or an agent item shows, writes
+ * its digits by hand too: it must print what its printf form printed, for every millisecond
+ * rounding and century, and fall back to printf before 1970 and for short buffers.
  */
+#include "agent_proto.h"
 #include "check.h"
 #include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
 
 #include <pthread.h>
 #include <stdio.h>
@@ -96,10 +104,59 @@ static void short_buffers(void)
     CHECK(s[0] == 'x');
 }
 
+/* agent_iso's text as the printf form gives it. */
+static void iso_by_printf(double t, char *out, size_t outlen)
+{
+    long long ms = llround(t * 1000.0);
+    time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    snprintf(out, outlen, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ",
+             (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
+             (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
+             (unsigned)tm.tm_sec % 100u, (unsigned)(ms % 1000));
+}
+
+static void agent_iso_as_printf(void)
+{
+    static const double fixed[] = {0,
+                                   0.0004,
+                                   0.0005,
+                                   0.9995,
+                                   59.9999,
+                                   86399.9996,
+                                   951782400.123,
+                                   1764288000.5,
+                                   1795911671.898,
+                                   4102444799.9995,
+                                   253402300799.999,
+                                   253402300800.0,
+                                   -0.5,
+                                   -86400.25};
+    int bad = 0;
+    srand(7);
+    for (int i = 0; i < 20000 + (int)(sizeof(fixed) / sizeof(fixed[0])); i++) {
+        double t = i < (int)(sizeof(fixed) / sizeof(fixed[0]))
+                       ? fixed[i]
+                       : (double)rand() / RAND_MAX * 4102444800.0 + (rand() % 1000) / 1000.0;
+        for (size_t len = 0; len <= 32; len += (len < 26 ? 1 : 6)) {
+            char a[40], b[40];
+            memset(a, 'x', sizeof(a));
+            memset(b, 'x', sizeof(b));
+            agent_iso(t, a, len);
+            iso_by_printf(t, b, len);
+            if (memcmp(a, b, sizeof(a)) != 0 && bad++ < 5)
+                fprintf(stderr, "agent_iso(%.4f, %zu): %.40s, printf: %.40s\n", t, len, a, b);
+        }
+    }
+    CHECK(bad == 0);
+}
+
 int main(void)
 {
     RUN(matches_the_clock);
     RUN(two_threads);
     RUN(short_buffers);
+    RUN(agent_iso_as_printf);
     return check_summary();
 }
