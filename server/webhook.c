@@ -17,7 +17,8 @@
  *                      id is never reused, even after old rows are pruned.
  *
  * Life of an event
- *   webhook_emit()    loop thread: builds the body once, store_submit(work_emit)
+ *   webhook_emit()    loop thread: builds the body once (the complaint's text spliced in),
+ *                     store_submit(work_emit)
  *   work_emit()       writer thread: INSERT ... SELECT one pending row per enabled endpoint
  *                     whose events match, in the same transaction as the caller's writes
  *   done_emit()       loop thread after COMMIT: endpoints with nothing queued look again
@@ -49,6 +50,7 @@
  */
 #include "webhook.h"
 
+#include "json_print.h"
 #include "log.h"
 #include "schema.h"
 #include "server.h"
@@ -587,7 +589,7 @@ static void done_emit(void *arg, int rc)
 
 int webhook_emit(webhook_t *w, const char *event, const char *complaint_json)
 {
-    cJSON *root = NULL, *complaint = NULL;
+    cJSON *complaint = NULL;
     emit_op *o = NULL;
     char id[37], iso[32];
 
@@ -601,27 +603,33 @@ int webhook_emit(webhook_t *w, const char *event, const char *complaint_json)
         log_warn(MODULE, "emit %s: shutting down, not queued", event);
         return -1;
     }
+    /* parsed only to be checked: the body carries the caller's text as it is */
     if (!complaint_json || strlen(complaint_json) > WEBHOOK_BODY_MAX ||
         !(complaint = cJSON_Parse(complaint_json)) || !cJSON_IsObject(complaint)) {
         log_error(MODULE, "emit %s: the complaint is not a JSON object (or is too large)", event);
-        goto fail;
+        cJSON_Delete(complaint);
+        return -1;
     }
+    cJSON_Delete(complaint);
     if (make_uuid(id) != 0) {
         log_error(MODULE, "emit %s: no randomness for the event id", event);
-        goto fail;
+        return -1;
     }
     util_iso_now(iso, sizeof(iso));
-    if (!(o = calloc(1, sizeof(*o))) || !(root = cJSON_CreateObject()) ||
-        !cJSON_AddStringToObject(root, "id", id) ||
-        !cJSON_AddStringToObject(root, "event", event) ||
-        !cJSON_AddStringToObject(root, "created_at", iso))
+    if (!(o = calloc(1, sizeof(*o))))
         goto oom;
-    cJSON_AddItemToObject(root, "complaint", complaint);
-    complaint = NULL; /* owned by root */
-    if (!(o->body = cJSON_PrintUnformatted(root)))
+    util_buf body = {0};
+    json_put(&body, "{\"id\":", 6);
+    json_put_string(&body, id);
+    json_put(&body, ",\"event\":", 9);
+    json_put_string(&body, event);
+    json_put(&body, ",\"created_at\":", 14);
+    json_put_string(&body, iso);
+    json_put(&body, ",\"complaint\":", 13);
+    json_put(&body, complaint_json, strlen(complaint_json));
+    json_put(&body, "}", 1);
+    if (!(o->body = json_finish(&body)))
         goto oom;
-    cJSON_Delete(root);
-    root = NULL;
     o->w = w;
     snprintf(o->event, sizeof(o->event), "%s", event);
     o->now = util_wall_s();
@@ -633,8 +641,6 @@ int webhook_emit(webhook_t *w, const char *event, const char *complaint_json)
 oom:
     log_error(MODULE, "emit %s: out of memory", event);
 fail:
-    cJSON_Delete(complaint);
-    cJSON_Delete(root);
     if (o)
         free(o->body);
     free(o);

@@ -74,7 +74,8 @@ void webhook_free(webhook_t *w);
  * outbox row each, written by the store's writer thread, with the body
  *   {"id": "<uuid v4, one per event>", "event": ..., "created_at": "<ISO 8601 UTC>",
  *    "complaint": <complaint_json>}
- * complaint_json must be a JSON object (it is copied).  Never blocks.  Returns 0 when queued
+ * complaint_json must be a JSON object (checked; its text is copied into the body as it is,
+ * complaint.c prints it compact).  Never blocks.  Returns 0 when queued
  * (or w is NULL: no sender), -1 for an unknown event, a bad or too large complaint_json, no
  * memory, or a closing store; the failure is logged.
  */
