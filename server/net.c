@@ -5,7 +5,8 @@
  * (LWS_SERVER_OPTION_LIBUV + foreign_loops), so lws sockets, lws timers, our signals and
  * timers, and the store's completion handle all share one thread.
  *
- * Start-up (server_run):  loop -> store (open, migrate, writer thread) -> auth -> sessions ->
+ * Start-up (server_run):  open-file limit -> loop -> store (open, migrate, writer thread) ->
+ *   auth -> sessions ->
  *   flow engine -> agent queue -> complaint records -> webhooks -> lws context (listen) ->
  *   signals + 4 Hz tick (and sweep_more, the session sweep's next slice when one was cut
  *   short) + idle-time collection of the flow VM -> "listening on ..." on stdout -> uv_run
@@ -29,11 +30,13 @@
 #include "webhook.h"
 #include "ws.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static struct lws_protocols protocols[5];
 static const lws_retry_bo_t no_validity_checks; /* all zero: see start_lws */
@@ -251,6 +254,48 @@ static int start_lws(server_t *srv)
     return 0;
 }
 
+/*
+ * The open-file limit, sized to limits.max_connections.  libwebsockets 4.1 makes its fd table
+ * as large as the soft RLIMIT_NOFILE when the context is created, and reads all of it when a
+ * connection closes (a sanity check compiled into Debian's build): 120,000 instructions and
+ * 160 KB read per close at a limit of 20,000 (callgrind, BENCHMARKS.md), 8 MB at the 1,048,576
+ * of many containers.  A soft limit below what the connections need (1,024 is a common
+ * default) would refuse connections instead.  So the soft limit is set to max_connections +
+ * FD_RESERVE (the database files, the listening socket, HTTP clients, webhook deliveries),
+ * within the hard limit, which only root may raise; when that is lower, a warning says how
+ * many connections fit.
+ */
+#define FD_RESERVE 256
+
+static void size_fd_limit(const config_t *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)cfg->max_connections + FD_RESERVE;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        log_warn("server", "cannot read the open-file limit: %s", strerror(errno));
+        return;
+    }
+    rlim_t soft = rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max ? rl.rlim_max : want;
+    if (soft != rl.rlim_cur) {
+        struct rlimit set = {soft, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &set) != 0) {
+            log_warn("server", "cannot set the open-file limit to %llu: %s",
+                     (unsigned long long)soft, strerror(errno));
+            soft = rl.rlim_cur;
+        } else {
+            log_info("server", "open-file limit %llu (was %llu): limits.max_connections %d + %d",
+                     (unsigned long long)soft, (unsigned long long)rl.rlim_cur,
+                     cfg->max_connections, FD_RESERVE);
+        }
+    }
+    if (soft < want)
+        log_warn("server",
+                 "the open-file limit is %llu: about %lld connections fit, not "
+                 "limits.max_connections %d (raise the hard limit, ulimit -Hn, as root)",
+                 (unsigned long long)soft, (long long)soft - FD_RESERVE, cfg->max_connections);
+}
+
 static int listen_port(server_t *srv)
 {
     struct lws_vhost *vh = lws_get_vhost_by_name(srv->lws, "default");
@@ -268,6 +313,7 @@ int server_run(const config_t *cfg)
     srv->cfg = cfg;
     srv->started_ms = util_now_ms();
     signal(SIGPIPE, SIG_IGN);
+    size_fd_limit(cfg); /* before the lws context sizes its fd table */
     lws_set_log_level(LLL_ERR | LLL_WARN | (log_enabled(LOG_DEBUG) ? LLL_NOTICE : 0), lws_log);
     if (uv_loop_init(&srv->loop) != 0) {
         log_error("server", "uv_loop_init failed");

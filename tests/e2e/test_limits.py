@@ -3,8 +3,10 @@ frame gets an error with the right code and the connection stays; frames over th
 close with 1009; the rate limit drops and does not acknowledge; hello and idle timeouts."""
 
 import asyncio
+import contextlib
 import json
 import random
+import resource
 import time
 
 import pytest
@@ -639,3 +641,65 @@ def test_max_connections(server_factory):
         await b.hello()
 
     run(go())
+
+
+# --------------------------------------------------------------------------- open files
+
+FD_RESERVE = 256  # server/net.c: files besides the connections
+
+
+def open_files(srv):
+    """The server's soft and hard open-file limits, read from /proc."""
+    with open(f"/proc/{srv.proc.pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), hard
+
+
+@contextlib.contextmanager
+def soft_nofile(n):
+    """This process's soft open-file limit is n while the block runs (a server inherits it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_open_file_limit_follows_max_connections(server_factory):
+    """The server sets its soft open-file limit to limits.max_connections + a reserve: up from
+    a limit too small for its connections, down from a far larger one (libwebsockets reads an
+    fd table that large on every close), never above the hard limit (with a warning)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2000:
+        pytest.skip(f"the hard open-file limit is {hard}: too small to move the soft one")
+    big = 65536 if hard == resource.RLIM_INFINITY else hard
+
+    with soft_nofile(512):
+        raised = server_factory("--limits.max_connections", "1200")
+    assert open_files(raised)[0] == 1200 + FD_RESERVE
+
+    with soft_nofile(big):
+        lowered = server_factory("--limits.max_connections", "100")
+    assert open_files(lowered)[0] == 100 + FD_RESERVE
+
+    async def chat(srv):
+        c = await connect(srv)
+        await c.hello()
+        await still_works(c)
+        await c.close()
+
+    run(chat(raised))
+    run(chat(lowered))
+
+    if hard != resource.RLIM_INFINITY:
+        capped = server_factory("--limits.max_connections", str(hard))
+        assert open_files(capped)[0] == hard
+        fit = f"about {hard - FD_RESERVE} connections fit, not limits.max_connections {hard}"
+        deadline = time.monotonic() + 10
+        while fit not in capped.stderr_text():
+            assert time.monotonic() < deadline, capped.stderr_text()
+            time.sleep(0.05)
+        run(chat(capped))
