@@ -166,7 +166,9 @@ OUT=$(cd "$OUT" && pwd)
 # The server holds one socket per conversation; both it and each loadgen need open files.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
-MAXCONN=$((NOFILE - 100))
+# the server keeps 256 files besides its connections (FD_RESERVE, server/net.c) and sets its
+# soft limit to max_connections + 256: this keeps it at NOFILE
+MAXCONN=$((NOFILE - 256))
 CLK_TCK=$(getconf CLK_TCK)
 
 # ---- processes: everything we start is recorded and stopped by PID ----
