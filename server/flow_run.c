@@ -290,7 +290,6 @@ static const char *const summary_keys[] = {"category",    "severity", "slots",  
 static char *summary_json(flow_run_t *r, const cJSON *state, const char *reason, int priority,
                           const char *group, const char *error)
 {
-    const char *const *keys = summary_keys;
     cJSON *o = cJSON_CreateObject();
     cJSON *cu = cJSON_CreateObject();
     char *s = NULL;
@@ -313,10 +312,10 @@ static char *summary_json(flow_run_t *r, const cJSON *state, const char *reason,
     cJSON_AddNumberToObject(cu, "vip", r->vip);
     cJSON_AddNumberToObject(cu, "history_count", r->history_count);
     cJSON_AddItemToObject(o, "customer", cu);
-    for (int i = 0; keys[i] && state; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(state, keys[i]);
+    for (int i = 0; summary_keys[i] && state; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(state, summary_keys[i]);
         if (v)
-            cJSON_AddItemToObject(o, keys[i], dup(v));
+            cJSON_AddItemToObject(o, summary_keys[i], dup(v));
     }
     add_mood(o, state);
     add_titles(o, state, "offered");
@@ -369,8 +368,9 @@ void flow_run_push_escalations(lua_State *L, flow_run_t *r)
     lua_remove(L, -2);
 }
 
-/* The fields of chat.state that the summary reads, as they are now: a table of only those is
- * converted (a state's transcript and texts are most of it).  NULL when one cannot be saved. */
+/* The fields of chat.state that the summary reads (summary_keys, and add_mood's and
+ * add_titles'), as they are now: a table of only those is converted (a state's texts and
+ * solutions are most of it).  NULL when one cannot be saved. */
 static cJSON *summary_state(lua_State *L, flow_run_t *r)
 {
     static const char *const more[] = {"mood", "offered", "refused", NULL};
@@ -385,7 +385,7 @@ static cJSON *summary_state(lua_State *L, flow_run_t *r)
             for (const char *const *key = k ? more : summary_keys; *key; key++) {
                 lua_pushstring(L, *key);
                 lua_pushvalue(L, -1);
-                lua_rawget(L, -4); /* raw: no metamethod of the flow's runs here */
+                lua_rawget(L, -4); /* raw: none of the flow's metamethods runs here */
                 lua_rawset(L, -3);
             }
     }
