@@ -1,5 +1,5 @@
 /*
- * flow_json.c - Lua values <-> cJSON, for saved state, records and status details.
+ * flow_json.c - Lua values <-> JSON (text, or cJSON trees): saved state, records, details.
  *
  * Lua -> JSON (flow_to_json) accepts what survives a round trip unchanged: nil (as null inside
  * arrays), booleans, finite numbers (integers up to 2^53), strings (invalid UTF-8 is replaced

@@ -6,8 +6,8 @@
  * timers, and the store's completion handle all share one thread.
  *
  * Start-up (server_run):  open-file limit -> loop -> store (open, migrate, writer thread) ->
- *   auth -> sessions ->
- *   flow engine -> agent queue -> complaint records -> webhooks -> lws context (listen) ->
+ *   auth -> sessions -> flow engine -> agent queue -> complaint records -> webhooks -> lws
+ *   context (listen) ->
  *   signals + 4 Hz tick (and sweep_more, the session sweep's next slice when one was cut
  *   short) + idle-time collection of the flow VM -> "listening on ..." on stdout -> uv_run
  * Shutdown (on_signal -> begin_shutdown): stop accepting; lws_context_destroy() closes every
@@ -257,7 +257,7 @@ static int start_lws(server_t *srv)
 /*
  * The open-file limit, sized to limits.max_connections.  libwebsockets 4.1 makes its fd table
  * as large as the soft RLIMIT_NOFILE when the context is created, and reads all of it when a
- * connection closes (a sanity check compiled into Debian's build): 120,000 instructions and
+ * connection closes (a sanity check compiled into Debian's build): 117,000 instructions and
  * 160 KB read per close at a limit of 20,000 (callgrind, BENCHMARKS.md), 8 MB at the 1,048,576
  * of many containers.  A soft limit below what the connections need (1,024 is a common
  * default) would refuse connections instead.  So the soft limit is set to max_connections +
