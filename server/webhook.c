@@ -591,6 +591,7 @@ int webhook_emit(webhook_t *w, const char *event, const char *complaint_json)
 {
     cJSON *complaint = NULL;
     emit_op *o = NULL;
+    util_buf body = {0};
     char id[37], iso[32];
 
     if (!w)
@@ -618,16 +619,17 @@ int webhook_emit(webhook_t *w, const char *event, const char *complaint_json)
     util_iso_now(iso, sizeof(iso));
     if (!(o = calloc(1, sizeof(*o))))
         goto oom;
-    util_buf body = {0};
-    json_put(&body, "{\"id\":", 6);
+#define PUT_LITERAL(s) json_put(&body, s, sizeof(s) - 1)
+    PUT_LITERAL("{\"id\":");
     json_put_string(&body, id);
-    json_put(&body, ",\"event\":", 9);
+    PUT_LITERAL(",\"event\":");
     json_put_string(&body, event);
-    json_put(&body, ",\"created_at\":", 14);
+    PUT_LITERAL(",\"created_at\":");
     json_put_string(&body, iso);
-    json_put(&body, ",\"complaint\":", 13);
+    PUT_LITERAL(",\"complaint\":");
     json_put(&body, complaint_json, strlen(complaint_json));
-    json_put(&body, "}", 1);
+    PUT_LITERAL("}");
+#undef PUT_LITERAL
     if (!(o->body = json_finish(&body)))
         goto oom;
     o->w = w;
