@@ -286,6 +286,8 @@ static void add_mood(cJSON *o, const cJSON *state)
  * deadlines, offered and refused (solution titles), last_text, error (flow_error only). */
 static const char *const summary_keys[] = {"category",    "severity", "slots",     "summary",
                                            "expectation", "solution", "deadlines", NULL};
+/* the other fields it reads: add_mood's and add_titles' (summary_state converts these too) */
+static const char *const summary_more[] = {"mood", "offered", "refused", NULL};
 
 static char *summary_json(flow_run_t *r, const cJSON *state, const char *reason, int priority,
                           const char *group, const char *error)
@@ -368,12 +370,11 @@ void flow_run_push_escalations(lua_State *L, flow_run_t *r)
     lua_remove(L, -2);
 }
 
-/* The fields of chat.state that the summary reads (summary_keys, and add_mood's and
- * add_titles'), as they are now: a table of only those is converted (a state's texts and
- * solutions are most of it).  NULL when one cannot be saved. */
+/* The fields of chat.state that the summary reads (summary_keys, summary_more), as they are
+ * now: a table of only those is converted (a state's texts and solutions are most of it).
+ * NULL when one cannot be saved. */
 static cJSON *summary_state(lua_State *L, flow_run_t *r)
 {
-    static const char *const more[] = {"mood", "offered", "refused", NULL};
     int top = lua_gettop(L);
     luaL_checkstack(L, 6, "summary_state");
     flow_run_push_state(L, r);
@@ -382,7 +383,7 @@ static cJSON *summary_state(lua_State *L, flow_run_t *r)
     if (lua_type(L, -1) == LUA_TTABLE) {
         lua_createtable(L, 0, 10);
         for (int k = 0; k < 2; k++)
-            for (const char *const *key = k ? more : summary_keys; *key; key++) {
+            for (const char *const *key = k ? summary_more : summary_keys; *key; key++) {
                 lua_pushstring(L, *key);
                 lua_pushvalue(L, -1);
                 lua_rawget(L, -4); /* raw: none of the flow's metamethods runs here */
